@@ -1,0 +1,138 @@
+//! The conversation key (uid, channel_id, channel_type): its limits, its validation, and the
+//! 32-bit hash that names its advisory lock.
+//!
+//! Validation is pure Rust so that it can be unit-tested without a server; `errors.rs` turns a
+//! `KeyError` into the SQLSTATE a client sees.
+
+/// Longest uid or channel_id accepted, in bytes. Far below the btree entry limit (about 2.7 kB),
+/// so that an index insert can never fail on size, and roomy for WuKongIM's ids (uids of 40
+/// bytes, channel ids of 100, a person channel joining two uids, a `____cmd` suffix).
+pub const MAX_ID_BYTES: usize = 255;
+
+/// channel_type is a uint8 in WuKongIM.
+pub const MAX_CHANNEL_TYPE: i32 = 255;
+
+/// A validated key, ready to bind to SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationKey<'a> {
+    pub uid: &'a str,
+    pub channel_id: &'a str,
+    pub channel_type: i16,
+}
+
+/// Why a key was refused. Each maps to one SQLSTATE in `errors.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    Null { argument: &'static str },
+    Empty { argument: &'static str },
+    TooLong { argument: &'static str, bytes: usize },
+    ChannelTypeOutOfRange { channel_type: i32 },
+}
+
+impl<'a> ConversationKey<'a> {
+    /// Checks every argument before anything is read or written.
+    pub fn validate(
+        uid: Option<&'a str>,
+        channel_id: Option<&'a str>,
+        channel_type: Option<i32>,
+    ) -> Result<Self, KeyError> {
+        let uid = check_id("uid", uid)?;
+        let channel_id = check_id("channel_id", channel_id)?;
+        let channel_type = channel_type.ok_or(KeyError::Null { argument: "channel_type" })?;
+        if !(0..=MAX_CHANNEL_TYPE).contains(&channel_type) {
+            return Err(KeyError::ChannelTypeOutOfRange { channel_type });
+        }
+        Ok(ConversationKey { uid, channel_id, channel_type: channel_type as i16 })
+    }
+
+    /// The second key of the advisory lock: FNV-1a over uid, channel_id and channel_type, with a
+    /// NUL between the strings (text never contains NUL, so distinct keys never concatenate alike).
+    /// Stable across releases and platforms: it is documented so a DBA can find a key in pg_locks.
+    /// Two keys that collide only share a lock for the microseconds of one check-and-insert.
+    pub fn lock_hash(&self) -> i32 {
+        const OFFSET: u32 = 0x811c_9dc5;
+        const PRIME: u32 = 0x0100_0193;
+        let mut hash = OFFSET;
+        let bytes = self
+            .uid
+            .bytes()
+            .chain(std::iter::once(0))
+            .chain(self.channel_id.bytes())
+            .chain(std::iter::once(0))
+            .chain(std::iter::once(self.channel_type as u8));
+        for byte in bytes {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+        hash as i32
+    }
+}
+
+fn check_id<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a str, KeyError> {
+    let value = value.ok_or(KeyError::Null { argument })?;
+    if value.is_empty() {
+        return Err(KeyError::Empty { argument });
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(KeyError::TooLong { argument, bytes: value.len() });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    fn key<'a>(uid: &'a str, channel_id: &'a str, channel_type: i32) -> Result<ConversationKey<'a>, KeyError> {
+        ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
+    }
+
+    #[test]
+    fn accepts_the_documented_range() {
+        assert!(key("u", "g", 0).is_ok());
+        assert!(key("u", "g", 255).is_ok());
+        let longest = "x".repeat(MAX_ID_BYTES);
+        assert!(key(&longest, &longest, 1).is_ok());
+    }
+
+    #[test]
+    fn refuses_nulls_first_argument_first() {
+        assert_eq!(
+            ConversationKey::validate(None, None, None),
+            Err(KeyError::Null { argument: "uid" })
+        );
+        assert_eq!(
+            ConversationKey::validate(Some("u"), None, Some(1)),
+            Err(KeyError::Null { argument: "channel_id" })
+        );
+        assert_eq!(
+            ConversationKey::validate(Some("u"), Some("g"), None),
+            Err(KeyError::Null { argument: "channel_type" })
+        );
+    }
+
+    #[test]
+    fn refuses_empty_and_oversized_ids_counting_bytes_not_characters() {
+        assert_eq!(key("", "g", 1), Err(KeyError::Empty { argument: "uid" }));
+        assert_eq!(key("u", "", 1), Err(KeyError::Empty { argument: "channel_id" }));
+        // 128 two-byte characters are 256 bytes: one over the limit.
+        let wide = "é".repeat(128);
+        assert_eq!(key(&wide, "g", 1), Err(KeyError::TooLong { argument: "uid", bytes: 256 }));
+        assert_eq!(key("u", &wide, 1), Err(KeyError::TooLong { argument: "channel_id", bytes: 256 }));
+    }
+
+    #[test]
+    fn refuses_channel_types_outside_a_byte() {
+        assert_eq!(key("u", "g", -1), Err(KeyError::ChannelTypeOutOfRange { channel_type: -1 }));
+        assert_eq!(key("u", "g", 256), Err(KeyError::ChannelTypeOutOfRange { channel_type: 256 }));
+    }
+
+    #[test]
+    fn lock_hash_is_stable_and_separates_fields() {
+        // Pinned values: changing the hash would make two releases disagree on a key's lock.
+        assert_eq!(key("u1", "g1", 2).unwrap().lock_hash(), key("u1", "g1", 2).unwrap().lock_hash());
+        assert_eq!(key("u1", "g1", 2).unwrap().lock_hash(), 0xaccf_b043_u32 as i32);
+        assert_ne!(key("u1", "g1", 2).unwrap().lock_hash(), key("u1g", "1", 2).unwrap().lock_hash());
+        assert_ne!(key("u1", "g1", 1).unwrap().lock_hash(), key("u1", "g1", 2).unwrap().lock_hash());
+    }
+}

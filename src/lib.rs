@@ -1,0 +1,56 @@
+//! pg_conversation: one conversation row per (uid, channel_id, channel_type), created atomically
+//! and idempotently inside PostgreSQL, for IM servers (WuKongIM and its kin).
+//!
+//! The design, in the order a call meets it:
+//!
+//! - `key.rs`: the key and its limits. Every argument is checked before anything is read, so bad
+//!   input writes nothing and gets one SQLSTATE (`errors.rs` raises every error we raise).
+//! - `get_or_create.rs`: check, lock, check again, insert.
+//! - `find.rs`: the check, one probe of the key index without SPI or planner. It is the whole hit
+//!   path: no advisory lock, no transaction id, no WAL, no sequence value.
+//! - `lock.rs`: the advisory lock of a key (class id `LOCK_CLASS_ID`, two-int4 form), taken
+//!   transaction-scoped and released right after the insert, so one transaction can create any
+//!   number of keys without filling the shared lock table.
+//! - `insert.rs`: the miss path's INSERT ... ON CONFLICT DO NOTHING, prepared once per backend.
+//!
+//! Invariants: the table's primary key (uid, channel_id, channel_type) guarantees one row per key
+//! whoever writes; the function never returns NULL, never lets 23505 reach the caller, and never
+//! returns a row the caller's snapshot cannot see (40001 instead, under REPEATABLE READ and
+//! SERIALIZABLE). The SQL objects live in sql/install.sql.
+
+use pgrx::prelude::*;
+
+mod errors;
+mod find;
+mod get_or_create;
+mod insert;
+mod key;
+mod lock;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
+
+/// The advisory lock id get_or_create_conversation takes while creating this key: find it in
+/// pg_locks as locktype 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2.
+#[pg_extern(immutable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn conversation_lock_key(uid: &str, channel_id: &str, channel_type: i32) -> i32 {
+    key::ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
+        .unwrap_or_else(|error| errors::invalid_key(error))
+        .lock_hash()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

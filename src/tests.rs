@@ -1,13 +1,236 @@
-//! Behaviour inside the server: #[pg_test] functions run in a transaction of a test backend.
+//! Behaviour inside the server. Each #[pg_test] runs in its own transaction of a test backend,
+//! rolled back at the end, so tests see only their own rows. Interleavings of several
+//! transactions are tested by the isolation specs (tests/isolation), volume by the race test.
 
 #[pgrx::pg_schema]
 mod tests {
     use pgrx::prelude::*;
 
+    // Runs a statement in a subtransaction and returns its SQLSTATE ('00000' when it succeeds).
+    extension_sql!(
+        r#"
+        CREATE FUNCTION tests.sqlstate_of(statement text) RETURNS text
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            EXECUTE statement;
+            RETURN '00000';
+        EXCEPTION WHEN OTHERS THEN
+            RETURN SQLSTATE;
+        END $$;
+        CREATE FUNCTION tests.error_of(statement text) RETURNS text
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            EXECUTE statement;
+            RETURN NULL;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN SQLSTATE || ': ' || SQLERRM;
+        END $$;
+        "#,
+        name = "test_helpers",
+    );
+
+    fn one<T: IntoDatum + FromDatum>(sql: &str) -> T {
+        Spi::get_one::<T>(sql).expect("query failed").expect("query returned NULL")
+    }
+
+    fn sqlstate_of(statement: &str) -> String {
+        Spi::get_one_with_args::<String>("SELECT tests.sqlstate_of($1)", &[statement.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    fn error_of(statement: &str) -> String {
+        Spi::get_one_with_args::<String>("SELECT tests.error_of($1)", &[statement.into()])
+            .unwrap()
+            .expect("the statement did not fail")
+    }
+
+    fn rows_inserted_by_this_transaction() -> i64 {
+        one("SELECT n_tup_ins FROM pg_stat_xact_user_tables WHERE relname = 'conversation'")
+    }
+
+    fn advisory_locks_held() -> i64 {
+        one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+    }
+
     #[pg_test]
-    fn creates_then_returns_the_same_row() {
-        let first = Spi::get_one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
-        let again = Spi::get_one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
+    fn creates_once_then_returns_the_same_row() {
+        let first: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
+        let again: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
         assert_eq!(first, again);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'u1'"), 1);
+    }
+
+    #[pg_test]
+    fn new_rows_start_at_zero_and_cmd_channels_have_type_2() {
+        let (kind, starts_at_zero) = Spi::get_two::<i16, bool>(
+            "SELECT type, unread_count = 0 AND readed_to_msg_seq = 0 AND last_msg_seq = 0
+                    AND deleted_at_msg_seq = 0 AND created_at = updated_at
+             FROM get_or_create_conversation('u1', 'ac43789cca9f4d298ceee040b02a797b____cmd', 2)",
+        )
+        .unwrap();
+        assert_eq!(kind, Some(2));
+        assert_eq!(starts_at_zero, Some(true));
+        assert_eq!(one::<i16>("SELECT type FROM get_or_create_conversation('u1', 'g1', 2)"), 1);
+        // The suffix must end the id to make a CMD channel.
+        assert_eq!(one::<i16>("SELECT type FROM get_or_create_conversation('u1', 'g1____cmdx', 2)"), 1);
+    }
+
+    #[pg_test]
+    fn every_part_of_the_key_matters() {
+        let distinct: i64 = one(
+            "SELECT count(DISTINCT c.id) FROM (VALUES ('u1','g1',1), ('u1','g1',2), ('u2','g1',1), ('u1','g2',1))
+                 AS k(uid, channel_id, channel_type),
+             LATERAL get_or_create_conversation(k.uid, k.channel_id, k.channel_type) AS c",
+        );
+        assert_eq!(distinct, 4);
+    }
+
+    #[pg_test]
+    fn a_hit_writes_nothing_and_takes_no_advisory_lock() {
+        let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
+        assert_eq!(rows_inserted_by_this_transaction(), 1);
+        let ids: i64 = one(
+            "SELECT count(DISTINCT (get_or_create_conversation('u1', 'g1', 2)).id) FROM generate_series(1, 100)",
+        );
+        assert_eq!(ids, 1);
+        assert_eq!(rows_inserted_by_this_transaction(), 1, "a hit inserted a row");
+        // currval is per session: a hit that drew an id would move it.
+        assert_eq!(one::<i64>("SELECT currval('conversation_id_seq')"), id, "a hit drew a sequence value");
+        assert_eq!(one::<i64>("SELECT n_tup_upd + n_tup_del FROM pg_stat_xact_user_tables WHERE relname = 'conversation'"), 0);
+        assert_eq!(advisory_locks_held(), 0);
+    }
+
+    #[pg_test]
+    fn the_advisory_lock_is_released_after_each_creation() {
+        let created: i64 = one(
+            "SELECT count(*) FROM generate_series(1, 50) AS i, get_or_create_conversation('u' || i, 'g1', 1)",
+        );
+        assert_eq!(created, 50);
+        assert_eq!(advisory_locks_held(), 0);
+    }
+
+    #[pg_test]
+    fn one_statement_creates_100000_conversations_at_default_lock_settings() {
+        assert_eq!(one::<String>("SHOW max_locks_per_transaction"), "64");
+        let created: i64 = one(
+            "SELECT count(*) FROM generate_series(1, 100000) AS i,
+                 get_or_create_conversation('member' || i, 'big-group', 2)",
+        );
+        assert_eq!(created, 100_000);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'big-group'"), 100_000);
+    }
+
+    #[pg_test]
+    fn the_same_key_twice_in_one_statement_is_one_row() {
+        // Needs the command counter advanced before each check: the second call must see the
+        // row the first inserted within the same statement.
+        let ids: i64 = one(
+            "SELECT count(DISTINCT (get_or_create_conversation('u1', 'g' || (i % 3), 1)).id)
+             FROM generate_series(1, 30) AS i",
+        );
+        assert_eq!(ids, 3);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
+    }
+
+    #[pg_test]
+    fn a_rolled_back_subtransaction_leaves_no_row_and_a_retry_creates_it() {
+        Spi::run(
+            "DO $$ BEGIN
+                 PERFORM get_or_create_conversation('u1', 'g1', 1);
+                 RAISE EXCEPTION 'roll back to the savepoint';
+             EXCEPTION WHEN raise_exception THEN NULL;
+             END $$",
+        )
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 0);
+        assert_eq!(advisory_locks_held(), 0);
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 1);
+    }
+
+    #[pg_test]
+    fn writers_that_bypass_the_function_cannot_duplicate_a_key() {
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        assert_eq!(
+            sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 1)"),
+            "23505"
+        );
+        assert_eq!(sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('', 'g1', 1)"), "23514");
+        assert_eq!(sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 300)"), "23514");
+    }
+
+    #[pg_test]
+    fn bad_input_gets_its_sqlstate_and_writes_nothing() {
+        let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        let too_long = format!("'{}'", "x".repeat(256));
+        let wide = format!("'{}'", "é".repeat(128)); // 256 bytes in 128 characters
+        let cases = [
+            ("NULL", "'g1'", "1", "22004"),
+            ("'u1'", "NULL", "1", "22004"),
+            ("'u1'", "'g1'", "NULL", "22004"),
+            ("''", "'g1'", "1", "22023"),
+            ("'u1'", "''", "1", "22023"),
+            (too_long.as_str(), "'g1'", "1", "22001"),
+            ("'u1'", too_long.as_str(), "1", "22001"),
+            (wide.as_str(), "'g1'", "1", "22001"),
+            ("'u1'", "'g1'", "-1", "22003"),
+            ("'u1'", "'g1'", "256", "22003"),
+            ("'u1'", "'g1'", "2147483647", "22003"),
+        ];
+        for (uid, channel_id, channel_type, expected) in cases {
+            let call = format!("SELECT get_or_create_conversation({uid}, {channel_id}, {channel_type})");
+            assert_eq!(sqlstate_of(&call), expected, "{call}");
+        }
+        assert_eq!(rows_inserted_by_this_transaction(), 1, "bad input inserted a row");
+        assert_eq!(one::<i64>("SELECT currval('conversation_id_seq')"), id, "bad input drew a sequence value");
+        assert_eq!(advisory_locks_held(), 0);
+    }
+
+    #[pg_test]
+    fn the_byte_limit_itself_is_accepted() {
+        let at_limit = "x".repeat(255);
+        let found: i64 = Spi::get_one_with_args(
+            "SELECT count(*) FROM get_or_create_conversation($1, $1, 255)",
+            &[at_limit.as_str().into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(found, 1);
+    }
+
+    #[pg_test]
+    fn error_messages_say_what_is_wrong() {
+        assert_eq!(
+            error_of("SELECT get_or_create_conversation('u1', repeat('x', 300), 1)"),
+            "22001: channel_id is 300 bytes long; the limit is 255 bytes"
+        );
+        assert_eq!(
+            error_of("SELECT get_or_create_conversation('u1', 'g1', 256)"),
+            "22003: channel_type 256 is out of range: it must be between 0 and 255"
+        );
+    }
+
+    #[pg_test]
+    fn lock_key_is_the_documented_hash() {
+        assert_eq!(one::<i32>("SELECT conversation_lock_key('u1', 'g1', 2)"), 0xaccf_b043_u32 as i32);
+        assert_eq!(sqlstate_of("SELECT conversation_lock_key('u1', 'g1', 999)"), "22003");
+    }
+
+    #[pg_test]
+    fn the_function_pins_search_path_and_runs_as_invoker() {
+        let config: String = one(
+            "SELECT array_to_string(proconfig, ',') || ' ' || prosecdef::text
+             FROM pg_proc WHERE proname = 'get_or_create_conversation'",
+        );
+        assert_eq!(config, "search_path=pg_catalog, pg_temp false");
+    }
+
+    #[pg_test]
+    fn the_table_is_dumped_with_its_sequence() {
+        let dumped: i64 = one(
+            "SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pg_conversation'",
+        );
+        assert_eq!(dumped, 2);
     }
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Sets everything up and shows pg_conversation at work:
+#   installs the toolchain pieces (scripts/setup.sh), builds and installs the extension (release),
+#   starts a private cluster, creates the extension, and races 32 connections on one fresh key,
+#   once through get_or_create_conversation and once through the usual select-then-insert.
+# The cluster keeps running afterwards; `bash scripts/demo.sh stop` stops it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${PGCONV_DEMO_DIR:-/tmp/pg_conversation-demo}
+PORT=${PGCONV_DEMO_PORT:-55432}
+
+if [ "${1:-}" = stop ]; then
+    bash scripts/cluster.sh stop "$DIR/cluster"; echo "stopped"; exit 0
+fi
+
+bash scripts/setup.sh
+echo "building and installing pg_conversation (release)..."
+cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null
+bash scripts/cluster.sh start "$DIR/cluster" "$PORT"
+export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=demo
+psql -X -q -d postgres -c "DROP DATABASE IF EXISTS demo" -c "CREATE DATABASE demo" 2>/dev/null
+psql -X -q -c "CREATE EXTENSION pg_conversation"
+
+echo
+echo "== A CMD conversation, asked for twice: one row, the same id"
+psql -X -c "SELECT id, uid, channel_id, channel_type, type FROM get_or_create_conversation('u1', 'ac43789cca9f4d298ceee040b02a797b____cmd', 2)" \
+        -c "SELECT id, uid, channel_id, channel_type, type FROM get_or_create_conversation('u1', 'ac43789cca9f4d298ceee040b02a797b____cmd', 2)"
+
+# The idiom applications use today: look, then insert, nothing to stop two callers in between.
+psql -X -q <<'SQL'
+CREATE TABLE naive_conversation (id bigserial, uid text, channel_id text, channel_type smallint);
+CREATE FUNCTION naive_get_or_create(p_uid text, p_channel_id text, p_channel_type int)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE existing bigint;
+BEGIN
+    SELECT id INTO existing FROM naive_conversation
+    WHERE uid = p_uid AND channel_id = p_channel_id AND channel_type = p_channel_type LIMIT 1;
+    IF existing IS NOT NULL THEN RETURN existing; END IF;
+    INSERT INTO naive_conversation (uid, channel_id, channel_type)
+    VALUES (p_uid, p_channel_id, p_channel_type) RETURNING id INTO existing;
+    RETURN existing;
+END $$;
+SQL
+
+race() {
+    local label=$1 call=$2 count=$3
+    printf '%s\n' "SELECT $call;" >"$DIR/race.sql"
+    "$(pg_config --bindir)/pgbench" -n -q -c 32 -j 2 -t 50 -f "$DIR/race.sql" >/dev/null 2>&1 || true
+    printf '  %-28s 32 connections x 50 calls -> %s row(s)\n' "$label" "$(psql -X -At -c "$count")"
+}
+KEY="'fanout-user', 'group-$(date +%s)____cmd', 2"
+echo "== 32 connections ask for one fresh conversation at the same moment"
+race "select-then-insert:" "naive_get_or_create($KEY)" \
+    "SELECT count(*) FROM naive_conversation"
+race "get_or_create_conversation:" "(get_or_create_conversation($KEY)).id" \
+    "SELECT count(*) FROM conversation WHERE uid = 'fanout-user'"
+
+echo
+echo "The cluster is still running. Try it:"
+echo "  psql -h $DIR/cluster -p $PORT -U postgres demo"
+echo "Stop it with: bash scripts/demo.sh stop"

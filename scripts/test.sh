@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs every test of pg_conversation from a clean state; installs what is missing first.
+#   1. Rust unit tests and #[pg_test]s (cargo pgrx test, in pgrx's own test cluster)
+#   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
+#   3. the race test: 32 connections x 100 fresh keys at every isolation level
+#   4. pg_dump / pg_restore round trips
+# Ends with "N passed, M failed" over those suites and exits non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+WORK=${PGCONV_TEST_DIR:-/tmp/pg_conversation-test}
+PORT=${PGCONV_TEST_PORT:-55439}
+PG_CONFIG=/usr/bin/pg_config
+
+bash scripts/setup.sh || { echo "setup failed"; exit 1; }
+
+# A clean state: no cluster or results left from an earlier run.
+[ -d "$WORK" ] && bash scripts/cluster.sh stop "$WORK/cluster" 2>/dev/null
+rm -rf "$WORK"
+mkdir -p "$WORK"
+chown postgres:postgres "$WORK"
+
+passed=0 failed=0 failed_names=()
+suite() {
+    local name=$1; shift
+    echo
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1)); echo "=== $name: passed"
+    else
+        failed=$((failed + 1)); failed_names+=("$name"); echo "=== $name: FAILED"
+    fi
+}
+
+suite "unit tests and pg_tests" \
+    cargo pgrx test pg15 --runas postgres --pgdata "$WORK/pgrx-data"
+
+# The suites below run against the extension as users get it.
+if ! cargo pgrx install --pg-config "$PG_CONFIG" >"$WORK/install.log" 2>&1; then
+    cat "$WORK/install.log"; echo "install failed"; exit 1
+fi
+bash scripts/cluster.sh start "$WORK/cluster" "$PORT" || { echo "cluster failed to start"; exit 1; }
+export PGHOST=$WORK/cluster PGPORT=$PORT PGUSER=postgres
+trap 'bash scripts/cluster.sh stop "$WORK/cluster"' EXIT
+
+isolation() {
+    # pg_regress runs as postgres, which may not be able to read this checkout: give it a copy.
+    cp -r tests/isolation "$WORK/isolation"
+    chown -R postgres:postgres "$WORK/isolation"
+    local specs
+    specs=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//')
+    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/isolation/pg_isolation_regress" \
+        --host="$PGHOST" --port="$PORT" --user=postgres --bindir="$(pg_config --bindir)" \
+        --inputdir="$WORK/isolation" --outputdir="$WORK/isolation" \
+        --load-extension=pg_conversation --dbname=pgconv_isolation $specs
+    local status=$?
+    [ $status -ne 0 ] && cat "$WORK/isolation/regression.diffs"
+    return $status
+}
+suite "isolation specs" isolation
+
+race() {
+    cargo build --release --quiet -p race-test || return 1
+    psql -X -q -c "DROP DATABASE IF EXISTS pgconv_race" -c "CREATE DATABASE pgconv_race" &&
+    psql -X -q -d pgconv_race -c "CREATE EXTENSION pg_conversation" &&
+    target/release/race-test --dsn "host=$PGHOST port=$PORT user=postgres dbname=pgconv_race" --clients 32 --keys 100
+}
+suite "race test" race
+
+suite "dump and restore" bash tests/dump_restore.sh
+
+echo
+[ $failed -gt 0 ] && echo "failed suites: ${failed_names[*]}"
+echo "suites: $passed passed, $failed failed"
+[ $failed -eq 0 ]

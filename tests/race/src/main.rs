@@ -1,0 +1,226 @@
+//! Race test: many client connections create the same fresh conversations at the same instant,
+//! at each isolation level, and every claim of get_or_create_conversation is checked:
+//!
+//! - exactly one row per key in the table, with the id everyone was given;
+//! - every caller got an id (never NULL, never a missing row);
+//! - READ COMMITTED: no error at all; REPEATABLE READ / SERIALIZABLE: only 40001, and the
+//!   caller's retry of the whole transaction succeeds.
+//!
+//! For every key, all clients wait at a barrier and then call at once, so each key is created
+//! under full contention. `--naive` runs the same race against a PL/pgSQL select-then-insert on a
+//! table without a unique index, to show that this test catches duplicates when they happen.
+//!
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--clients 32] [--keys 100] [--naive]
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::ExitCode;
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use postgres::error::SqlState;
+use postgres::{Client, IsolationLevel, NoTls};
+
+const MAX_ATTEMPTS: usize = 50;
+
+struct Options {
+    dsn: String,
+    clients: usize,
+    keys: usize,
+    naive: bool,
+}
+
+/// What one client saw: the id it got per key, and the SQLSTATEs of the attempts that failed.
+#[derive(Default)]
+struct Seen {
+    ids: HashMap<usize, Option<i64>>,
+    errors: BTreeMap<String, usize>,
+    gave_up: Vec<usize>,
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let function = if options.naive { install_naive(&options.dsn) } else { "get_or_create_conversation".to_string() };
+    let levels = [
+        ("read committed", IsolationLevel::ReadCommitted),
+        ("repeatable read", IsolationLevel::RepeatableRead),
+        ("serializable", IsolationLevel::Serializable),
+    ];
+    let mut failures = 0;
+    for (name, level) in levels {
+        let problems = race(&options, &function, name, level);
+        if problems.is_empty() {
+            println!("ok: {name}");
+        } else {
+            failures += 1;
+            for problem in problems {
+                println!("FAILED: {name}: {problem}");
+            }
+        }
+    }
+    println!("race: {} passed, {} failed", levels.len() - failures, failures);
+    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// Runs one race at `level` and returns what went wrong (nothing when all claims hold).
+fn race(options: &Options, function: &str, level_name: &str, level: IsolationLevel) -> Vec<String> {
+    let run = format!("race-{}-{}", std::process::id(), level_name.replace(' ', "-"));
+    let key_of = |k: usize| {
+        // Mix chat and CMD channels, and several conversations per user.
+        let channel = if k % 2 == 0 { format!("{run}-c{k}____cmd") } else { format!("{run}-c{k}") };
+        (format!("{run}-u{}", k % 10), channel, (k % 3) as i32)
+    };
+    let barrier = Arc::new(Barrier::new(options.clients));
+    let handles: Vec<_> = (0..options.clients)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let dsn = options.dsn.clone();
+            let sql = format!("SELECT id FROM {function}($1, $2, $3)");
+            let keys: Vec<_> = (0..options.keys).map(key_of).collect();
+            thread::spawn(move || {
+                let mut client = Client::connect(&dsn, NoTls).expect("connect");
+                let statement = client.prepare(&sql).expect("prepare");
+                let mut seen = Seen::default();
+                for (k, (uid, channel_id, channel_type)) in keys.iter().enumerate() {
+                    barrier.wait();
+                    let mut attempt = 0;
+                    loop {
+                        attempt += 1;
+                        let result = client.build_transaction().isolation_level(level).start().and_then(|mut tx| {
+                            let row = tx.query_opt(&statement, &[uid, channel_id, channel_type])?;
+                            tx.commit()?;
+                            Ok(row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
+                        });
+                        match result {
+                            Ok(id) => {
+                                seen.ids.insert(k, id);
+                                break;
+                            }
+                            Err(error) => {
+                                let code = error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"));
+                                *seen.errors.entry(code).or_default() += 1;
+                                if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt >= MAX_ATTEMPTS {
+                                    seen.gave_up.push(k);
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect();
+    check(options, function, &run, level, &seen, key_of)
+}
+
+fn check(
+    options: &Options,
+    function: &str,
+    run: &str,
+    level: IsolationLevel,
+    seen: &[Seen],
+    key_of: impl Fn(usize) -> (String, String, i32),
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for client in seen {
+        for (code, count) in &client.errors {
+            *errors.entry(code.clone()).or_default() += count;
+        }
+        for k in &client.gave_up {
+            problems.push(format!("a client gave up on key {k}"));
+        }
+    }
+    let allowed: &[&str] = match level {
+        IsolationLevel::ReadCommitted => &[],
+        _ => &["40001"],
+    };
+    for (code, count) in &errors {
+        if !allowed.contains(&code.as_str()) {
+            problems.push(format!("{count} errors with SQLSTATE {code}"));
+        }
+    }
+    let table = if options.naive { "race_naive.conversation" } else { "conversation" };
+    let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
+    for k in 0..options.keys {
+        let (uid, channel_id, channel_type) = key_of(k);
+        let ids: Vec<Option<i64>> = seen.iter().filter_map(|s| s.ids.get(&k).copied()).collect();
+        if ids.iter().any(Option::is_none) {
+            problems.push(format!("key {k}: a caller got NULL"));
+        }
+        let mut distinct: Vec<i64> = ids.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let rows: Vec<i64> = db
+            .query(
+                &format!("SELECT id FROM {table} WHERE uid = $1 AND channel_id = $2 AND channel_type = $3"),
+                &[&uid, &channel_id, &(channel_type as i16)],
+            )
+            .expect("count rows")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if rows.len() != 1 {
+            problems.push(format!("key {k}: {} rows in the table", rows.len()));
+        }
+        if distinct.len() != 1 || rows.first() != distinct.first() {
+            problems.push(format!("key {k}: callers got ids {distinct:?}, the table holds {rows:?}"));
+        }
+    }
+    let calls = options.clients * options.keys;
+    println!(
+        "{run}: {} clients x {} keys via {function}: {calls} calls, retried errors {errors:?}",
+        options.clients, options.keys
+    );
+    problems
+}
+
+/// The idiom this extension replaces: check, then insert, with nothing to stop two callers.
+fn install_naive(dsn: &str) -> String {
+    let mut db = Client::connect(dsn, NoTls).expect("connect");
+    db.batch_execute(
+        "DROP SCHEMA IF EXISTS race_naive CASCADE;
+         CREATE SCHEMA race_naive;
+         CREATE TABLE race_naive.conversation (
+             id bigserial, uid text, channel_id text, channel_type smallint);
+         CREATE FUNCTION race_naive.select_then_insert(p_uid text, p_channel_id text, p_channel_type int)
+         RETURNS race_naive.conversation LANGUAGE plpgsql AS $$
+         DECLARE row_found race_naive.conversation;
+         BEGIN
+             SELECT * INTO row_found FROM race_naive.conversation
+             WHERE uid = p_uid AND channel_id = p_channel_id AND channel_type = p_channel_type LIMIT 1;
+             IF FOUND THEN RETURN row_found; END IF;
+             INSERT INTO race_naive.conversation (uid, channel_id, channel_type)
+             VALUES (p_uid, p_channel_id, p_channel_type) RETURNING * INTO row_found;
+             RETURN row_found;
+         END $$;",
+    )
+    .expect("install the naive select-then-insert");
+    "race_naive.select_then_insert".to_string()
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options { dsn: String::new(), clients: 32, keys: 100, naive: false };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--dsn" => options.dsn = value()?,
+            "--clients" => options.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
+            "--keys" => options.keys = value()?.parse().map_err(|e| format!("--keys: {e}"))?,
+            "--naive" => options.naive = true,
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--clients N] [--keys N] [--naive]")),
+        }
+    }
+    if options.dsn.is_empty() {
+        return Err("--dsn is required".into());
+    }
+    Ok(options)
+}

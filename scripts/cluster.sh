@@ -15,6 +15,8 @@ start)
     if [ ! -f "$dir/data/PG_VERSION" ]; then
         as_postgres "$BINDIR/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-locale >"$dir/initdb.log"
     fi
+    # Already running (a demo run again): keep it.
+    as_postgres "$BINDIR/pg_ctl" -D "$dir/data" status >/dev/null 2>&1 && exit 0
     as_postgres "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
         -o "-p $port -k $dir -c listen_addresses='' -c max_connections=200 -c fsync=off" start >/dev/null
     ;;

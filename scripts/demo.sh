@@ -15,7 +15,8 @@ fi
 
 bash scripts/setup.sh
 echo "building and installing pg_conversation (release)..."
-cargo pgrx install --release --pg-config /usr/bin/pg_config >/dev/null
+cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
+    { cat "$DIR.install.log"; exit 1; }
 bash scripts/cluster.sh start "$DIR/cluster" "$PORT"
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=demo
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS demo" -c "CREATE DATABASE demo" 2>/dev/null
@@ -42,18 +43,21 @@ BEGIN
 END $$;
 SQL
 
+# Every connection asks for one of 20 fresh CMD conversations at random, as a burst of messages
+# to 20 groups would; each approach gets its own 20 keys.
 race() {
-    local label=$1 call=$2 count=$3
-    printf '%s\n' "SELECT $call;" >"$DIR/race.sql"
-    "$(pg_config --bindir)/pgbench" -n -q -c 32 -j 2 -t 50 -f "$DIR/race.sql" >/dev/null 2>&1 || true
-    printf '  %-28s 32 connections x 50 calls -> %s row(s)\n' "$label" "$(psql -X -At -c "$count")"
+    local label=$1 function=$2 count=$3 run
+    run="group-$(date +%s%N)"
+    printf '%s\n' '\set k random(1, 20)' \
+        "SELECT $function('fanout-user', '$run-' || :k || '____cmd', 2);" >"$DIR/race.sql"
+    "$(pg_config --bindir)/pgbench" -n -c 32 -j 2 -t 50 -f "$DIR/race.sql" >"$DIR/pgbench.log" 2>&1 ||
+        { cat "$DIR/pgbench.log"; exit 1; }
+    printf '  %-28s 1600 calls from 32 connections for 20 conversations -> %s rows\n' \
+        "$label" "$(psql -X -At -c "SELECT count(*) FROM $count WHERE channel_id LIKE '$run-%'")"
 }
-KEY="'fanout-user', 'group-$(date +%s)____cmd', 2"
-echo "== 32 connections ask for one fresh conversation at the same moment"
-race "select-then-insert:" "naive_get_or_create($KEY)" \
-    "SELECT count(*) FROM naive_conversation"
-race "get_or_create_conversation:" "(get_or_create_conversation($KEY)).id" \
-    "SELECT count(*) FROM conversation WHERE uid = 'fanout-user'"
+echo "== 32 connections ask for 20 fresh conversations at the same moment"
+race "select-then-insert:" naive_get_or_create naive_conversation
+race "get_or_create_conversation:" get_or_create_conversation conversation
 
 echo
 echo "The cluster is still running. Try it:"

@@ -73,3 +73,12 @@ pub fn broken_install(what: &str) -> ! {
         Some("Run ALTER EXTENSION pg_conversation UPDATE, or drop and recreate the extension."),
     )
 }
+
+/// Row level security policies apply to this caller; the direct index probe cannot apply them.
+pub fn row_security_unsupported() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "get_or_create_conversation does not support row level security on table conversation".into(),
+        Some("Disable row level security on the table, or call the function as a role that bypasses it."),
+    )
+}

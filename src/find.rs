@@ -39,6 +39,22 @@ impl Relations {
     }
 }
 
+/// Reading the table directly skips the executor's permission checks, so make them here: the
+/// function is SECURITY INVOKER and must not show a caller rows it may not SELECT.
+unsafe fn check_read_allowed(table: pg_sys::Relation) {
+    let relid = (*table).rd_id;
+    let acl = pg_sys::pg_class_aclcheck(relid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _);
+    if acl != pg_sys::AclResult::ACLCHECK_OK {
+        pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
+    }
+    if (*(*table).rd_rel).relrowsecurity
+        && pg_sys::check_enable_rls(relid, pg_sys::InvalidOid, false)
+            == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+    {
+        errors::row_security_unsupported();
+    }
+}
+
 /// The row of `key` as a composite datum allocated in `result_context`, or None.
 pub fn find(
     relations: Relations,
@@ -50,6 +66,7 @@ pub fn find(
     // abort releases the scan, the slot's buffer pin and the pushed snapshot.
     unsafe {
         let table = pg_sys::table_open(relations.table, pg_sys::AccessShareLock as _);
+        check_read_allowed(table);
         let index = pg_sys::index_open(relations.key_index, pg_sys::AccessShareLock as _);
 
         let key_values = [

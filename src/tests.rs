@@ -161,6 +161,45 @@ mod tests {
     }
 
     #[pg_test]
+    fn callers_need_the_table_privileges_even_on_a_hit() {
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        Spi::run("CREATE ROLE pgconv_reader; CREATE ROLE pgconv_nobody; CREATE ROLE pgconv_app").unwrap();
+        Spi::run(
+            "GRANT USAGE ON SCHEMA tests TO pgconv_reader, pgconv_nobody, pgconv_app;
+             GRANT SELECT ON conversation TO pgconv_reader;
+             GRANT SELECT, INSERT ON conversation TO pgconv_app;
+             GRANT USAGE ON SEQUENCE conversation_id_seq TO pgconv_app",
+        )
+        .unwrap();
+        let hit = "SELECT get_or_create_conversation('u1', 'g1', 1)";
+        let miss = "SELECT get_or_create_conversation('u2', 'g1', 1)";
+        let as_role = |role: &str, statement: &str| {
+            Spi::run(&format!("SET LOCAL ROLE {role}")).unwrap();
+            let state = sqlstate_of(statement);
+            Spi::run("RESET ROLE").unwrap();
+            state
+        };
+        assert_eq!(as_role("pgconv_nobody", hit), "42501");
+        assert_eq!(as_role("pgconv_reader", hit), "00000");
+        assert_eq!(as_role("pgconv_reader", miss), "42501");
+        assert_eq!(as_role("pgconv_app", miss), "00000");
+    }
+
+    #[pg_test]
+    fn row_level_security_is_refused_not_bypassed() {
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        Spi::run(
+            "CREATE ROLE pgconv_tenant;
+             GRANT USAGE ON SCHEMA tests TO pgconv_tenant;
+             GRANT SELECT, INSERT ON conversation TO pgconv_tenant;
+             ALTER TABLE conversation ENABLE ROW LEVEL SECURITY;
+             SET LOCAL ROLE pgconv_tenant",
+        )
+        .unwrap();
+        assert_eq!(sqlstate_of("SELECT get_or_create_conversation('u1', 'g1', 1)"), "0A000");
+    }
+
+    #[pg_test]
     fn bad_input_gets_its_sqlstate_and_writes_nothing() {
         let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
         let too_long = format!("'{}'", "x".repeat(256));

@@ -4,6 +4,7 @@
 #   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
 #   3. the race test: 32 connections x 100 fresh keys at every isolation level
 #   4. pg_dump / pg_restore round trips
+#   5. the benchmark harness in smoke mode (that it runs and reports, never how fast)
 # Ends with "N passed, M failed" over those suites and exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +69,20 @@ race() {
 suite "race test" race
 
 suite "dump and restore" bash tests/dump_restore.sh
+
+# The benchmark harness in smoke mode, so that it cannot rot: asserts it ran and produced its
+# tables, never a timing.
+bench_smoke() {
+    bash bench/run.sh --smoke >"$WORK/bench-smoke.md" 2>&1 || { cat "$WORK/bench-smoke.md"; return 1; }
+    cat "$WORK/bench-smoke.md"
+    local workload
+    for workload in hit miss contention; do
+        grep -q "^### $workload" "$WORK/bench-smoke.md" || { echo "no $workload table"; return 1; }
+    done
+    [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||
+        { echo "get_or_create_conversation is missing from a table"; return 1; }
+}
+suite "benchmark smoke run" bench_smoke
 
 echo
 [ $failed -gt 0 ] && echo "failed suites: ${failed_names[*]}"

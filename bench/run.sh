@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Benchmarks get_or_create_conversation against its limits and the usual idioms, side by side.
+#   bash bench/run.sh           full run (about 20 minutes); prints the markdown tables
+#   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
+# Builds and installs the release build, and runs on a private cluster of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-bench}
+PORT=${PGCONV_BENCH_PORT:-55440}
+
+bash scripts/setup.sh
+cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
+    { cat "$DIR.install.log"; exit 1; }
+bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
+rm -rf "$DIR"
+# No autovacuum and rare checkpoints: WAL and dead-tuple counts then come from the workload alone.
+bash scripts/cluster.sh start "$DIR/cluster" "$PORT" autovacuum=off checkpoint_timeout=1h max_wal_size=10GB \
+    shared_buffers=1GB
+trap 'bash scripts/cluster.sh stop "$DIR/cluster"' EXIT
+export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
+psql -X -q -d postgres -c "CREATE DATABASE bench"
+psql -X -q -c "CREATE EXTENSION pg_conversation"
+python3 bench/bench.py "$@"

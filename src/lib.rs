@@ -33,8 +33,8 @@ extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
 
 /// The advisory lock id get_or_create_conversation takes while creating this key: find it in
 /// pg_locks as locktype 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2.
+/// It resolves no names, so it needs no pinned search_path.
 #[pg_extern(immutable, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
 fn conversation_lock_key(uid: &str, channel_id: &str, channel_type: i32) -> i32 {
     key::ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
         .unwrap_or_else(|error| errors::invalid_key(error))

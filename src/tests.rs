@@ -6,17 +6,9 @@
 mod tests {
     use pgrx::prelude::*;
 
-    // Runs a statement in a subtransaction and returns its SQLSTATE ('00000' when it succeeds).
+    // Runs a statement in a subtransaction; returns 'SQLSTATE: message' if it fails, else NULL.
     extension_sql!(
         r#"
-        CREATE FUNCTION tests.sqlstate_of(statement text) RETURNS text
-        LANGUAGE plpgsql AS $$
-        BEGIN
-            EXECUTE statement;
-            RETURN '00000';
-        EXCEPTION WHEN OTHERS THEN
-            RETURN SQLSTATE;
-        END $$;
         CREATE FUNCTION tests.error_of(statement text) RETURNS text
         LANGUAGE plpgsql AS $$
         BEGIN
@@ -33,16 +25,18 @@ mod tests {
         Spi::get_one::<T>(sql).expect("query failed").expect("query returned NULL")
     }
 
+    /// 'SQLSTATE: message' of the statement's error, or None when it succeeds.
+    fn outcome_of(statement: &str) -> Option<String> {
+        Spi::get_one_with_args::<String>("SELECT tests.error_of($1)", &[statement.into()]).unwrap()
+    }
+
+    /// The statement's SQLSTATE, '00000' when it succeeds.
     fn sqlstate_of(statement: &str) -> String {
-        Spi::get_one_with_args::<String>("SELECT tests.sqlstate_of($1)", &[statement.into()])
-            .unwrap()
-            .unwrap()
+        outcome_of(statement).map_or("00000".into(), |error| error[..5].to_string())
     }
 
     fn error_of(statement: &str) -> String {
-        Spi::get_one_with_args::<String>("SELECT tests.error_of($1)", &[statement.into()])
-            .unwrap()
-            .expect("the statement did not fail")
+        outcome_of(statement).expect("the statement did not fail")
     }
 
     fn rows_inserted_by_this_transaction() -> i64 {
@@ -257,12 +251,32 @@ mod tests {
     }
 
     #[pg_test]
-    fn the_function_pins_search_path_and_runs_as_invoker() {
-        let config: String = one(
-            "SELECT array_to_string(proconfig, ',') || ' ' || prosecdef::text
-             FROM pg_proc WHERE proname = 'get_or_create_conversation'",
+    fn the_callers_search_path_cannot_redirect_it() {
+        // A decoy table first on the path: an unqualified name in our SQL would land in it.
+        Spi::run(
+            "CREATE SCHEMA decoy;
+             CREATE TABLE decoy.conversation (LIKE public.conversation);
+             SET LOCAL search_path = decoy, public",
+        )
+        .unwrap();
+        let created: i64 = one("SELECT id FROM public.get_or_create_conversation('u1', 'g1', 1)");
+        let found: i64 = one("SELECT id FROM public.get_or_create_conversation('u1', 'g1', 1)");
+        assert_eq!(created, found);
+        // The pinned path is gone when the call returns: unqualified names find the decoy again.
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 0);
+        Spi::run("SET LOCAL search_path = ''").unwrap();
+        one::<i64>("SELECT id FROM public.get_or_create_conversation('u2', 'g1', 1)");
+        assert_eq!(one::<i64>("SELECT count(*) FROM decoy.conversation"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM public.conversation"), 2);
+    }
+
+    #[pg_test]
+    fn the_functions_run_as_invoker() {
+        let definers: i64 = one(
+            "SELECT count(*) FROM pg_proc WHERE prosecdef
+                 AND proname IN ('get_or_create_conversation', 'conversation_lock_key')",
         );
-        assert_eq!(config, "search_path=pg_catalog, pg_temp false");
+        assert_eq!(definers, 0);
     }
 
     #[pg_test]

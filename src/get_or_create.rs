@@ -1,6 +1,7 @@
 //! get_or_create_conversation(uid, channel_id, channel_type): the one conversation for a key.
 //!
-//! check (read-only) -> lock the key -> check again -> insert ... on conflict do nothing -> return.
+//! check (read-only) -> lock the key -> check again if we had to wait -> insert ... on conflict do
+//! nothing -> return.
 //!
 //! - Hit: the first check finds the row. No lock, no transaction id, no WAL, no sequence value.
 //! - Miss: the advisory lock lets one creator at a time through the check-and-insert of a key, so
@@ -62,8 +63,12 @@ pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>) -> pg_sys::D
     Spi::connect(|client| {
         for _ in 0..MAX_ROUNDS {
             let lock = KeyLock::acquire(key.lock_hash());
-            if let Some(found) = find(relations, key, caller_context) {
-                return found; // created by the creator we waited for
+            // Only after a wait is a creator likely to have just inserted the key. Without one,
+            // the rare creator that slipped in since our check is met by ON CONFLICT below.
+            if lock.waited {
+                if let Some(found) = find(relations, key, caller_context) {
+                    return found; // created by the creator we waited for
+                }
             }
             if let Some(created) = insert(client, schema, key, caller_context) {
                 return created;

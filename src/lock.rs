@@ -21,6 +21,9 @@ pub const LOCK_CLASS_ID: i32 = 0x436f_6e76;
 /// unwinding from an error, it leaves the release to the (sub)transaction abort that follows.
 pub struct KeyLock {
     tag: pg_sys::LOCKTAG,
+    /// Whether another backend held the lock when we asked: then a creator may just have
+    /// inserted this key, and a re-check is worth its index probe.
+    pub waited: bool,
 }
 
 impl KeyLock {
@@ -37,12 +40,20 @@ impl KeyLock {
             locktag_type: pg_sys::LockTagType::LOCKTAG_ADVISORY as u8,
             locktag_lockmethodid: pg_sys::USER_LOCKMETHOD as u8,
         };
+        let mode = pg_sys::ExclusiveLock as pg_sys::LOCKMODE;
         // SAFETY: a fully initialized tag; sessionLock=false ties it to the current resource
-        // owner, and dontWait=false means it either returns holding the lock or raises an ERROR.
-        unsafe {
-            pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false, false);
-        }
-        KeyLock { tag }
+        // owner. The first call does not wait and reports NOT_AVAIL when the lock is held; the
+        // second waits and either returns holding the lock or raises an ERROR.
+        let waited = unsafe {
+            let at_once = pg_sys::LockAcquire(&tag, mode, false, true);
+            if at_once == pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
+                pg_sys::LockAcquire(&tag, mode, false, false);
+                true
+            } else {
+                false
+            }
+        };
+        KeyLock { tag, waited }
     }
 }
 

@@ -26,7 +26,7 @@ pub enum KeyError {
     Null { argument: &'static str },
     Empty { argument: &'static str },
     TooLong { argument: &'static str, bytes: usize },
-    ChannelTypeOutOfRange { channel_type: i32 },
+    ChannelTypeOutOfRange { channel_type: i64 },
 }
 
 impl<'a> ConversationKey<'a> {
@@ -34,12 +34,12 @@ impl<'a> ConversationKey<'a> {
     pub fn validate(
         uid: Option<&'a str>,
         channel_id: Option<&'a str>,
-        channel_type: Option<i32>,
+        channel_type: Option<i64>,
     ) -> Result<Self, KeyError> {
         let uid = check_id("uid", uid)?;
         let channel_id = check_id("channel_id", channel_id)?;
         let channel_type = channel_type.ok_or(KeyError::Null { argument: "channel_type" })?;
-        if !(0..=MAX_CHANNEL_TYPE).contains(&channel_type) {
+        if !(0..=i64::from(MAX_CHANNEL_TYPE)).contains(&channel_type) {
             return Err(KeyError::ChannelTypeOutOfRange { channel_type });
         }
         Ok(ConversationKey { uid, channel_id, channel_type: channel_type as i16 })
@@ -83,7 +83,7 @@ fn check_id<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a st
 mod unit_tests {
     use super::*;
 
-    fn key<'a>(uid: &'a str, channel_id: &'a str, channel_type: i32) -> Result<ConversationKey<'a>, KeyError> {
+    fn key<'a>(uid: &'a str, channel_id: &'a str, channel_type: i64) -> Result<ConversationKey<'a>, KeyError> {
         ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
     }
 

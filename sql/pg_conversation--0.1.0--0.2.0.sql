@@ -77,6 +77,9 @@ AS 'MODULE_PATHNAME', 'conversation_stats_row_wrapper';
 CREATE VIEW @extschema@.conversation_stats AS
     SELECT * FROM @extschema@.conversation_stats();
 
+-- As pg_stat_statements: everyone may read the counters (they name no user, key or row).
+GRANT SELECT ON @extschema@.conversation_stats TO PUBLIC;
+
 COMMENT ON VIEW @extschema@.conversation_stats IS
     'get_or_create_conversation and friends since server start or the last conversation_stats_reset()';
 

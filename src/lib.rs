@@ -74,6 +74,7 @@ pub mod pg_test {
 
     #[must_use]
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec![]
+        // The counters need the library preloaded; the regress suite covers the other case.
+        vec!["shared_preload_libraries = 'pg_conversation'"]
     }
 }

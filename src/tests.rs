@@ -272,11 +272,15 @@ mod tests {
 
     #[pg_test]
     fn the_functions_run_as_invoker() {
-        let definers: i64 = one(
-            "SELECT count(*) FROM pg_proc WHERE prosecdef
-                 AND proname IN ('get_or_create_conversation', 'conversation_lock_key')",
-        );
-        assert_eq!(definers, 0);
+        let (functions, definers) = Spi::get_two::<i64, i64>(
+            "SELECT count(*), count(*) FILTER (WHERE p.prosecdef)
+             FROM pg_proc AS p
+             JOIN pg_depend AS d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+             JOIN pg_extension AS e ON e.oid = d.refobjid AND e.extname = 'pg_conversation'",
+        )
+        .unwrap();
+        assert!(functions.unwrap() >= 13, "the extension's functions were not found");
+        assert_eq!(definers, Some(0));
     }
 
     #[pg_test]
@@ -285,5 +289,277 @@ mod tests {
             "SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pg_conversation'",
         );
         assert_eq!(dumped, 2);
+    }
+
+    // ---- batches (src/batch.rs)
+
+    fn sequence_last_value() -> i64 {
+        one("SELECT last_value FROM conversation_id_seq")
+    }
+
+    #[pg_test]
+    fn a_batch_returns_one_row_per_distinct_key_at_its_first_position() {
+        let rows: String = one(
+            "SELECT string_agg(input_position || ':' || uid, ' ' ORDER BY input_position)
+             FROM get_or_create_conversations('g1', 2, ARRAY['b', 'a', 'b', 'c', 'a'])",
+        );
+        assert_eq!(rows, "1:b 2:a 4:c");
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
+        // The same keys again, through the jsonb form: the same ids, nothing new.
+        let last = sequence_last_value();
+        let same: i64 = one(
+            r#"SELECT count(*) FROM get_or_create_conversations(
+                   '[{"uid": "c", "channel_id": "g1", "channel_type": 2},
+                     {"uid": "a", "channel_id": "g1", "channel_type": 2}]') AS b
+               JOIN conversation AS c USING (id, uid, channel_id, channel_type)"#,
+        );
+        assert_eq!(same, 2);
+        assert_eq!(sequence_last_value(), last, "existing keys drew sequence values");
+        assert_eq!(rows_inserted_by_this_transaction(), 3);
+    }
+
+    #[pg_test]
+    fn a_batch_returns_the_same_rows_as_single_calls() {
+        one::<i64>("SELECT id FROM get_or_create_conversation('u2', 'g2', 1)");
+        let mismatches: i64 = one(
+            r#"SELECT count(*) FROM get_or_create_conversations(
+                   '[{"uid": "u1", "channel_id": "g1____cmd", "channel_type": 1},
+                     {"uid": "u2", "channel_id": "g2", "channel_type": 1}]') AS b
+               WHERE (b.id, b.uid, b.channel_id, b.channel_type, b.type, b.unread_count, b.readed_to_msg_seq,
+                      b.last_msg_seq, b.deleted_at_msg_seq, b.created_at, b.updated_at)
+                     IS DISTINCT FROM
+                     (SELECT (c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count, c.readed_to_msg_seq,
+                              c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at)
+                      FROM get_or_create_conversation(b.uid, b.channel_id, b.channel_type) AS c)"#,
+        );
+        assert_eq!(mismatches, 0);
+        assert_eq!(one::<i16>("SELECT type FROM conversation WHERE channel_id = 'g1____cmd'"), 2);
+    }
+
+    #[pg_test]
+    fn an_empty_batch_returns_nothing() {
+        assert_eq!(one::<i64>("SELECT count(*) FROM get_or_create_conversations('g1', 2, '{}')"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM get_or_create_conversations('[]')"), 0);
+    }
+
+    #[pg_test]
+    fn bad_batches_get_their_sqlstate_name_the_element_and_write_nothing() {
+        let cases = [
+            ("SELECT get_or_create_conversations(NULL::jsonb)", "22004: keys must not be NULL"),
+            (r#"SELECT get_or_create_conversations('{"uid": "u"}')"#, "22023: keys must be a JSON array of keys"),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 1}, 5]')"#,
+                r#"22023: keys element 2: must be an object {"uid": ..., "channel_id": ..., "channel_type": ...}"#,
+            ),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_type": 1}]')"#,
+                "22023: keys element 1: has no channel_id",
+            ),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 1.5}]')"#,
+                "22023: keys element 1: channel_type must be an integer",
+            ),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channelId": "g", "channel_id": "g", "channel_type": 1}]')"#,
+                r#"22023: keys element 1: has an unknown field "channelId"; the fields are uid, channel_id and channel_type"#,
+            ),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 1}, {"uid": null, "channel_id": "g", "channel_type": 1}]')"#,
+                "22004: keys element 2: uid must not be NULL",
+            ),
+            (
+                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 300}]')"#,
+                "22003: keys element 1: channel_type 300 is out of range: it must be between 0 and 255",
+            ),
+            ("SELECT get_or_create_conversations('g', 1, ARRAY['a', NULL])", "22004: uids element 2: uid must not be NULL"),
+            ("SELECT get_or_create_conversations('g', 1, ARRAY['a', ''])", "22023: uids element 2: uid must not be empty"),
+            ("SELECT get_or_create_conversations('g', 1, NULL)", "22004: uids must not be NULL"),
+            ("SELECT get_or_create_conversations(NULL, 1, '{}')", "22004: channel_id must not be NULL"),
+            ("SELECT get_or_create_conversations('g', 999, ARRAY['a'])", "22003: channel_type 999 is out of range: it must be between 0 and 255"),
+            (
+                "SELECT get_or_create_conversations('g', 1, array_fill('u'::text, ARRAY[10001]))",
+                "54000: uids holds 10001 keys; one call takes at most 10000",
+            ),
+        ];
+        for (statement, expected) in cases {
+            assert_eq!(outcome_of(statement).as_deref(), Some(expected), "{statement}");
+        }
+        assert_eq!(rows_inserted_by_this_transaction(), 0, "a refused batch inserted rows");
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 0);
+    }
+
+    #[pg_test]
+    fn a_batch_at_the_limit_creates_every_key() {
+        let created: i64 = one(
+            "SELECT count(*) FROM get_or_create_conversations('big', 2,
+                 ARRAY(SELECT 'member' || i FROM generate_series(1, 10000) AS i))",
+        );
+        assert_eq!(created, 10_000);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'big'"), 10_000);
+        assert_eq!(advisory_locks_held(), 0);
+    }
+
+    // ---- message arrival (src/message.rs)
+
+    fn state_of(uid: &str) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT format('last=%s read=%s unread=%s', last_msg_seq, readed_to_msg_seq, unread_count)
+             FROM conversation WHERE uid = $1 AND channel_id = 'g1' AND channel_type = 2",
+            &[uid.into()],
+        )
+        .unwrap()
+        .expect("no such conversation")
+    }
+
+    fn arrived(seq: i64, sender: &str) -> i32 {
+        Spi::get_one_with_args::<i32>(
+            "SELECT conversation_message_arrived('g1', 2, ARRAY['alice', 'bob', 'carol'], $1, $2)",
+            &[seq.into(), sender.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn a_message_creates_members_and_counts_unread_for_all_but_the_sender() {
+        assert_eq!(arrived(1, "alice"), 3);
+        assert_eq!(state_of("alice"), "last=1 read=1 unread=0");
+        assert_eq!(state_of("bob"), "last=1 read=0 unread=1");
+        assert_eq!(arrived(2, "bob"), 3);
+        assert_eq!(state_of("alice"), "last=2 read=1 unread=1");
+        assert_eq!(state_of("bob"), "last=2 read=2 unread=0");
+        assert_eq!(state_of("carol"), "last=2 read=0 unread=2");
+    }
+
+    #[pg_test]
+    fn a_message_delivered_twice_or_late_changes_nothing() {
+        assert_eq!(arrived(5, "alice"), 3);
+        let before: String = one("SELECT string_agg(c::text, ' ' ORDER BY uid) FROM conversation AS c");
+        assert_eq!(arrived(5, "alice"), 0, "a redelivery advanced conversations");
+        assert_eq!(arrived(3, "bob"), 0, "an older message advanced conversations");
+        let after: String = one("SELECT string_agg(c::text, ' ' ORDER BY uid) FROM conversation AS c");
+        assert_eq!(before, after);
+    }
+
+    #[pg_test]
+    fn a_system_message_without_sender_counts_for_everyone() {
+        let advanced: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['alice', 'bob'], 1, NULL)");
+        assert_eq!(advanced, 2);
+        assert_eq!(state_of("alice"), "last=1 read=0 unread=1");
+    }
+
+    #[pg_test]
+    fn a_member_who_already_read_past_the_message_gets_no_unread() {
+        one::<i64>("SELECT id FROM conversation_mark_read('bob', 'g1', 2, 10)");
+        arrived(7, "alice");
+        assert_eq!(state_of("bob"), "last=7 read=10 unread=0");
+    }
+
+    #[pg_test]
+    fn bad_messages_are_refused_and_write_nothing() {
+        let cases = [
+            ("SELECT conversation_message_arrived('g1', 2, ARRAY['a'], 0, 'a')", "22023: message_seq must be at least 1, not 0"),
+            ("SELECT conversation_message_arrived('g1', 2, ARRAY['a'], NULL, 'a')", "22004: message_seq must not be NULL"),
+            ("SELECT conversation_message_arrived('g1', 2, NULL, 1, 'a')", "22004: member_uids must not be NULL"),
+            ("SELECT conversation_message_arrived('g1', 2, ARRAY['a', ''], 1, 'a')", "22023: member_uids element 2: uid must not be empty"),
+            ("SELECT conversation_message_arrived('', 2, ARRAY['a'], 1, 'a')", "22023: channel_id must not be empty"),
+        ];
+        for (statement, expected) in cases {
+            assert_eq!(outcome_of(statement).as_deref(), Some(expected), "{statement}");
+        }
+        assert_eq!(rows_inserted_by_this_transaction(), 0);
+    }
+
+    // ---- read state (src/read_state.rs)
+
+    fn mark_read(uid: &str, seq: i64) -> String {
+        Spi::get_one_with_args::<String>(
+            "SELECT format('last=%s read=%s unread=%s', last_msg_seq, readed_to_msg_seq, unread_count)
+             FROM conversation_mark_read($1, 'g1', 2, $2)",
+            &[uid.into(), seq.into()],
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn a_read_position_only_moves_forward_and_unread_follows_it() {
+        for seq in 1..=10 {
+            arrived(seq, "alice");
+        }
+        assert_eq!(state_of("bob"), "last=10 read=0 unread=10");
+        assert_eq!(mark_read("bob", 6), "last=10 read=6 unread=4");
+        assert_eq!(mark_read("bob", 3), "last=10 read=6 unread=4", "the read position went back");
+        assert_eq!(mark_read("bob", 10), "last=10 read=10 unread=0");
+        assert_eq!(mark_read("bob", 8), "last=10 read=10 unread=0");
+    }
+
+    #[pg_test]
+    fn reads_in_any_order_end_in_the_same_state() {
+        for seq in 1..=20 {
+            arrived(seq, "alice");
+        }
+        for seq in [12, 5, 17, 9] {
+            mark_read("bob", seq);
+        }
+        for seq in [9, 17, 5, 12] {
+            mark_read("carol", seq);
+        }
+        assert_eq!(state_of("bob"), "last=20 read=17 unread=3");
+        assert_eq!(state_of("carol"), state_of("bob"));
+    }
+
+    #[pg_test]
+    fn a_read_of_a_missing_conversation_creates_it() {
+        assert_eq!(mark_read("dave", 4), "last=0 read=4 unread=0");
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'dave'"), 1);
+    }
+
+    #[pg_test]
+    fn bad_reads_are_refused_and_write_nothing() {
+        let cases = [
+            ("SELECT conversation_mark_read('u', 'g', 1, 0)", "22023: read_to_seq must be at least 1, not 0"),
+            ("SELECT conversation_mark_read('u', 'g', 1, NULL)", "22004: read_to_seq must not be NULL"),
+            ("SELECT conversation_mark_read(NULL, 'g', 1, 5)", "22004: uid must not be NULL"),
+            ("SELECT conversation_mark_read('u', 'g', 256, 5)", "22003: channel_type 256 is out of range: it must be between 0 and 255"),
+        ];
+        for (statement, expected) in cases {
+            assert_eq!(outcome_of(statement).as_deref(), Some(expected), "{statement}");
+        }
+        assert_eq!(rows_inserted_by_this_transaction(), 0);
+    }
+
+    // ---- counters (src/stats.rs); the test cluster preloads the library
+
+    fn counter(name: &str) -> i64 {
+        one(&format!("SELECT {name} FROM conversation_stats"))
+    }
+
+    #[pg_test]
+    fn the_counters_count_each_outcome() {
+        assert!(one::<bool>("SELECT preloaded FROM conversation_stats"));
+        let (calls, hits, creates, errors, batch_keys) =
+            (counter("calls"), counter("hits"), counter("creates"), counter("errors"), counter("batch_keys"));
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        sqlstate_of("SELECT get_or_create_conversation('', 'g1', 1)");
+        one::<i64>("SELECT count(*) FROM get_or_create_conversations('g1', 1, ARRAY['u1', 'u2', 'u3'])");
+        assert_eq!(counter("calls") - calls, 3);
+        assert_eq!(counter("hits") - hits, 2);
+        assert_eq!(counter("creates") - creates, 1);
+        assert_eq!(counter("errors") - errors, 1);
+        assert_eq!(counter("batch_keys") - batch_keys, 3);
+        Spi::run("SELECT conversation_stats_reset()").unwrap();
+        assert_eq!(counter("calls"), 0);
+        assert!(one::<bool>("SELECT stats_reset > now() - interval '1 minute' FROM conversation_stats"));
+    }
+
+    #[pg_test]
+    fn only_superusers_may_reset_the_counters() {
+        Spi::run("CREATE ROLE pgconv_monitor; GRANT USAGE ON SCHEMA tests TO pgconv_monitor; SET LOCAL ROLE pgconv_monitor")
+            .unwrap();
+        assert_eq!(sqlstate_of("SELECT conversation_stats_reset()"), "42501");
+        assert_eq!(sqlstate_of("SELECT * FROM conversation_stats"), "00000");
     }
 }

@@ -2,7 +2,8 @@
 # Runs every test of pg_conversation from a clean state; installs what is missing first.
 #   1. Rust unit tests and #[pg_test]s (cargo pgrx test, in pgrx's own test cluster)
 #   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
-#   3. the race test: 32 connections x 100 fresh keys at every isolation level
+#   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
+#      the same 500 fresh keys in different orders; 32 devices x 100 read positions
 #   4. pg_dump / pg_restore round trips
 #   5. the benchmark harness in smoke mode (that it runs and reports, never how fast)
 # Ends with "N passed, M failed" over those suites and exits non-zero if any failed.
@@ -64,7 +65,10 @@ race() {
     cargo build --release --quiet -p race-test || return 1
     psql -X -q -c "DROP DATABASE IF EXISTS pgconv_race" -c "CREATE DATABASE pgconv_race" &&
     psql -X -q -d pgconv_race -c "CREATE EXTENSION pg_conversation" &&
-    target/release/race-test --dsn "host=$PGHOST port=$PORT user=postgres dbname=pgconv_race" --clients 32 --keys 100
+    local dsn="host=$PGHOST port=$PORT user=postgres dbname=pgconv_race"
+    target/release/race-test --dsn "$dsn" --mode create --clients 32 --keys 100 &&
+    target/release/race-test --dsn "$dsn" --mode fanout --clients 16 --keys 500 &&
+    target/release/race-test --dsn "$dsn" --mode reads --clients 32 --keys 100
 }
 suite "race test" race
 

@@ -10,7 +10,12 @@
 //! under full contention. `--naive` runs the same race against a PL/pgSQL select-then-insert on a
 //! table without a unique index, to show that this test catches duplicates when they happen.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--clients 32] [--keys 100] [--naive]
+//! Other modes race the rest of the extension the same way:
+//! - `--mode fanout` (fanout.rs): batches over the same fresh keys, listed in different orders;
+//! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation.
+//!
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads]
+//!                  [--clients 32] [--keys 100] [--naive]
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -20,13 +25,35 @@ use std::thread;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+mod fanout;
+mod reads;
+
 const MAX_ATTEMPTS: usize = 50;
 
-struct Options {
-    dsn: String,
-    clients: usize,
-    keys: usize,
-    naive: bool,
+pub struct Options {
+    pub dsn: String,
+    pub mode: String,
+    pub clients: usize,
+    pub keys: usize,
+    pub naive: bool,
+}
+
+pub const LEVELS: [(&str, IsolationLevel); 3] = [
+    ("read committed", IsolationLevel::ReadCommitted),
+    ("repeatable read", IsolationLevel::RepeatableRead),
+    ("serializable", IsolationLevel::Serializable),
+];
+
+/// Prints the problems of one race and returns whether there were none.
+pub fn report(name: &str, problems: &[String]) -> bool {
+    if problems.is_empty() {
+        println!("ok: {name}");
+    } else {
+        for problem in problems {
+            println!("FAILED: {name}: {problem}");
+        }
+    }
+    problems.is_empty()
 }
 
 /// What one client saw: the id it got per key, and the SQLSTATEs of the attempts that failed.
@@ -45,26 +72,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let (passed, failed) = match options.mode.as_str() {
+        "create" => create_races(&options),
+        "fanout" => fanout::races(&options),
+        "reads" => reads::races(&options),
+        other => {
+            eprintln!("unknown mode {other}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("race {}: {passed} passed, {failed} failed", options.mode);
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+fn create_races(options: &Options) -> (usize, usize) {
     let function = if options.naive { install_naive(&options.dsn) } else { "get_or_create_conversation".to_string() };
-    let levels = [
-        ("read committed", IsolationLevel::ReadCommitted),
-        ("repeatable read", IsolationLevel::RepeatableRead),
-        ("serializable", IsolationLevel::Serializable),
-    ];
-    let mut failures = 0;
-    for (name, level) in levels {
-        let problems = race(&options, &function, name, level);
-        if problems.is_empty() {
-            println!("ok: {name}");
-        } else {
-            failures += 1;
-            for problem in problems {
-                println!("FAILED: {name}: {problem}");
-            }
+    let mut passed = 0;
+    for (name, level) in LEVELS {
+        if report(name, &race(options, &function, name, level)) {
+            passed += 1;
         }
     }
-    println!("race: {} passed, {} failed", levels.len() - failures, failures);
-    if failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    (passed, LEVELS.len() - passed)
 }
 
 /// Runs one race at `level` and returns what went wrong (nothing when all claims hold).
@@ -207,16 +236,17 @@ fn install_naive(dsn: &str) -> String {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { dsn: String::new(), clients: 32, keys: 100, naive: false };
+    let mut options = Options { dsn: String::new(), mode: "create".into(), clients: 32, keys: 100, naive: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--dsn" => options.dsn = value()?,
+            "--mode" => options.mode = value()?,
             "--clients" => options.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--keys" => options.keys = value()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "--naive" => options.naive = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--clients N] [--keys N] [--naive]")),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads] [--clients N] [--keys N] [--naive]")),
         }
     }
     if options.dsn.is_empty() {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test pg_conversation, skipping what
 # is already there: PostgreSQL 15 with its server headers and test tools, libclang for bindgen,
-# sudo (PostgreSQL refuses to run as root), cargo-pgrx 0.18.1, and pgrx's pg15 registration.
+# sudo (PostgreSQL refuses to run as root), pg_cron, cargo-pgrx 0.18.1, and pgrx's pg15 registration.
 set -euo pipefail
 
-PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 libclang-dev sudo)
+# postgresql-15-cron: the documented scheduler of the CMD cleanup, and its test.
+PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev sudo)
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

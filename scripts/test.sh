@@ -4,8 +4,10 @@
 #   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
 #   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
 #      the same 500 fresh keys in different orders; 32 devices x 100 read positions
-#   4. pg_dump / pg_restore round trips
-#   5. the benchmark harness in smoke mode (that it runs and reports, never how fast)
+#   4. SQL regression files (pg_regress): the operations DBAs run, and the view without preloading
+#   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases)
+#   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own
+#   7. the benchmark harness in smoke mode (that it runs and reports, never how fast)
 # Ends with "N passed, M failed" over those suites and exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +63,21 @@ isolation() {
 }
 suite "isolation specs" isolation
 
+regress() {
+    cp -r tests/regress "$WORK/regress"
+    chown -R postgres:postgres "$WORK/regress"
+    local files
+    files=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//')
+    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress" \
+        --host="$PGHOST" --port="$PORT" --user=postgres --bindir="$(pg_config --bindir)" \
+        --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
+        --load-extension=pg_conversation --dbname=pgconv_regress $files
+    local status=$?
+    [ $status -ne 0 ] && cat "$WORK/regress/regression.diffs"
+    return $status
+}
+suite "SQL regression files" regress
+
 race() {
     cargo build --release --quiet -p race-test || return 1
     psql -X -q -c "DROP DATABASE IF EXISTS pgconv_race" -c "CREATE DATABASE pgconv_race" &&
@@ -73,6 +90,8 @@ race() {
 suite "race test" race
 
 suite "dump and restore" bash tests/dump_restore.sh
+suite "upgrade from every earlier release" bash tests/upgrade.sh
+suite "cleanup scheduled with pg_cron" bash tests/pg_cron.sh "$WORK/cron-cluster" "$((PORT + 1))"
 
 # The benchmark harness in smoke mode, so that it cannot rot: asserts it ran and produced its
 # tables, never a timing.

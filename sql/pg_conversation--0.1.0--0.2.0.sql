@@ -183,7 +183,7 @@ BEGIN
         'SELECT s.uid::text AS uid, s.channel_id::text AS channel_id, s.channel_type::integer AS channel_type,
                 count(*) AS source_rows, %s AS id, %s AS created_at, %s AS updated_at,
                 coalesce(%s, 0) AS readed_to_msg_seq, coalesce(%s, 0) AS last_msg_seq,
-                coalesce(%s, 0) AS deleted_at_msg_seq, %s AS unread_count
+                coalesce(%s, 0) AS deleted_at_msg_seq, %s AS unread_count, %s AS max_source_id
          FROM %s AS s GROUP BY 1, 2, 3',
         CASE WHEN has_column ? 'id' THEN 'min(s.id)::bigint' ELSE 'NULL::bigint' END,
         CASE WHEN has_column ? 'created_at' THEN 'min(s.created_at)::timestamptz' ELSE 'NULL::timestamptz' END,
@@ -197,6 +197,7 @@ BEGIN
             WHEN has_column ? 'unread_count' THEN 'coalesce(max(s.unread_count), 0)::integer'
             ELSE format('greatest(coalesce(%s, 0) - coalesce(%s, 0), 0)::integer', last_expr, read_expr)
         END,
+        CASE WHEN has_column ? 'id' THEN 'max(s.id)::bigint' ELSE 'NULL::bigint' END,
         source);
 
     -- Left over by an earlier call in this transaction.
@@ -289,9 +290,11 @@ BEGIN
     END LOOP;
     unchanged := total_keys - inserted - updated;
 
-    -- New ids must not restart below the imported ones (ids are not unique, but they should be).
+    -- New ids start after every id the source held, merged-away ones included: an application
+    -- may still hold those, and must never find them on another conversation.
     PERFORM setval('@extschema@.conversation_id_seq', m.max_id)
-    FROM (SELECT max(c.id) AS max_id FROM @extschema@.conversation AS c) AS m,
+    FROM (SELECT greatest((SELECT max(i.max_source_id) FROM pg_temp.pg_conversation_import AS i),
+                          (SELECT max(c.id) FROM @extschema@.conversation AS c)) AS max_id) AS m,
          @extschema@.conversation_id_seq AS s
     WHERE m.max_id > s.last_value OR (NOT s.is_called AND m.max_id >= s.last_value);
     RETURN NEXT;
@@ -340,8 +343,8 @@ BEGIN
         GET DIAGNOSTICS batch_deleted = ROW_COUNT;
         deleted := deleted + batch_deleted;
         batches := batches + 1;
-        RAISE NOTICE 'pg_conversation cleanup: batch %, % CMD conversations idle since % deleted (% in all)',
-            batches, batch_deleted, cutoff, deleted;
+        RAISE NOTICE 'pg_conversation cleanup: batch %: % CMD conversations deleted, % in all',
+            batches, batch_deleted, deleted;
         COMMIT;
         EXIT WHEN batch_deleted < batch_size;
     END LOOP;

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Upgrades carry a running database forward. For every earlier release kept in sql/releases:
+# install that release exactly as it shipped, fill it, ALTER EXTENSION pg_conversation UPDATE,
+# then check that every row is kept, that the new objects work, and that the upgraded database
+# holds the same objects, definitions, grants and comments as a fresh install.
+# Uses the cluster named by PGHOST, PGPORT and PGUSER; copies the old install scripts into the
+# server's extension directory (so it runs as root, like cargo pgrx install).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
+fail() { echo "FAILED: $*"; exit 1; }
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+EXTDIR=$(pg_config --sharedir)/extension
+current=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+# Every object of the extension, described the same way whatever its OID: what it is, its full
+# definition, its grants and its comment.
+describe='
+SELECT pg_describe_object(d.classid, d.objid, 0) || E"\n" || coalesce(
+    CASE d.classid
+        WHEN $$pg_proc$$::regclass THEN
+            pg_get_functiondef(d.objid) || coalesce((SELECT proacl::text FROM pg_proc WHERE oid = d.objid), $$$$)
+        WHEN $$pg_class$$::regclass THEN (
+            SELECT c.relkind::text || $$ $$ || coalesce(c.relacl::text, $$$$) || E"\n" ||
+                   coalesce(pg_get_viewdef(c.oid), $$$$) ||
+                   coalesce((SELECT string_agg(a.attname || $$ $$ || format_type(a.atttypid, a.atttypmod)
+                                 || $$ $$ || a.attnotnull || $$ $$ || coalesce(pg_get_expr(ad.adbin, ad.adrelid), $$$$),
+                                 E"\n" ORDER BY a.attnum)
+                             FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), $$$$) || E"\n" ||
+                   coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), E"\n" ORDER BY 1)
+                             FROM pg_index i WHERE i.indrelid = c.oid), $$$$) || E"\n" ||
+                   coalesce((SELECT string_agg(conname || $$ $$ || pg_get_constraintdef(k.oid), E"\n" ORDER BY 1)
+                             FROM pg_constraint k WHERE k.conrelid = c.oid), $$$$)
+            FROM pg_class c WHERE c.oid = d.objid)
+        ELSE $$$$
+    END, $$$$) || E"\n" || coalesce(obj_description(d.objid, d.classid::regclass::text), $$$$)
+FROM pg_depend d
+WHERE d.refclassid = $$pg_extension$$::regclass AND d.deptype = $$e$$
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = $$pg_conversation$$)
+ORDER BY 1'
+describe=${describe//\"/\'}
+
+fill='
+SELECT count(*) FROM generate_series(1, 1000) AS i,
+    get_or_create_conversation($$u$$ || (i % 50), $$g$$ || i || CASE WHEN i % 4 = 0 THEN $$____cmd$$ ELSE $$$$ END, i % 3);
+UPDATE conversation SET unread_count = id % 7, readed_to_msg_seq = id * 3, last_msg_seq = id * 3 + id % 7,
+    deleted_at_msg_seq = id % 2, updated_at = created_at + make_interval(secs => id);'
+fingerprint="SELECT count(*) || ' ' || md5(string_agg(c::text, ',' ORDER BY id)) FROM conversation c"
+
+sql -c "DROP DATABASE IF EXISTS pgconv_fresh" 2>/dev/null -c "CREATE DATABASE pgconv_fresh"
+sql -d pgconv_fresh -c "CREATE EXTENSION pg_conversation"
+sql -d pgconv_fresh -c "$describe" >"$WORK/fresh.txt"
+[ "$(sql -d pgconv_fresh -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$current" ] ||
+    fail "a fresh install is not version $current"
+
+releases=$(ls sql/releases/pg_conversation--*.sql)
+[ -n "$releases" ] || fail "no earlier release in sql/releases"
+for script in $releases; do
+    install -m 644 "$script" "$EXTDIR/"
+    old=$(basename "$script" .sql); old=${old#pg_conversation--}
+    db=pgconv_upgrade_${old//./_}
+    sql -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+    sql -d "$db" -c "CREATE EXTENSION pg_conversation VERSION '$old'" -c "$fill" >/dev/null
+    before=$(sql -d "$db" -c "$fingerprint")
+    [ "${before%% *}" = 1000 ] || fail "$old: filled ${before%% *} rows, not 1000"
+
+    sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE"
+    version=$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")
+    [ "$version" = "$current" ] || fail "$old: updated to $version, not $current"
+    after=$(sql -d "$db" -c "$fingerprint")
+    [ "$after" = "$before" ] || fail "$old: rows changed in the update ($after vs $before)"
+
+    sql -d "$db" -c "$describe" >"$WORK/upgraded.txt"
+    if ! diff -u "$WORK/fresh.txt" "$WORK/upgraded.txt" >"$WORK/objects.diff"; then
+        cat "$WORK/objects.diff"
+        fail "$old: the upgraded extension's objects differ from a fresh install's"
+    fi
+    objects=$(grep -c '^function\|^table\|^view\|^index\|^sequence\|^procedure' "$WORK/fresh.txt" || true)
+
+    # The new objects work on the old rows: an existing key keeps its id, a new one is created.
+    old_id=$(sql -d "$db" -c "SELECT id FROM conversation WHERE uid = 'u1' AND channel_id = 'g1' AND channel_type = 1")
+    batch=$(sql -d "$db" -c "SELECT string_agg(id::text, ',' ORDER BY input_position) FROM get_or_create_conversations('g1', 1, ARRAY['u1', 'newcomer'])")
+    [ "${batch%%,*}" = "$old_id" ] || fail "$old: the batch gave u1 id ${batch%%,*}, not $old_id"
+    [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation")" = 1001 ] || fail "$old: the batch did not create exactly one row"
+    [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation_duplicates()")" = 0 ] || fail "$old: duplicates after the update"
+    echo "ok: $old -> $current keeps all 1000 rows; the same $objects objects as a fresh install"
+done

@@ -8,7 +8,7 @@ and per 1,000 calls the WAL bytes, dead tuples and sequence values consumed, plu
 (failed transactions, aborted clients; a call that returns no row aborts its client via \\gset).
 
 Uses the cluster named by PGHOST/PGPORT/PGUSER/PGDATABASE, with pg_conversation installed.
-usage: bench.py [--smoke]
+usage: bench.py [--smoke] [--only WORKLOAD]
 """
 
 import os
@@ -20,11 +20,14 @@ import tempfile
 import time
 
 SMOKE = "--smoke" in sys.argv[1:]
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[1:] else None
 USERS, CHANNEL_PAIRS = (20, 5) if SMOKE else (1000, 50)  # 2 conversations (chat + CMD) per pair
 ROUNDS = 1 if SMOKE else 5
 SECONDS = 1 if SMOKE else 10
 CLIENTS = 8
 CONTENTION_CLIENTS = 32
+MEMBERS = 100 if SMOKE else 1000  # members of the fresh channel in the fan-out workload
+FANOUT_CLIENTS = 2
 PGBENCH = os.path.join(subprocess.check_output(["pg_config", "--bindir"], text=True).strip(), "pgbench")
 
 # name -> (table it works on, its id sequence, SQL for key (U, C, T))
@@ -50,17 +53,40 @@ APPROACHES = {
         "SELECT (get_or_create_conversation({U}, {C}, {T})).id"),
 }
 
+# Fan-out: one transaction gets the conversations of all MEMBERS members of a fresh channel.
+# Whole pgbench scripts; every approach builds the same uid array on the server.
+MEMBER_UIDS = f"ARRAY(SELECT 'member' || i FROM generate_series(1, {MEMBERS}) AS i)"
+FRESH_CHANNEL = "\\set r random(1, 1000000000000000)\n"
+FANOUT_APPROACHES = {
+    "set-based INSERT ... SELECT ... ON CONFLICT DO NOTHING (limit)": ("bench.t_fanout", "bench.t_fanout_id_seq",
+        FRESH_CHANNEL + "INSERT INTO bench.t_fanout (uid, channel_id, channel_type) "
+        f"SELECT m, 'fan' || :r, 2 FROM unnest({MEMBER_UIDS}) AS m "
+        "ON CONFLICT (uid, channel_id, channel_type) DO NOTHING;\n"),
+    "get_or_create_conversations (one call)": ("conversation", "conversation_id_seq",
+        FRESH_CHANNEL + f"SELECT count(*) AS n FROM get_or_create_conversations('fan' || :r, 2, {MEMBER_UIDS}) \\gset\n"),
+    f"{MEMBERS} get_or_create_conversation calls in one transaction": ("conversation", "conversation_id_seq",
+        # No \\gset here: pgbench 15 crashes on scripts with more than about 128 of them.
+        FRESH_CHANNEL + "BEGIN;\n" + "".join(
+            f"SELECT id FROM get_or_create_conversation('member{i}', 'fan' || :r, 2);\n"
+            for i in range(1, MEMBERS + 1)) + "COMMIT;\n"),
+}
+APPROACHES.update(FANOUT_APPROACHES)
+SINGLE_KEY = [a for a in APPROACHES if a not in FANOUT_APPROACHES]
+
 # workload -> (approaches that make sense for it, reference approach, pgbench clients, script)
 # Scripts choose a key and hand {U} {C} {T} as SQL expressions over pgbench variables.
 HIT_KEY = ("\\set u random(1, %d)\n\\set c random(1, %d)\n" % (USERS, CHANNEL_PAIRS),
            [("'u' || :u", "'g' || :c", "1"), ("'u' || :u", "'g' || :c || '____cmd'", "2")])
 MISS_KEY = ("\\set r random(1, 1000000000000000)\n", [("'new' || :r", "'g1'", "1")])
 WORKLOADS = {
-    "hit": ([a for a in APPROACHES if a != "plain INSERT (miss limit)"], "plain SELECT (hit limit)", CLIENTS, HIT_KEY),
-    "miss": ([a for a in APPROACHES if a != "plain SELECT (hit limit)"], "plain INSERT (miss limit)", CLIENTS, MISS_KEY),
+    "hit": ([a for a in SINGLE_KEY if a != "plain INSERT (miss limit)"], "plain SELECT (hit limit)", CLIENTS, HIT_KEY),
+    "miss": ([a for a in SINGLE_KEY if a != "plain SELECT (hit limit)"], "plain INSERT (miss limit)", CLIENTS, MISS_KEY),
     # 32 clients on 4 fresh keys per run: creation races, then hot hits.
-    "contention": ([a for a in APPROACHES if "limit" not in a], "PL/pgSQL select-then-insert loop",
+    "contention": ([a for a in SINGLE_KEY if "limit" not in a], "PL/pgSQL select-then-insert loop",
                    CONTENTION_CLIENTS, ("\\set k random(1, 4)\n", [("'hot'", "'{RUN}-' || :k", "1")])),
+    # tps counts fan-outs (transactions of MEMBERS creations), not single calls.
+    "fan-out": (list(FANOUT_APPROACHES), "set-based INSERT ... SELECT ... ON CONFLICT DO NOTHING (limit)",
+                FANOUT_CLIENTS, None),
 }
 
 
@@ -130,6 +156,8 @@ def run_pgbench(script, clients):
 
 
 def script_for(approach, key, run):
+    if key is None:
+        return APPROACHES[approach][2]
     setup, variants = key
     sql = APPROACHES[approach][2]
     if len(variants) == 1:
@@ -165,7 +193,7 @@ def bench(workload):
 def report(workload, results, reference):
     ref = statistics.median(results[reference]["tps"])
     lines = [f"### {workload}", "",
-             f"| approach | tps median | spread | x {reference} | WAL bytes / 1k calls | dead tuples / 1k | sequence values / 1k | errors |",
+             f"| approach | tps median | spread | x {reference} | WAL bytes / 1k transactions | dead tuples / 1k | sequence values / 1k | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for approach, r in results.items():
         med = statistics.median(r["tps"])
@@ -184,6 +212,8 @@ def main():
           f"approach, approaches alternating; pgbench -M prepared, {CLIENTS} clients "
           f"({CONTENTION_CLIENTS} for contention), {cores} cores; {version.split(',')[0]}.\n")
     for workload in WORKLOADS:
+        if ONLY and workload != ONLY:
+            continue
         results, reference = bench(workload)
         print(report(workload, results, reference) + "\n", flush=True)
 

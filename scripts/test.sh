@@ -99,7 +99,7 @@ bench_smoke() {
     bash bench/run.sh --smoke >"$WORK/bench-smoke.md" 2>&1 || { cat "$WORK/bench-smoke.md"; return 1; }
     cat "$WORK/bench-smoke.md"
     local workload
-    for workload in hit miss contention; do
+    for workload in hit miss contention fan-out; do
         grep -q "^### $workload" "$WORK/bench-smoke.md" || { echo "no $workload table"; return 1; }
     done
     [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||

@@ -1,7 +1,8 @@
 //! Batch get-or-create: the conversations of many keys in one call, set-based.
 //!
-//! find all (one statement) -> insert the missing, in key order (one statement) -> find what the
-//! insert met but could not see -> return every row with its input position.
+//! find all (direct probes of the key index, as the single-key hit path) -> insert the missing,
+//! in key order (one statement) -> find what the insert met but could not see -> return every row
+//! with its input position.
 //!
 //! - Fan-out: one call for the members of a channel (`uids text[]`), or any keys (jsonb array).
 //! - Keys are folded and sorted (`batch_keys.rs`), and the INSERT takes them in that order. An
@@ -24,6 +25,7 @@ use pgrx::JsonB;
 
 use crate::batch_keys::{self, PositionedKey};
 use crate::errors;
+use crate::find::{IndexProbe, Relations};
 use crate::key::ConversationKey;
 use crate::kept::{extension_schema, kept, PinnedSearchPath, Statement};
 use crate::stats;
@@ -39,18 +41,6 @@ macro_rules! columns {
 }
 
 const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID, pg_sys::INT2ARRAYOID];
-
-const FIND_MANY: Statement = Statement {
-    name: "find_many",
-    sql: concat!(
-        "SELECT ",
-        columns!(),
-        " FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS k(uid, channel_id, channel_type) \
-         JOIN {schema}.conversation AS c \
-           ON c.uid = k.uid AND c.channel_id = k.channel_id AND c.channel_type = k.channel_type"
-    ),
-    parameters: KEY_ARRAYS,
-};
 
 // ORDER BY the input's ordinality: the keys arrive sorted, and this keeps the insert (and so the
 // order in which it waits on other transactions' rows) in that order whatever plan is chosen.
@@ -84,7 +74,59 @@ pub struct Conversation {
 
 type KeyOf = (String, String, i16);
 
+/// Attribute numbers of the columns a batch returns, in `Conversation`'s order: looked up by name
+/// once per call, so they stay right whatever columns later releases add.
+struct Columns([usize; 11]);
+
+const COLUMN_NAMES: [&std::ffi::CStr; 11] = [
+    c"id", c"uid", c"channel_id", c"channel_type", c"type", c"unread_count", c"readed_to_msg_seq",
+    c"last_msg_seq", c"deleted_at_msg_seq", c"created_at", c"updated_at",
+];
+
+impl Columns {
+    fn of(table: pg_sys::Oid) -> Columns {
+        Columns(COLUMN_NAMES.map(|name| {
+            // SAFETY: a syscache lookup; InvalidAttrNumber (0) when missing.
+            let attnum = unsafe { pg_sys::get_attnum(table, name.as_ptr()) };
+            if attnum <= 0 {
+                errors::broken_install(&format!("table conversation has no column {}", name.to_string_lossy()));
+            }
+            attnum as usize
+        }))
+    }
+}
+
 impl Conversation {
+    /// The row in `slot` (a slot of the conversation table).
+    fn from_slot(slot: *mut pg_sys::TupleTableSlot, columns: &Columns) -> Conversation {
+        // SAFETY: the slot holds a row of the table; every column is NOT NULL; FromDatum copies
+        // (and detoasts) what it reads, so nothing points into the slot afterwards.
+        unsafe {
+            pg_sys::slot_getallattrs(slot);
+            fn get<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: usize) -> T {
+                unsafe {
+                    let datum = *(*slot).tts_values.add(attnum - 1);
+                    let is_null = *(*slot).tts_isnull.add(attnum - 1);
+                    T::from_datum(datum, is_null).expect("conversation columns are NOT NULL")
+                }
+            }
+            let c = &columns.0;
+            Conversation {
+                id: get(slot, c[0]),
+                uid: get(slot, c[1]),
+                channel_id: get(slot, c[2]),
+                channel_type: get(slot, c[3]),
+                kind: get(slot, c[4]),
+                unread_count: get(slot, c[5]),
+                readed_to_msg_seq: get(slot, c[6]),
+                last_msg_seq: get(slot, c[7]),
+                deleted_at_msg_seq: get(slot, c[8]),
+                created_at: get(slot, c[9]),
+                updated_at: get(slot, c[10]),
+            }
+        }
+    }
+
     fn from_row(row: &SpiHeapTupleData<'_>) -> Conversation {
         fn get<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, ordinal: usize) -> T {
             row.get::<T>(ordinal)
@@ -119,11 +161,14 @@ fn key_of(key: &ConversationKey<'_>) -> KeyOf {
 /// Returned in the order of `keys`.
 pub fn get_or_create_many(client: &SpiClient<'_>, schema: pg_sys::Oid, keys: &[PositionedKey<'_>]) -> Vec<Conversation> {
     let _pinned = PinnedSearchPath::push();
+    let relations = Relations::in_schema(schema);
+    let channel_index = Relations::channel_index(schema);
+    let columns = Columns::of(relations.table);
     let mut found: HashMap<KeyOf, Conversation> = HashMap::with_capacity(keys.len());
     let mut missing: Vec<ConversationKey<'_>> = keys.iter().map(|k| k.key).collect();
     let mut created = 0;
     for _ in 0..MAX_ROUNDS {
-        run(client, schema, &FIND_MANY, &missing, &mut found);
+        find_many(relations, channel_index, &columns, &missing, &mut found);
         missing.retain(|key| !found.contains_key(&key_of(key)));
         if missing.is_empty() {
             break;
@@ -145,6 +190,41 @@ pub fn get_or_create_many(client: &SpiClient<'_>, schema: pg_sys::Oid, keys: &[P
     keys.iter()
         .map(|k| found.remove(&key_of(&k.key)).expect("every key was found or created"))
         .collect()
+}
+
+/// Probes the key index for every key, skipping the keys of channels that have no conversation
+/// at all: a fan-out to a new channel then costs one probe, not one per member. Each probe takes
+/// its snapshot as the single-key check takes it (under READ COMMITTED fresh, so a later round
+/// sees what the insert met); a row committed between the two probes is met by the insert's
+/// ON CONFLICT and found by the next round.
+fn find_many(
+    relations: Relations,
+    channel_index: pg_sys::Oid,
+    columns: &Columns,
+    keys: &[ConversationKey<'_>],
+    found: &mut HashMap<KeyOf, Conversation>,
+) {
+    let mut channels: HashMap<(&str, i16), bool> = HashMap::new();
+    let mut channel_probe = IndexProbe::open(relations.table, channel_index, 2);
+    for key in keys {
+        channels
+            .entry((key.channel_id, key.channel_type))
+            .or_insert_with(|| channel_probe.channel_has_rows(key.channel_id, key.channel_type));
+    }
+    channel_probe.finish();
+    if !channels.values().any(|&has_rows| has_rows) {
+        return;
+    }
+    let mut probe = IndexProbe::key_index(relations);
+    for key in keys {
+        if !channels[&(key.channel_id, key.channel_type)] {
+            continue;
+        }
+        if let Some(slot) = probe.probe(key) {
+            found.insert(key_of(key), Conversation::from_slot(slot, columns));
+        }
+    }
+    probe.finish();
 }
 
 fn run(

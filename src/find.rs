@@ -37,6 +37,17 @@ impl Relations {
         }
         Relations { table, key_index }
     }
+
+    /// The (channel_id, channel_type) index, for batches: one probe tells whether a channel is
+    /// new, so that its keys need no probe of their own.
+    pub fn channel_index(schema: pg_sys::Oid) -> pg_sys::Oid {
+        // SAFETY: a syscache lookup by name; InvalidOid when missing.
+        let index = unsafe { pg_sys::get_relname_relid(c"conversation_channel_idx".as_ptr(), schema) };
+        if index == pg_sys::InvalidOid {
+            errors::broken_install("index conversation_channel_idx is missing");
+        }
+        index
+    }
 }
 
 /// Reading the table directly skips the executor's permission checks, so make them here: the
@@ -55,61 +66,108 @@ unsafe fn check_read_allowed(table: pg_sys::Relation) {
     }
 }
 
+/// An open probe of an index of the table: the table and index locked, the permissions checked,
+/// the snapshot pushed, one index scan to rescan per probe. `finish` closes it; on ERROR the abort
+/// releases the scan, the slot's buffer pin and the pushed snapshot.
+pub struct IndexProbe {
+    table: pg_sys::Relation,
+    index: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    scan: pg_sys::IndexScanDesc,
+}
+
+impl IndexProbe {
+    /// A probe of the key index (uid, channel_id, channel_type).
+    pub fn key_index(relations: Relations) -> IndexProbe {
+        IndexProbe::open(relations.table, relations.key_index, 3)
+    }
+
+    /// A probe of `index`, compared on its first `columns` columns.
+    pub fn open(table: pg_sys::Oid, index: pg_sys::Oid, columns: i32) -> IndexProbe {
+        // SAFETY: the standard index-scan protocol of genam.h. Relations stay locked
+        // (AccessShareLock) to the end of the transaction, as the executor leaves them.
+        unsafe {
+            let table = pg_sys::table_open(table, pg_sys::AccessShareLock as _);
+            check_read_allowed(table);
+            let index = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+            pg_sys::CommandCounterIncrement();
+            pg_sys::PushCopiedSnapshot(pg_sys::GetTransactionSnapshot());
+            pg_sys::UpdateActiveSnapshotCommandId();
+            let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
+            let scan = pg_sys::index_beginscan(table, index, pg_sys::GetActiveSnapshot(), columns, 0);
+            IndexProbe { table, index, slot, scan }
+        }
+    }
+
+    /// The visible row of `key`, in the probe's slot until the next probe, or None.
+    pub fn probe(&mut self, key: &ConversationKey<'_>) -> Option<*mut pg_sys::TupleTableSlot> {
+        self.first_equal(&[
+            (pg_sys::F_TEXTEQ, key.uid.into_datum()),
+            (pg_sys::F_TEXTEQ, key.channel_id.into_datum()),
+            (pg_sys::F_INT2EQ, key.channel_type.into_datum()),
+        ])
+    }
+
+    /// The first visible row whose leading index columns equal `values` (equality function, value).
+    fn first_equal(&mut self, values: &[(u32, Option<pg_sys::Datum>)]) -> Option<*mut pg_sys::TupleTableSlot> {
+        // SAFETY: the scan and slot were created by open() and are still open; `values` matches
+        // the number of columns the scan was opened with (at most 3).
+        unsafe {
+            // On the stack: this is the hit path.
+            let mut scan_keys: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
+            for (i, (equality, value)) in values.iter().enumerate() {
+                pg_sys::ScanKeyEntryInitialize(
+                    &mut scan_keys[i],
+                    0,
+                    (i + 1) as pg_sys::AttrNumber,
+                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                    pg_sys::InvalidOid,
+                    // The index's own collation: comparing under another could miss the row.
+                    *(*self.index).rd_indcollation.add(i),
+                    pg_sys::Oid::from(*equality),
+                    value.expect("probe values are never NULL"),
+                );
+            }
+            pg_sys::index_rescan(self.scan, scan_keys.as_mut_ptr(), values.len() as i32, std::ptr::null_mut(), 0);
+            pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
+                .then_some(self.slot)
+        }
+    }
+
+    /// For a probe of conversation_channel_idx: whether the channel has any visible conversation.
+    pub fn channel_has_rows(&mut self, channel_id: &str, channel_type: i16) -> bool {
+        self.first_equal(&[(pg_sys::F_TEXTEQ, channel_id.into_datum()), (pg_sys::F_INT2EQ, channel_type.into_datum())])
+            .is_some()
+    }
+
+    pub fn finish(self) {
+        // SAFETY: closes what open() opened, in reverse order.
+        unsafe {
+            pg_sys::index_endscan(self.scan);
+            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
+            pg_sys::PopActiveSnapshot();
+            pg_sys::index_close(self.index, pg_sys::NoLock as _);
+            pg_sys::table_close(self.table, pg_sys::NoLock as _);
+        }
+    }
+}
+
 /// The row of `key` as a composite datum allocated in `result_context`, or None.
 pub fn find(
     relations: Relations,
     key: ConversationKey<'_>,
     result_context: pg_sys::MemoryContext,
 ) -> Option<pg_sys::Datum> {
-    // SAFETY: the standard index-scan protocol of genam.h. Relations stay locked
-    // (AccessShareLock) to the end of the transaction, as the executor leaves them; on ERROR the
-    // abort releases the scan, the slot's buffer pin and the pushed snapshot.
-    unsafe {
-        let table = pg_sys::table_open(relations.table, pg_sys::AccessShareLock as _);
-        check_read_allowed(table);
-        let index = pg_sys::index_open(relations.key_index, pg_sys::AccessShareLock as _);
-
-        let key_values = [
-            (pg_sys::F_TEXTEQ, key.uid.into_datum()),
-            (pg_sys::F_TEXTEQ, key.channel_id.into_datum()),
-            (pg_sys::F_INT2EQ, key.channel_type.into_datum()),
-        ];
-        let mut scan_keys: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
-        for (i, (equality, value)) in key_values.into_iter().enumerate() {
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scan_keys[i],
-                0,
-                (i + 1) as pg_sys::AttrNumber,
-                pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-                pg_sys::InvalidOid,
-                // The index's own collation: comparing under another could miss the row.
-                *(*index).rd_indcollation.add(i),
-                pg_sys::Oid::from(equality),
-                value.expect("key values are never NULL"),
-            );
-        }
-
-        pg_sys::CommandCounterIncrement();
-        pg_sys::PushCopiedSnapshot(pg_sys::GetTransactionSnapshot());
-        pg_sys::UpdateActiveSnapshotCommandId();
-        let snapshot = pg_sys::GetActiveSnapshot();
-
-        let slot = pg_sys::table_slot_create(table, std::ptr::null_mut());
-        let scan = pg_sys::index_beginscan(table, index, snapshot, 3, 0);
-        pg_sys::index_rescan(scan, scan_keys.as_mut_ptr(), 3, std::ptr::null_mut(), 0);
-        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-        let row = found.then(|| {
+    let mut probe = IndexProbe::key_index(relations);
+    let row = probe.probe(&key).map(|slot| {
+        // SAFETY: the slot holds the found row; the datum is built in the caller's context.
+        unsafe {
             let caller = pg_sys::MemoryContextSwitchTo(result_context);
             let datum = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
             pg_sys::MemoryContextSwitchTo(caller);
             datum
-        });
-        pg_sys::index_endscan(scan);
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::PopActiveSnapshot();
-
-        pg_sys::index_close(index, pg_sys::NoLock as _);
-        pg_sys::table_close(table, pg_sys::NoLock as _);
-        row
-    }
+        }
+    });
+    probe.finish();
+    row
 }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets everything up and shows pg_conversation at work:
 #   installs the toolchain pieces (scripts/setup.sh), builds and installs the extension (release),
-#   starts a private cluster, creates the extension, and races 32 connections on one fresh key,
-#   once through get_or_create_conversation and once through the usual select-then-insert.
+#   starts a private cluster (the library preloaded, for its counters), creates the extension,
+#   races 32 connections on fresh keys, once through get_or_create_conversation and once through
+#   the usual select-then-insert, then shows a group message's fan-out, read positions, the
+#   counters and a legacy table's duplicates merged away.
 # The cluster keeps running afterwards; `bash scripts/demo.sh stop` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ bash scripts/setup.sh
 echo "building and installing pg_conversation (release)..."
 cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
     { cat "$DIR.install.log"; exit 1; }
-bash scripts/cluster.sh start "$DIR/cluster" "$PORT"
+bash scripts/cluster.sh start "$DIR/cluster" "$PORT" "shared_preload_libraries=pg_conversation"
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=demo
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS demo" -c "CREATE DATABASE demo" 2>/dev/null
 psql -X -q -c "CREATE EXTENSION pg_conversation"
@@ -58,6 +60,32 @@ race() {
 echo "== 32 connections ask for 20 fresh conversations at the same moment"
 race "select-then-insert:" naive_get_or_create naive_conversation
 race "get_or_create_conversation:" get_or_create_conversation conversation
+
+echo
+echo "== A message to a group of 4: conversations created for everyone, unread for all but the sender"
+psql -X -q -c "SELECT conversation_message_arrived('group-42', 2, ARRAY['alice', 'bob', 'carol', 'dave'], 1, 'alice') AS advanced" \
+    -c "SELECT conversation_message_arrived('group-42', 2, ARRAY['alice', 'bob', 'carol', 'dave'], 2, 'bob') AS advanced" \
+    -c "SELECT conversation_message_arrived('group-42', 2, ARRAY['alice', 'bob', 'carol', 'dave'], 2, 'bob') AS redelivered" \
+    -c "SELECT uid, last_msg_seq, readed_to_msg_seq, unread_count FROM conversation WHERE channel_id = 'group-42' ORDER BY uid"
+
+echo "== carol reads up to 2 on her phone, then her laptop reports an older position: it does not go back"
+psql -X -q -c "SELECT uid, readed_to_msg_seq, unread_count FROM conversation_mark_read('carol', 'group-42', 2, 2)" \
+    -c "SELECT uid, readed_to_msg_seq, unread_count FROM conversation_mark_read('carol', 'group-42', 2, 1)"
+
+echo "== A legacy table with duplicates, merged into one row per key"
+psql -X -q <<'SQL'
+CREATE TABLE legacy_conversation (id bigint, uid text, channel_id text, channel_type smallint,
+                                  readed_to_msg_seq bigint, last_msg_seq bigint, unread_count integer);
+INSERT INTO legacy_conversation VALUES (900, 'erin', 'group-7', 2, 10, 12, 2), (901, 'erin', 'group-7', 2, 5, 15, 10),
+                                       (902, 'frank', 'group-7', 2, 3, 3, 0);
+SELECT * FROM conversation_duplicates('legacy_conversation');
+SET client_min_messages = warning;
+SELECT applied, source_rows, keys, rows_merged_away, inserted FROM conversation_import('legacy_conversation', false);
+SELECT id, uid, readed_to_msg_seq, last_msg_seq, unread_count FROM conversation WHERE channel_id = 'group-7' ORDER BY uid;
+SQL
+
+echo "== The counters (shared memory; the demo cluster preloads the library)"
+psql -X -q -c "SELECT calls, hits, creates, lock_waits, races_resolved, errors, batch_calls, messages, reads FROM conversation_stats"
 
 echo
 echo "The cluster is still running. Try it:"

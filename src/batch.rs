@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiClient, SpiHeapTupleData};
+use pgrx::spi::SpiClient;
 use pgrx::JsonB;
 
 use crate::batch_keys::{self, PositionedKey};
@@ -33,6 +33,7 @@ use crate::stats;
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;
 
+// The columns a batch returns, in COLUMN_NAMES' order.
 macro_rules! columns {
     () => {
         "c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count, c.readed_to_msg_seq, \
@@ -97,54 +98,55 @@ impl Columns {
 }
 
 impl Conversation {
-    /// The row in `slot` (a slot of the conversation table).
-    fn from_slot(slot: *mut pg_sys::TupleTableSlot, columns: &Columns) -> Conversation {
-        // SAFETY: the slot holds a row of the table; every column is NOT NULL; FromDatum copies
-        // (and detoasts) what it reads, so nothing points into the slot afterwards.
-        unsafe {
-            pg_sys::slot_getallattrs(slot);
-            fn get<T: FromDatum>(slot: *mut pg_sys::TupleTableSlot, attnum: usize) -> T {
-                unsafe {
-                    let datum = *(*slot).tts_values.add(attnum - 1);
-                    let is_null = *(*slot).tts_isnull.add(attnum - 1);
-                    T::from_datum(datum, is_null).expect("conversation columns are NOT NULL")
-                }
-            }
-            let c = &columns.0;
-            Conversation {
-                id: get(slot, c[0]),
-                uid: get(slot, c[1]),
-                channel_id: get(slot, c[2]),
-                channel_type: get(slot, c[3]),
-                kind: get(slot, c[4]),
-                unread_count: get(slot, c[5]),
-                readed_to_msg_seq: get(slot, c[6]),
-                last_msg_seq: get(slot, c[7]),
-                deleted_at_msg_seq: get(slot, c[8]),
-                created_at: get(slot, c[9]),
-                updated_at: get(slot, c[10]),
-            }
+    /// Builds a row from its column values, `value(i)` giving the datum and null flag of the
+    /// i-th column of COLUMN_NAMES.
+    fn from_values(value: impl Fn(usize) -> (pg_sys::Datum, bool)) -> Conversation {
+        fn get<T: FromDatum>((datum, is_null): (pg_sys::Datum, bool)) -> T {
+            // SAFETY: `value` hands out datums of the column's own type; FromDatum copies (and
+            // detoasts) what it reads, so nothing points into the source afterwards.
+            unsafe { T::from_datum(datum, is_null) }.expect("conversation columns are NOT NULL")
+        }
+        Conversation {
+            id: get(value(0)),
+            uid: get(value(1)),
+            channel_id: get(value(2)),
+            channel_type: get(value(3)),
+            kind: get(value(4)),
+            unread_count: get(value(5)),
+            readed_to_msg_seq: get(value(6)),
+            last_msg_seq: get(value(7)),
+            deleted_at_msg_seq: get(value(8)),
+            created_at: get(value(9)),
+            updated_at: get(value(10)),
         }
     }
 
-    fn from_row(row: &SpiHeapTupleData<'_>) -> Conversation {
-        fn get<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData<'_>, ordinal: usize) -> T {
-            row.get::<T>(ordinal)
-                .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-                .expect("conversation columns are NOT NULL")
+    /// The row in `slot` (a slot of the conversation table).
+    fn from_slot(slot: *mut pg_sys::TupleTableSlot, columns: &Columns) -> Conversation {
+        // SAFETY: the slot holds a row of the table; after slot_getallattrs every attribute's
+        // value and null flag are in tts_values / tts_isnull.
+        unsafe {
+            pg_sys::slot_getallattrs(slot);
+            Conversation::from_values(|i| {
+                let at = columns.0[i] - 1;
+                (*(*slot).tts_values.add(at), *(*slot).tts_isnull.add(at))
+            })
         }
-        Conversation {
-            id: get(row, 1),
-            uid: get(row, 2),
-            channel_id: get(row, 3),
-            channel_type: get(row, 4),
-            kind: get(row, 5),
-            unread_count: get(row, 6),
-            readed_to_msg_seq: get(row, 7),
-            last_msg_seq: get(row, 8),
-            deleted_at_msg_seq: get(row, 9),
-            created_at: get(row, 10),
-            updated_at: get(row, 11),
+    }
+
+    /// The `row`-th row (0-based) of the last SPI result, a RETURNING columns!() row, whose
+    /// columns are in COLUMN_NAMES' order. Call it while that result is alive.
+    fn from_spi_result(row: usize) -> Conversation {
+        // SAFETY: SPI_tuptable is the live result of the statement just run, with more than
+        // `row` rows; heap_getattr range-checks the attribute number.
+        unsafe {
+            let table = pg_sys::SPI_tuptable;
+            let tuple = *(*table).vals.add(row);
+            Conversation::from_values(|i| {
+                let mut is_null = false;
+                let datum = pg_sys::heap_getattr(tuple, (i + 1) as i32, (*table).tupdesc, &mut is_null);
+                (datum, is_null)
+            })
         }
     }
 
@@ -174,7 +176,7 @@ pub fn get_or_create_many(client: &SpiClient<'_>, schema: pg_sys::Oid, keys: &[P
             break;
         }
         let before = found.len();
-        errors::hint_retry_on_snapshot_conflict(|| run(client, schema, &INSERT_MANY, &missing, &mut found));
+        errors::hint_retry_on_snapshot_conflict(|| insert_many(client, schema, &missing, &mut found));
         created += found.len() - before;
         // What is still missing met a row committed since the find's snapshot: under READ
         // COMMITTED the next round's find sees it.
@@ -227,14 +229,14 @@ fn find_many(
     probe.finish();
 }
 
-fn run(
+/// Inserts the rows of `keys` (in their order), adding the rows it created to `found`.
+fn insert_many(
     client: &SpiClient<'_>,
     schema: pg_sys::Oid,
-    statement: &Statement,
     keys: &[ConversationKey<'_>],
     found: &mut HashMap<KeyOf, Conversation>,
 ) {
-    let kept = kept(client, schema, statement);
+    let kept = kept(client, schema, &INSERT_MANY);
     let uids: Vec<&str> = keys.iter().map(|k| k.uid).collect();
     let channel_ids: Vec<&str> = keys.iter().map(|k| k.channel_id).collect();
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
@@ -242,8 +244,8 @@ fn run(
     let table = client
         .select(&kept.statement, None, &args)
         .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
-    for row in table {
-        let conversation = Conversation::from_row(&row);
+    for row in 0..table.len() {
+        let conversation = Conversation::from_spi_result(row);
         found.insert(conversation.key(), conversation);
     }
 }

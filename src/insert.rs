@@ -6,11 +6,10 @@
 
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
-use pgrx::PgMemoryContexts;
 
 use crate::errors;
 use crate::key::ConversationKey;
-use crate::kept::{kept, PinnedSearchPath, Statement};
+use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
@@ -32,29 +31,5 @@ pub fn insert(
     let _pinned = PinnedSearchPath::push();
     let kept = kept(client, schema, &INSERT_ONE);
     let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into()];
-    errors::hint_retry_on_snapshot_conflict(|| {
-        let table = client
-            .select(&kept.statement, None, &args)
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
-        if table.is_empty() {
-            return None;
-        }
-        let row = table
-            .first()
-            .get_datum_by_ordinal(1)
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-            .expect("RETURNING c is never NULL");
-        Some(copy_row_datum(row, result_context))
-    })
-}
-
-/// The tuple table packs small varlenas into 1-byte headers; a function returning a composite
-/// must hand back a plain tuple, so detoast into a fresh copy in `result_context`.
-pub fn copy_row_datum(row: pg_sys::Datum, result_context: pg_sys::MemoryContext) -> pg_sys::Datum {
-    // SAFETY: `row` lives until SPI_finish; the copy lives in the caller's context.
-    unsafe {
-        PgMemoryContexts::For(result_context).switch_to(|_| {
-            pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(row.cast_mut_ptr()))
-        })
-    }
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &args, result_context))
 }

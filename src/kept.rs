@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::rc::Rc;
 
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgMemoryContexts;
 
 use crate::errors;
 
@@ -52,6 +54,34 @@ pub fn kept(client: &SpiClient<'_>, schema: pg_sys::Oid, statement: &Statement) 
     let kept = Rc::new(Kept { schema, statement: prepared });
     KEPT.with_borrow_mut(|all| all.insert(statement.name, kept.clone()));
     kept
+}
+
+/// Runs a kept statement that returns one whole row (`RETURNING c`) or none, and hands the row
+/// back as a composite datum allocated in `result_context`.
+pub fn returned_row(
+    client: &SpiClient<'_>,
+    kept: &Kept,
+    args: &[DatumWithOid<'_>],
+    result_context: pg_sys::MemoryContext,
+) -> Option<pg_sys::Datum> {
+    let table = client
+        .select(&kept.statement, None, args)
+        .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
+    if table.is_empty() {
+        return None;
+    }
+    let row = table
+        .first()
+        .get_datum_by_ordinal(1)
+        .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
+        .expect("RETURNING c is never NULL");
+    // The tuple table packs small varlenas into 1-byte headers; a function returning a composite
+    // must hand back a plain tuple, so detoast into a fresh copy in the caller's context.
+    // SAFETY: `row` lives until SPI_finish; the copy lives in `result_context`.
+    Some(unsafe {
+        PgMemoryContexts::For(result_context)
+            .switch_to(|_| pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(row.cast_mut_ptr())))
+    })
 }
 
 /// Kept statements are the only place the extension resolves names, so this is where search_path

@@ -16,9 +16,8 @@ use pgrx::prelude::*;
 
 use crate::errors;
 use crate::get_or_create::get_or_create;
-use crate::insert::copy_row_datum;
 use crate::key::ConversationKey;
-use crate::kept::{kept, PinnedSearchPath, Statement};
+use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
 use crate::stats;
 
 const MARK_READ: Statement = Statement {
@@ -77,17 +76,6 @@ fn mark_read(
         let _pinned = PinnedSearchPath::push();
         let kept = kept(&client, schema, &MARK_READ);
         let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into(), read_to_seq.into()];
-        let table = client
-            .select(&kept.statement, None, &args)
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
-        if table.is_empty() {
-            return None;
-        }
-        let row = table
-            .first()
-            .get_datum_by_ordinal(1)
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-            .expect("RETURNING c is never NULL");
-        Some(copy_row_datum(row, result_context))
+        returned_row(&client, &kept, &args, result_context)
     })
 }

@@ -47,36 +47,25 @@ bash scripts/cluster.sh start "$WORK/cluster" "$PORT" || { echo "cluster failed 
 export PGHOST=$WORK/cluster PGPORT=$PORT PGUSER=postgres
 trap 'bash scripts/cluster.sh stop "$WORK/cluster"' EXIT
 
-isolation() {
+# Runs one of PostgreSQL's expected-output runners over every test in tests/DIR/INPUTS:
+#   pg_suite RUNNER DIR INPUTS EXTENSION
+# e.g. isolation/pg_isolation_regress over tests/isolation/specs/*.spec.
+pg_suite() {
+    local runner=$1 dir=$2 inputs=$3 extension=$4 tests status
     # pg_regress runs as postgres, which may not be able to read this checkout: give it a copy.
-    cp -r tests/isolation "$WORK/isolation"
-    chown -R postgres:postgres "$WORK/isolation"
-    local specs
-    specs=$(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//')
-    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/isolation/pg_isolation_regress" \
+    cp -r "tests/$dir" "$WORK/$dir"
+    chown -R postgres:postgres "$WORK/$dir"
+    tests=$(cd "tests/$dir/$inputs" && ls *."$extension" | sed "s/\.$extension\$//")
+    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/$runner" \
         --host="$PGHOST" --port="$PORT" --user=postgres --bindir="$(pg_config --bindir)" \
-        --inputdir="$WORK/isolation" --outputdir="$WORK/isolation" \
-        --load-extension=pg_conversation --dbname=pgconv_isolation $specs
-    local status=$?
-    [ $status -ne 0 ] && cat "$WORK/isolation/regression.diffs"
+        --inputdir="$WORK/$dir" --outputdir="$WORK/$dir" \
+        --load-extension=pg_conversation --dbname="pgconv_$dir" $tests
+    status=$?
+    [ $status -ne 0 ] && cat "$WORK/$dir/regression.diffs"
     return $status
 }
-suite "isolation specs" isolation
-
-regress() {
-    cp -r tests/regress "$WORK/regress"
-    chown -R postgres:postgres "$WORK/regress"
-    local files
-    files=$(cd tests/regress/sql && ls *.sql | sed 's/\.sql$//')
-    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/regress/pg_regress" \
-        --host="$PGHOST" --port="$PORT" --user=postgres --bindir="$(pg_config --bindir)" \
-        --inputdir="$WORK/regress" --outputdir="$WORK/regress" \
-        --load-extension=pg_conversation --dbname=pgconv_regress $files
-    local status=$?
-    [ $status -ne 0 ] && cat "$WORK/regress/regression.diffs"
-    return $status
-}
-suite "SQL regression files" regress
+suite "isolation specs" pg_suite isolation/pg_isolation_regress isolation specs spec
+suite "SQL regression files" pg_suite regress/pg_regress regress sql sql
 
 race() {
     cargo build --release --quiet -p race-test || return 1

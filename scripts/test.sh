@@ -43,29 +43,43 @@ suite "unit tests and pg_tests" \
 if ! cargo pgrx install --pg-config "$PG_CONFIG" >"$WORK/install.log" 2>&1; then
     cat "$WORK/install.log"; echo "install failed"; exit 1
 fi
-bash scripts/cluster.sh start "$WORK/cluster" "$PORT" || { echo "cluster failed to start"; exit 1; }
+# Preloaded, as in production, so that the counters are kept.
+bash scripts/cluster.sh start "$WORK/cluster" "$PORT" shared_preload_libraries=pg_conversation ||
+    { echo "cluster failed to start"; exit 1; }
 export PGHOST=$WORK/cluster PGPORT=$PORT PGUSER=postgres
 trap 'bash scripts/cluster.sh stop "$WORK/cluster"' EXIT
 
-# Runs one of PostgreSQL's expected-output runners over every test in tests/DIR/INPUTS:
-#   pg_suite RUNNER DIR INPUTS EXTENSION
-# e.g. isolation/pg_isolation_regress over tests/isolation/specs/*.spec.
+# Runs one of PostgreSQL's expected-output runners over tests/DIR against the cluster at
+# PGHOST:PGPORT, in database pgconv_DIR:
+#   pg_suite RUNNER DIR TESTS...   (TESTS: names, or --schedule=FILE inside tests/DIR)
+# e.g. isolation/pg_isolation_regress over the specs in tests/isolation/specs.
 pg_suite() {
-    local runner=$1 dir=$2 inputs=$3 extension=$4 tests status
+    local runner=$1 dir=$2 status; shift 2
     # pg_regress runs as postgres, which may not be able to read this checkout: give it a copy.
+    rm -rf "${WORK:?}/$dir"
     cp -r "tests/$dir" "$WORK/$dir"
     chown -R postgres:postgres "$WORK/$dir"
-    tests=$(cd "tests/$dir/$inputs" && ls *."$extension" | sed "s/\.$extension\$//")
-    sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/$runner" \
-        --host="$PGHOST" --port="$PORT" --user=postgres --bindir="$(pg_config --bindir)" \
-        --inputdir="$WORK/$dir" --outputdir="$WORK/$dir" \
-        --load-extension=pg_conversation --dbname="pgconv_$dir" $tests
+    (cd "$WORK/$dir" && sudo -u postgres "$(dirname "$(pg_config --pgxs)")/../test/$runner" \
+        --host="$PGHOST" --port="$PGPORT" --user=postgres --bindir="$(pg_config --bindir)" \
+        --inputdir=. --outputdir=. --load-extension=pg_conversation --dbname="pgconv_$dir" "$@")
     status=$?
     [ $status -ne 0 ] && cat "$WORK/$dir/regression.diffs"
     return $status
 }
-suite "isolation specs" pg_suite isolation/pg_isolation_regress isolation specs spec
-suite "SQL regression files" pg_suite regress/pg_regress regress sql sql
+suite "isolation specs" pg_suite isolation/pg_isolation_regress isolation \
+    $(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//')
+suite "SQL regression files" pg_suite regress/pg_regress regress --schedule=schedule
+
+# The counters view where the library is not preloaded: a cluster of its own, briefly.
+without_preloading() {
+    local dir=$WORK/plain-cluster port=$((PORT + 2)) status
+    bash scripts/cluster.sh start "$dir" "$port" || return 1
+    PGHOST=$dir PGPORT=$port pg_suite regress/pg_regress regress --schedule=schedule_not_preloaded
+    status=$?
+    bash scripts/cluster.sh stop "$dir"
+    return $status
+}
+suite "SQL regression files without preloading" without_preloading
 
 race() {
     cargo build --release --quiet -p race-test || return 1

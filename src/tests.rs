@@ -293,8 +293,9 @@ mod tests {
 
     // ---- batches (src/batch.rs)
 
-    fn sequence_last_value() -> i64 {
-        one("SELECT last_value FROM conversation_id_seq")
+    /// The last id this session drew (other tests draw from the same sequence at the same time).
+    fn last_id_this_session_drew() -> i64 {
+        one("SELECT currval('conversation_id_seq')")
     }
 
     #[pg_test]
@@ -306,7 +307,7 @@ mod tests {
         assert_eq!(rows, "1:b 2:a 4:c");
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
         // The same keys again, through the jsonb form: the same ids, nothing new.
-        let last = sequence_last_value();
+        let last = last_id_this_session_drew();
         let same: i64 = one(
             r#"SELECT count(*) FROM get_or_create_conversations(
                    '[{"uid": "c", "channel_id": "g1", "channel_type": 2},
@@ -314,7 +315,7 @@ mod tests {
                JOIN conversation AS c USING (id, uid, channel_id, channel_type)"#,
         );
         assert_eq!(same, 2);
-        assert_eq!(sequence_last_value(), last, "existing keys drew sequence values");
+        assert_eq!(last_id_this_session_drew(), last, "existing keys drew sequence values");
         assert_eq!(rows_inserted_by_this_transaction(), 3);
     }
 
@@ -535,24 +536,15 @@ mod tests {
         one(&format!("SELECT {name} FROM conversation_stats"))
     }
 
+    // Exact counts are in tests/regress/sql/stats.sql: here other tests share the server and
+    // its counters, so only a lower bound holds.
     #[pg_test]
-    fn the_counters_count_each_outcome() {
+    fn the_test_cluster_preloads_and_counts() {
         assert!(one::<bool>("SELECT preloaded FROM conversation_stats"));
-        let (calls, hits, creates, errors, batch_keys) =
-            (counter("calls"), counter("hits"), counter("creates"), counter("errors"), counter("batch_keys"));
+        let hits = counter("hits");
         one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
         one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
-        one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
-        sqlstate_of("SELECT get_or_create_conversation('', 'g1', 1)");
-        one::<i64>("SELECT count(*) FROM get_or_create_conversations('g1', 1, ARRAY['u1', 'u2', 'u3'])");
-        assert_eq!(counter("calls") - calls, 3);
-        assert_eq!(counter("hits") - hits, 2);
-        assert_eq!(counter("creates") - creates, 1);
-        assert_eq!(counter("errors") - errors, 1);
-        assert_eq!(counter("batch_keys") - batch_keys, 3);
-        Spi::run("SELECT conversation_stats_reset()").unwrap();
-        assert_eq!(counter("calls"), 0);
-        assert!(one::<bool>("SELECT stats_reset > now() - interval '1 minute' FROM conversation_stats"));
+        assert!(counter("hits") - hits >= 1);
     }
 
     #[pg_test]

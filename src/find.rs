@@ -14,6 +14,7 @@ use pgrx::IntoDatum;
 
 use crate::errors;
 use crate::key::ConversationKey;
+use crate::result_row::ResultRow;
 
 /// The table and its key index, found by name in the extension's schema on every call: two
 /// syscache probes, cheap, and never stale after DROP/CREATE EXTENSION.
@@ -152,21 +153,13 @@ impl IndexProbe {
     }
 }
 
-/// The row of `key` as a composite datum allocated in `result_context`, or None.
-pub fn find(
-    relations: Relations,
-    key: ConversationKey<'_>,
-    result_context: pg_sys::MemoryContext,
-) -> Option<pg_sys::Datum> {
+/// The row of `key` as the call's result datum, or None.
+pub fn find(relations: Relations, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
     let mut probe = IndexProbe::key_index(relations);
     let row = probe.probe(&key).map(|slot| {
-        // SAFETY: the slot holds the found row; the datum is built in the caller's context.
-        unsafe {
-            let caller = pg_sys::MemoryContextSwitchTo(result_context);
-            let datum = pg_sys::ExecFetchSlotHeapTupleDatum(slot);
-            pg_sys::MemoryContextSwitchTo(caller);
-            datum
-        }
+        // SAFETY: the slot holds the found row, a tuple of the table: fetched without a copy (the
+        // buffer stays pinned until the next probe), copied once into the result.
+        unsafe { result.from_tuple(pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut())) }
     });
     probe.finish();
     row

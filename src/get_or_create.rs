@@ -22,6 +22,7 @@ use crate::find::{find, Relations};
 use crate::insert::insert;
 use crate::key::ConversationKey;
 use crate::lock::KeyLock;
+use crate::result_row::ResultRow;
 use crate::stats::{self, Outcome};
 
 /// How often a READ COMMITTED caller starts over when the row it conflicted with is gone again
@@ -48,19 +49,17 @@ pub unsafe extern "C-unwind" fn get_or_create_conversation(
         .unwrap_or_else(|error| errors::invalid_key(error));
     // The table lives in the schema of the function that was called.
     let schema = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-    let (row, outcome, lock_waited) = get_or_create(schema, key);
+    let (row, outcome, lock_waited) = get_or_create(schema, key, &ResultRow::of_call(fcinfo));
     stats::count_call(outcome, lock_waited);
     row
 }
 
-/// Returns the conversation row for `key` as a composite datum allocated in the caller's memory
-/// context, how the call ended, and whether it waited for another creator's lock.
-pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>) -> (pg_sys::Datum, Outcome, bool) {
-    // SAFETY: read before SPI_connect; this is the context our result must live in.
-    let caller_context = unsafe { pg_sys::CurrentMemoryContext };
+/// Returns the conversation row for `key` as the call's result datum, how the call ended, and
+/// whether it waited for another creator's lock.
+pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>, result: &ResultRow) -> (pg_sys::Datum, Outcome, bool) {
     let relations = Relations::in_schema(schema);
 
-    if let Some(found) = find(relations, key, caller_context) {
+    if let Some(found) = find(relations, key, result) {
         return (found, Outcome::Hit, false);
     }
     Spi::connect(|client| {
@@ -71,17 +70,17 @@ pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>) -> (pg_sys::
             // Only after a wait is a creator likely to have just inserted the key. Without one,
             // the rare creator that slipped in since our check is met by ON CONFLICT below.
             if lock.waited {
-                if let Some(found) = find(relations, key, caller_context) {
+                if let Some(found) = find(relations, key, result) {
                     return (found, Outcome::RaceResolved, waited); // the creator we waited for
                 }
             }
-            if let Some(created) = insert(client, schema, key, caller_context) {
+            if let Some(created) = insert(client, schema, key, result) {
                 return (created, Outcome::Created, waited);
             }
             drop(lock);
             // The insert met a row our last snapshot did not show: committed just now, possibly
             // after we waited for it. Only READ COMMITTED gets here; its fresh snapshot sees it.
-            if let Some(found) = find(relations, key, caller_context) {
+            if let Some(found) = find(relations, key, result) {
                 return (found, Outcome::RaceResolved, waited);
             }
         }

@@ -10,6 +10,7 @@ use pgrx::spi::SpiClient;
 use crate::errors;
 use crate::key::ConversationKey;
 use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::result_row::ResultRow;
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
@@ -19,17 +20,17 @@ const INSERT_ONE: Statement = Statement {
 };
 
 /// Inserts the row of `key` unless the key index already holds one (committed, or in progress and
-/// then committed: ON CONFLICT waits for it). Returns the new row, allocated in `result_context`,
+/// then committed: ON CONFLICT waits for it). Returns the new row as the call's result datum,
 /// or None on conflict. Under REPEATABLE READ / SERIALIZABLE a conflict with a row this snapshot
 /// cannot see raises 40001, with a hint to retry.
 pub fn insert(
     client: &SpiClient<'_>,
     schema: pg_sys::Oid,
     key: ConversationKey<'_>,
-    result_context: pg_sys::MemoryContext,
+    result: &ResultRow,
 ) -> Option<pg_sys::Datum> {
     let _pinned = PinnedSearchPath::push();
     let kept = kept(client, schema, &INSERT_ONE);
     let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into()];
-    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &args, result_context))
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &args, result))
 }

@@ -14,9 +14,9 @@ use std::rc::Rc;
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgMemoryContexts;
 
 use crate::errors;
+use crate::result_row::ResultRow;
 
 /// A statement the extension runs: its name (the cache key), its text, its parameter types.
 pub struct Statement {
@@ -57,12 +57,12 @@ pub fn kept(client: &SpiClient<'_>, schema: pg_sys::Oid, statement: &Statement) 
 }
 
 /// Runs a kept statement that returns one whole row (`RETURNING c`) or none, and hands the row
-/// back as a composite datum allocated in `result_context`.
+/// back as the call's result datum.
 pub fn returned_row(
     client: &SpiClient<'_>,
     kept: &Kept,
     args: &[DatumWithOid<'_>],
-    result_context: pg_sys::MemoryContext,
+    result: &ResultRow,
 ) -> Option<pg_sys::Datum> {
     let table = client
         .select(&kept.statement, None, args)
@@ -75,13 +75,9 @@ pub fn returned_row(
         .get_datum_by_ordinal(1)
         .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
         .expect("RETURNING c is never NULL");
-    // The tuple table packs small varlenas into 1-byte headers; a function returning a composite
-    // must hand back a plain tuple, so detoast into a fresh copy in the caller's context.
-    // SAFETY: `row` lives until SPI_finish; the copy lives in `result_context`.
-    Some(unsafe {
-        PgMemoryContexts::For(result_context)
-            .switch_to(|_| pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(row.cast_mut_ptr())))
-    })
+    // SAFETY: `row` is a composite of the table's row type and lives until SPI_finish; the
+    // result is a copy in the caller's context.
+    Some(unsafe { result.from_composite(row) })
 }
 
 /// Kept statements are the only place the extension resolves names, so this is where search_path

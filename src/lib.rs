@@ -12,6 +12,8 @@
 //!   transaction-scoped and released right after the insert, so one transaction can create any
 //!   number of keys without filling the shared lock table.
 //! - `insert.rs`: the miss path's INSERT ... ON CONFLICT DO NOTHING.
+//! - `result_row.rs`: the row handed back, copied once into the declared return type
+//!   (`conversation_row`: the table's columns without its defaults and constraints).
 //! - `kept.rs`: every SQL statement we run, prepared once per backend, under a pinned search_path.
 //!
 //! Around the core:
@@ -42,12 +44,14 @@ mod key;
 mod lock;
 mod message;
 mod read_state;
+mod result_row;
 mod stats;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
-extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["install"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["install"]);
+extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -18,6 +18,7 @@ use crate::errors;
 use crate::get_or_create::get_or_create;
 use crate::key::ConversationKey;
 use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::result_row::ResultRow;
 use crate::stats;
 
 const MARK_READ: Statement = Statement {
@@ -53,29 +54,29 @@ pub unsafe extern "C-unwind" fn conversation_mark_read(fcinfo: pg_sys::FunctionC
         errors::invalid_seq("read_to_seq", read_to_seq);
     }
     let schema = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-    let caller_context = pg_sys::CurrentMemoryContext;
+    let result = ResultRow::of_call(fcinfo);
     stats::count_read();
 
     // The common case: the conversation exists and the position moves forward. One statement.
-    if let Some(moved) = mark_read(schema, key, read_to_seq, caller_context) {
+    if let Some(moved) = mark_read(schema, key, read_to_seq, &result) {
         return moved;
     }
     // It did not exist yet, or the position is not ahead of the stored one, or the row was
     // committed after the UPDATE's snapshot: make sure it exists, then try once more.
-    get_or_create(schema, key);
-    mark_read(schema, key, read_to_seq, caller_context).unwrap_or_else(|| get_or_create(schema, key).0)
+    get_or_create(schema, key, &result);
+    mark_read(schema, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(schema, key, &result).0)
 }
 
 fn mark_read(
     schema: pg_sys::Oid,
     key: ConversationKey<'_>,
     read_to_seq: i64,
-    result_context: pg_sys::MemoryContext,
+    result: &ResultRow,
 ) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
         let _pinned = PinnedSearchPath::push();
         let kept = kept(&client, schema, &MARK_READ);
         let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into(), read_to_seq.into()];
-        returned_row(&client, &kept, &args, result_context)
+        returned_row(&client, &kept, &args, result)
     })
 }

@@ -70,6 +70,60 @@ mod tests {
         assert_eq!(one::<i16>("SELECT type FROM get_or_create_conversation('u1', 'g1____cmdx', 2)"), 1);
     }
 
+    // ---- the returned row (src/result_row.rs)
+
+    /// The table's tuples are copied into conversation_row as they are: the two must agree on
+    /// every attribute, dropped ones included, in name, type and physical layout.
+    #[pg_test]
+    fn conversation_row_has_exactly_the_tables_columns() {
+        let attributes = |relation: &str| -> String {
+            one(&format!(
+                "SELECT string_agg(format('%s %s %s %s %s %s', attnum, attname, atttypid::regtype,
+                                          attlen, attalign, attisdropped), ', ' ORDER BY attnum)
+                 FROM pg_attribute WHERE attrelid = '{relation}'::regclass AND attnum > 0"
+            ))
+        };
+        assert_eq!(attributes("conversation_row"), attributes("conversation"));
+        assert!(attributes("conversation").ends_with("11 updated_at timestamp with time zone 8 d f"));
+    }
+
+    #[pg_test]
+    fn the_returned_row_is_the_stored_row() {
+        // Created (through the insert), then found (through the probe): both the row as stored.
+        let created: String = one("SELECT row_to_json(r)::text FROM get_or_create_conversation('u1', 'g1', 2) AS r");
+        let (typed, found) = Spi::get_two::<String, String>(
+            "SELECT pg_typeof(r)::text, row_to_json(r)::text FROM get_or_create_conversation('u1', 'g1', 2) AS r",
+        )
+        .unwrap();
+        let stored: String = one("SELECT row_to_json(c)::text FROM conversation AS c");
+        assert_eq!(typed.as_deref(), Some("conversation_row"));
+        assert_eq!((created.as_str(), found.as_deref()), (stored.as_str(), Some(stored.as_str())));
+        // Code written against the table's row type keeps working.
+        Spi::run(
+            "DO $$
+             DECLARE c conversation;
+             BEGIN
+                 c := get_or_create_conversation('u1', 'g1', 2);
+                 IF c.uid IS DISTINCT FROM 'u1' OR c.type IS DISTINCT FROM 1::smallint THEN
+                     RAISE EXCEPTION 'assigned %', c;
+                 END IF;
+             END $$",
+        )
+        .unwrap();
+        let marked: String = one("SELECT row_to_json(r)::text FROM conversation_mark_read('u1', 'g1', 2, 3) AS r");
+        assert_eq!(marked, one::<String>("SELECT row_to_json(c)::text FROM conversation AS c"));
+    }
+
+    /// Toasted values are inlined into the returned row: it must not point into the table.
+    #[pg_test]
+    fn a_row_with_long_values_is_returned_whole() {
+        let uid = "u".repeat(255);
+        let channel_id = "c".repeat(255);
+        let query = format!("SELECT length(uid) + length(channel_id) FROM get_or_create_conversation('{uid}', '{channel_id}', 1)");
+        assert_eq!(one::<i32>(&query), 510);
+        assert_eq!(one::<i32>(&query), 510);
+    }
+
     #[pg_test]
     fn every_part_of_the_key_matters() {
         let distinct: i64 = one(

@@ -34,6 +34,10 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || E"\n" || coalesce(
                    coalesce((SELECT string_agg(conname || $$ $$ || pg_get_constraintdef(k.oid), E"\n" ORDER BY 1)
                              FROM pg_constraint k WHERE k.conrelid = c.oid), $$$$)
             FROM pg_class c WHERE c.oid = d.objid)
+        WHEN $$pg_type$$::regclass THEN (
+            SELECT string_agg(a.attname || $$ $$ || format_type(a.atttypid, a.atttypmod), E"\n" ORDER BY a.attnum)
+            FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+            WHERE t.oid = d.objid AND a.attnum > 0 AND NOT a.attisdropped)
         ELSE $$$$
     END, $$$$) || E"\n" || coalesce(obj_description(d.objid, d.classid::regclass::text), $$$$)
 FROM pg_depend d
@@ -66,6 +70,17 @@ for script in $releases; do
     before=$(sql -d "$db" -c "$fingerprint")
     [ "${before%% *}" = 1000 ] || fail "$old: filled ${before%% *} rows, not 1000"
 
+    # 0.3.0 recreates the functions that return a conversation (a return type cannot be altered):
+    # an object of the user's that depends on one stops the update, which then changes nothing.
+    sql -d "$db" -c "CREATE VIEW users_view AS SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"
+    if sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE" 2>"$WORK/blocked.txt"; then
+        fail "$old: the update dropped a function a view depends on"
+    fi
+    grep -q "cannot drop function" "$WORK/blocked.txt" || { cat "$WORK/blocked.txt"; fail "$old: the update failed for another reason"; }
+    [ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$old" ] ||
+        fail "$old: a failed update changed the version"
+    sql -d "$db" -c "DROP VIEW users_view"
+
     sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE"
     version=$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")
     [ "$version" = "$current" ] || fail "$old: updated to $version, not $current"
@@ -77,10 +92,12 @@ for script in $releases; do
         cat "$WORK/objects.diff"
         fail "$old: the upgraded extension's objects differ from a fresh install's"
     fi
-    objects=$(grep -c '^function\|^table\|^view\|^index\|^sequence\|^procedure' "$WORK/fresh.txt" || true)
+    objects=$(grep -c '^function\|^table\|^view\|^index\|^sequence\|^procedure\|^type' "$WORK/fresh.txt" || true)
 
     # The new objects work on the old rows: an existing key keeps its id, a new one is created.
     old_id=$(sql -d "$db" -c "SELECT id FROM conversation WHERE uid = 'u1' AND channel_id = 'g1' AND channel_type = 1")
+    single=$(sql -d "$db" -c "SELECT id FROM get_or_create_conversation('u1', 'g1', 1)")
+    [ "$single" = "$old_id" ] || fail "$old: get_or_create_conversation gave u1 id $single, not $old_id"
     batch=$(sql -d "$db" -c "SELECT string_agg(id::text, ',' ORDER BY input_position) FROM get_or_create_conversations('g1', 1, ARRAY['u1', 'newcomer'])")
     [ "${batch%%,*}" = "$old_id" ] || fail "$old: the batch gave u1 id ${batch%%,*}, not $old_id"
     [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation")" = 1001 ] || fail "$old: the batch did not create exactly one row"

@@ -9,9 +9,10 @@ DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-bench}
 PORT=${PGCONV_BENCH_PORT:-55440}
 
 bash scripts/setup.sh
+# Before installing: the install overwrites the library file under any server running with it.
+bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
 cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
     { cat "$DIR.install.log"; exit 1; }
-bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
 rm -rf "$DIR"
 # No autovacuum and rare checkpoints: WAL and dead-tuple counts then come from the workload alone.
 bash scripts/cluster.sh start "$DIR/cluster" "$PORT" autovacuum=off checkpoint_timeout=1h max_wal_size=10GB \

@@ -16,6 +16,9 @@ if [ "${1:-}" = stop ]; then
 fi
 
 bash scripts/setup.sh
+# cargo pgrx install overwrites the library file in place: a server still running with it
+# preloaded (an earlier demo's) would crash. Stop it; it starts again below with its data.
+bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
 echo "building and installing pg_conversation (release)..."
 cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
     { cat "$DIR.install.log"; exit 1; }

@@ -39,7 +39,7 @@ impl<'a> ConversationKey<'a> {
         let uid = check_id("uid", uid)?;
         let channel_id = check_id("channel_id", channel_id)?;
         let channel_type = channel_type.ok_or(KeyError::Null { argument: "channel_type" })?;
-        if !(0..=i64::from(MAX_CHANNEL_TYPE)).contains(&channel_type) {
+        if !channel_type_in_range(channel_type) {
             return Err(KeyError::ChannelTypeOutOfRange { channel_type });
         }
         Ok(ConversationKey { uid, channel_id, channel_type: channel_type as i16 })
@@ -68,6 +68,17 @@ impl<'a> ConversationKey<'a> {
     }
 }
 
+/// Whether ids of these lengths (in bytes) and this channel_type pass `validate`: for the table's
+/// CHECK constraint (`key_check.rs`), which looks at lengths only.
+pub fn within_limits(uid_bytes: usize, channel_id_bytes: usize, channel_type: i64) -> bool {
+    let id_ok = |bytes: usize| (1..=MAX_ID_BYTES).contains(&bytes);
+    id_ok(uid_bytes) && id_ok(channel_id_bytes) && channel_type_in_range(channel_type)
+}
+
+fn channel_type_in_range(channel_type: i64) -> bool {
+    (0..=i64::from(MAX_CHANNEL_TYPE)).contains(&channel_type)
+}
+
 fn check_id<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a str, KeyError> {
     let value = value.ok_or(KeyError::Null { argument })?;
     if value.is_empty() {
@@ -85,6 +96,23 @@ mod unit_tests {
 
     fn key<'a>(uid: &'a str, channel_id: &'a str, channel_type: i64) -> Result<ConversationKey<'a>, KeyError> {
         ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
+    }
+
+    /// The table's CHECK constraint and the functions accept exactly the same keys.
+    #[test]
+    fn within_limits_agrees_with_validate() {
+        for uid_bytes in [0, 1, 2, 254, 255, 256, 1000] {
+            for channel_id_bytes in [0, 1, 255, 256] {
+                for channel_type in [-1, 0, 1, 255, 256, 32767] {
+                    let (uid, channel_id) = ("u".repeat(uid_bytes), "c".repeat(channel_id_bytes));
+                    assert_eq!(
+                        within_limits(uid_bytes, channel_id_bytes, channel_type),
+                        key(&uid, &channel_id, channel_type).is_ok(),
+                        "{uid_bytes} {channel_id_bytes} {channel_type}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

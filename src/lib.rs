@@ -41,6 +41,7 @@ mod get_or_create;
 mod insert;
 mod kept;
 mod key;
+mod key_check;
 mod lock;
 mod message;
 mod read_state;

@@ -204,8 +204,33 @@ mod tests {
             sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 1)"),
             "23505"
         );
-        assert_eq!(sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('', 'g1', 1)"), "23514");
-        assert_eq!(sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 300)"), "23514");
+    }
+
+    /// conversation_key_check holds bypassing writers to the function's own limits, edge for edge.
+    #[pg_test]
+    fn writers_that_bypass_the_function_meet_the_same_limits() {
+        let insert = |uid: &str, channel_id: &str, channel_type: i32| {
+            sqlstate_of(&format!(
+                "INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('{uid}', '{channel_id}', {channel_type})"
+            ))
+        };
+        let longest = "x".repeat(255);
+        let too_long = "x".repeat(256);
+        assert_eq!(insert(&longest, &longest, 255), "00000");
+        assert_eq!(insert("u1", "g1", 0), "00000");
+        for (uid, channel_id, channel_type) in
+            [("", "g1", 1), ("u1", "", 1), (too_long.as_str(), "g1", 1), ("u1", too_long.as_str(), 1), ("u1", "g1", 256), ("u1", "g1", -1)]
+        {
+            assert_eq!(insert(uid, channel_id, channel_type), "23514", "{uid:.8} {channel_id:.8} {channel_type}");
+        }
+        // Multibyte: the limit is in bytes, as in the function (85 x 3 bytes = 255, 86 x 3 = 258).
+        assert_eq!(insert(&"€".repeat(85), "g2", 1), "00000");
+        assert_eq!(insert(&"€".repeat(86), "g2", 1), "23514");
+        assert_eq!(
+            outcome_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('', 'g1', 1)").as_deref(),
+            Some("23514: new row for relation \"conversation\" violates check constraint \"conversation_key_check\"")
+        );
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
     }
 
     #[pg_test]

@@ -42,6 +42,9 @@ impl ResultRow {
     /// # Safety
     /// `tuple` is a valid heap tuple of the conversation table.
     pub unsafe fn from_tuple(&self, tuple: pg_sys::HeapTuple) -> pg_sys::Datum {
+        // A byte copy is right only if the tuple holds every attribute of the type. A tuple
+        // written before an ALTER TABLE ADD COLUMN holds fewer, and its missing values live in
+        // the table's descriptor: a version that adds a column must deform and form instead.
         let attributes = ((*(*tuple).t_data).t_infomask2 & pg_sys::HEAP_NATTS_MASK as u16) as i32;
         if attributes != (*self.desc).natts {
             errors::broken_install("the function's return type no longer has the table's columns");

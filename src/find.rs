@@ -9,6 +9,8 @@
 //! (so we never return a row the caller's snapshot cannot see).
 //! SERIALIZABLE transactions get their predicate locks from the index scan as any query would.
 
+use std::cell::Cell;
+
 use pgrx::pg_sys;
 use pgrx::IntoDatum;
 
@@ -16,16 +18,42 @@ use crate::errors;
 use crate::key::ConversationKey;
 use crate::result_row::ResultRow;
 
-/// The table and its key index, found by name in the extension's schema on every call: two
-/// syscache probes, cheap, and never stale after DROP/CREATE EXTENSION.
-#[derive(Clone, Copy)]
+/// The table and its key index, found by name in the extension's schema, then remembered for
+/// this backend until PostgreSQL invalidates either relation (see `remembered`).
+#[derive(Clone, Copy, PartialEq)]
 pub struct Relations {
     pub table: pg_sys::Oid,
     pub key_index: pg_sys::Oid,
 }
 
+thread_local! {
+    /// The last schema asked for, and its relations. One entry: a database holds the extension
+    /// once.
+    static REMEMBERED: Cell<Option<(pg_sys::Oid, Relations)>> = const { Cell::new(None) };
+    static FORGET_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Relcache invalidation callback: any change to the table or its index (ALTER, DROP, a VACUUM's
+/// new statistics), or a reset of all caches, makes the next call look the names up again. The
+/// messages are read at every transaction start and every new lock, so a dropped relation's OID is
+/// forgotten before a later transaction could use it.
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    REMEMBERED.with(|remembered| {
+        if let Some((_, relations)) = remembered.get() {
+            if relid == pg_sys::InvalidOid || relid == relations.table || relid == relations.key_index {
+                remembered.set(None);
+            }
+        }
+    });
+}
+
 impl Relations {
     pub fn in_schema(schema: pg_sys::Oid) -> Relations {
+        if let Some((remembered_schema, relations)) = REMEMBERED.with(Cell::get) {
+            if remembered_schema == schema {
+                return relations; // two syscache probes by name saved on every call
+            }
+        }
         // SAFETY: syscache lookups by name; InvalidOid when missing.
         let (table, key_index) = unsafe {
             (
@@ -36,7 +64,14 @@ impl Relations {
         if table == pg_sys::InvalidOid || key_index == pg_sys::InvalidOid {
             errors::broken_install("table conversation or its index conversation_pkey is missing");
         }
-        Relations { table, key_index }
+        let relations = Relations { table, key_index };
+        if !FORGET_REGISTERED.with(Cell::get) {
+            // SAFETY: registers a callback for the life of this backend, once.
+            unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
+            FORGET_REGISTERED.with(|registered| registered.set(true));
+        }
+        REMEMBERED.with(|remembered| remembered.set(Some((schema, relations))));
+        relations
     }
 
     /// The (channel_id, channel_type) index, for batches: one probe tells whether a channel is

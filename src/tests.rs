@@ -197,6 +197,20 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 1);
     }
 
+    /// The relations' OIDs are remembered per backend (find.rs) and forgotten on invalidation:
+    /// after a rename the name no longer leads to the table, and the next call must notice.
+    #[pg_test]
+    fn a_changed_table_is_looked_up_again() {
+        let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        Spi::run("ALTER TABLE conversation RENAME TO conversation_renamed").unwrap();
+        assert_eq!(
+            outcome_of("SELECT get_or_create_conversation('u1', 'g1', 1)").as_deref(),
+            Some("55000: pg_conversation is not installed correctly: table conversation or its index conversation_pkey is missing")
+        );
+        Spi::run("ALTER TABLE conversation_renamed RENAME TO conversation").unwrap();
+        assert_eq!(one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"), id);
+    }
+
     #[pg_test]
     fn writers_that_bypass_the_function_cannot_duplicate_a_key() {
         one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");

@@ -1,10 +1,10 @@
 //! Batch get-or-create: the conversations of many keys in one call, set-based.
 //!
-//! find all (direct probes of the key index, as the single-key hit path) -> insert the missing,
-//! in key order (one statement) -> find what the insert met but could not see -> return every row
-//! with its input position.
+//! find all (direct probes of the key index where catalog.rs places the keys, one SELECT for the
+//! rest) -> insert the missing, in key order (one statement) -> find what the insert met but
+//! could not see -> return every row with its input position.
 //!
-//! - Fan-out: one call for the members of a channel (`uids text[]`), or any keys (jsonb array).
+//! - Fan-out: one call for the members of a channel (`uids text[]`), or any keys (JSON).
 //! - Keys are folded and sorted (`batch_keys.rs`), and the INSERT takes them in that order. An
 //!   insert waits on a conflicting uncommitted row, so two batches meet in the same order on every
 //!   shared key: the later one waits for the earlier instead of deadlocking, whatever order their
@@ -14,32 +14,29 @@
 //!   lock per key would fill the shared lock table on large batches.
 //! - Same guarantees as the single-key function: one row per key, never NULL, no 23505, and 40001
 //!   (with a hint) when a row was committed after a REPEATABLE READ / SERIALIZABLE snapshot.
+//! - Input is measured before it is read (`call.rs`, `batch_json.rs`): a batch over the limit is
+//!   refused in constant memory.
 
 use std::collections::HashMap;
 
-use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use pgrx::JsonB;
 
-use crate::batch_keys::{self, PositionedKey};
+use crate::batch_json;
+use crate::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
+use crate::call::{sql_function, varlena_bytes, ArrayError, Call};
+use crate::catalog::{OpenTable, Placement};
 use crate::errors;
-use crate::find::{IndexProbe, Relations};
+use crate::get_or_create::refuse_writes_if_read_only;
+use crate::kept::{arg, kept, run, PinnedSearchPath, Returned, Statement};
 use crate::key::ConversationKey;
-use crate::kept::{extension_schema, kept, PinnedSearchPath, Statement};
+use crate::probe::{IndexProbe, Snapshot};
+use crate::result_row::{ColumnMap, SourceRow};
 use crate::stats;
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;
-
-// The columns a batch returns, in COLUMN_NAMES' order.
-macro_rules! columns {
-    () => {
-        "c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count, c.readed_to_msg_seq, \
-         c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at"
-    };
-}
 
 const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID, pg_sys::INT2ARRAYOID];
 
@@ -47,136 +44,169 @@ const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID,
 // order in which it waits on other transactions' rows) in that order whatever plan is chosen.
 const INSERT_MANY: Statement = Statement {
     name: "insert_many",
-    sql: concat!(
-        "INSERT INTO {schema}.conversation AS c (uid, channel_id, channel_type) \
-         SELECT k.uid, k.channel_id, k.channel_type \
-         FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) WITH ORDINALITY AS k(uid, channel_id, channel_type, n) \
-         ORDER BY k.n \
-         ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING ",
-        columns!()
-    ),
+    sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) \
+          SELECT k.uid, k.channel_id, k.channel_type \
+          FROM ROWS FROM (unnest($1), unnest($2), unnest($3)) WITH ORDINALITY AS k(uid, channel_id, channel_type, n) \
+          ORDER BY k.n \
+          ON CONFLICT (uid, channel_id, channel_type) DO NOTHING \
+          RETURNING c.uid, c.channel_id, c.channel_type::int2, c",
     parameters: KEY_ARRAYS,
+    snapshot: Snapshot::Fresh,
 };
 
-/// One conversation row, as a batch returns it.
-pub struct Conversation {
-    id: i64,
-    uid: String,
-    channel_id: String,
-    channel_type: i16,
-    kind: i16,
-    unread_count: i32,
-    readed_to_msg_seq: i64,
-    last_msg_seq: i64,
-    deleted_at_msg_seq: i64,
-    created_at: TimestampWithTimeZone,
-    updated_at: TimestampWithTimeZone,
-}
+/// The rows of keys the table's layout gives no relation to probe: one SELECT, routed by
+/// PostgreSQL.
+const FIND_MANY: Statement = Statement {
+    name: "find_many",
+    sql: "SELECT c.uid, c.channel_id, c.channel_type::int2, c \
+          FROM ROWS FROM (unnest($1), unnest($2), unnest($3)) AS k(uid, channel_id, channel_type) \
+          JOIN {table} AS c ON c.uid = k.uid AND c.channel_id = k.channel_id AND c.channel_type = k.channel_type",
+    parameters: KEY_ARRAYS,
+    snapshot: Snapshot::Fresh,
+};
 
-type KeyOf = (String, String, i16);
-
-/// Attribute numbers of the columns a batch returns, in `Conversation`'s order: looked up by name
-/// once per call, so they stay right whatever columns later releases add.
-struct Columns([usize; 11]);
-
-const COLUMN_NAMES: [&std::ffi::CStr; 11] = [
-    c"id", c"uid", c"channel_id", c"channel_type", c"type", c"unread_count", c"readed_to_msg_seq",
-    c"last_msg_seq", c"deleted_at_msg_seq", c"created_at", c"updated_at",
-];
-
-impl Columns {
-    fn of(table: pg_sys::Oid) -> Columns {
-        Columns(COLUMN_NAMES.map(|name| {
-            // SAFETY: a syscache lookup; InvalidAttrNumber (0) when missing.
-            let attnum = unsafe { pg_sys::get_attnum(table, name.as_ptr()) };
-            if attnum <= 0 {
-                errors::broken_install(&format!("table conversation has no column {}", name.to_string_lossy()));
-            }
-            attnum as usize
-        }))
-    }
-}
-
-impl Conversation {
-    /// Builds a row from its column values, `value(i)` giving the datum and null flag of the
-    /// i-th column of COLUMN_NAMES.
-    fn from_values(value: impl Fn(usize) -> (pg_sys::Datum, bool)) -> Conversation {
-        fn get<T: FromDatum>((datum, is_null): (pg_sys::Datum, bool)) -> T {
-            // SAFETY: `value` hands out datums of the column's own type; FromDatum copies (and
-            // detoasts) what it reads, so nothing points into the source afterwards.
-            unsafe { T::from_datum(datum, is_null) }.expect("conversation columns are NOT NULL")
-        }
-        Conversation {
-            id: get(value(0)),
-            uid: get(value(1)),
-            channel_id: get(value(2)),
-            channel_type: get(value(3)),
-            kind: get(value(4)),
-            unread_count: get(value(5)),
-            readed_to_msg_seq: get(value(6)),
-            last_msg_seq: get(value(7)),
-            deleted_at_msg_seq: get(value(8)),
-            created_at: get(value(9)),
-            updated_at: get(value(10)),
-        }
-    }
-
-    /// The row in `slot` (a slot of the conversation table).
-    fn from_slot(slot: *mut pg_sys::TupleTableSlot, columns: &Columns) -> Conversation {
-        // SAFETY: the slot holds a row of the table; after slot_getallattrs every attribute's
-        // value and null flag are in tts_values / tts_isnull.
-        unsafe {
-            pg_sys::slot_getallattrs(slot);
-            Conversation::from_values(|i| {
-                let at = columns.0[i] - 1;
-                (*(*slot).tts_values.add(at), *(*slot).tts_isnull.add(at))
-            })
-        }
-    }
-
-    /// The `row`-th row (0-based) of the last SPI result, a RETURNING columns!() row, whose
-    /// columns are in COLUMN_NAMES' order. Call it while that result is alive.
-    fn from_spi_result(row: usize) -> Conversation {
-        // SAFETY: SPI_tuptable is the live result of the statement just run, with more than
-        // `row` rows; heap_getattr range-checks the attribute number.
-        unsafe {
-            let table = pg_sys::SPI_tuptable;
-            let tuple = *(*table).vals.add(row);
-            Conversation::from_values(|i| {
-                let mut is_null = false;
-                let datum = pg_sys::heap_getattr(tuple, (i + 1) as i32, (*table).tupdesc, &mut is_null);
-                (datum, is_null)
-            })
-        }
-    }
-
-    fn key(&self) -> KeyOf {
-        (self.uid.clone(), self.channel_id.clone(), self.channel_type)
-    }
-}
+/// A key, owned, as found rows are filed under it.
+type KeyOf = (Vec<u8>, Vec<u8>, i16);
 
 fn key_of(key: &ConversationKey<'_>) -> KeyOf {
-    (key.uid.to_string(), key.channel_id.to_string(), key.channel_type)
+    (key.uid.to_vec(), key.channel_id.to_vec(), key.channel_type)
 }
 
-/// The conversation of every key (already folded and ordered), creating the missing ones.
-/// Returned in the order of `keys`.
-pub fn get_or_create_many(client: &SpiClient<'_>, schema: pg_sys::Oid, keys: &[PositionedKey<'_>]) -> Vec<Conversation> {
-    let _pinned = PinnedSearchPath::push();
-    let relations = Relations::in_schema(schema);
-    let channel_index = Relations::channel_index(schema);
-    let columns = Columns::of(relations.table);
-    let mut found: HashMap<KeyOf, Conversation> = HashMap::with_capacity(keys.len());
+/// The rows found or created, as composite datums of their relation's row type (valid until the
+/// SPI connection ends), by key.
+pub type Rows = HashMap<KeyOf, pg_sys::Datum>;
+
+sql_function! {
+    /// get_or_create_conversations(keys jsonb). The element count is read from the binary value
+    /// before anything else; the value is then read as JSON text by the same parser as the text
+    /// form. (jsonb has already kept only the last of repeated fields: it cannot report them.)
+    fn get_or_create_conversations_jsonb(call) {
+        let Some(datum) = call.datum(0) else { errors::null_argument("keys") };
+        // SAFETY: a jsonb argument, detoasted into the call's context; JsonbToCString reads it.
+        let text = unsafe {
+            let jsonb = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb;
+            let header = (*jsonb).root.header;
+            if header & pg_sys::JB_FARRAY == 0 || header & pg_sys::JB_FSCALAR != 0 {
+                errors::invalid_batch("keys", BatchError::NotAnArray);
+            }
+            let count = (header & pg_sys::JB_CMASK) as usize;
+            if count > MAX_BATCH_KEYS {
+                errors::invalid_batch("keys", BatchError::TooMany { count });
+            }
+            let text = pg_sys::JsonbToCString(std::ptr::null_mut(), &mut (*jsonb).root, pgrx::varsize_any(jsonb.cast()) as i32);
+            std::ffi::CStr::from_ptr(text).to_bytes()
+        };
+        respond_to_json(call, text)
+    }
+}
+
+sql_function! {
+    /// get_or_create_conversations(keys text): JSON text, read strictly (a repeated field is an
+    /// error). An unknown-typed literal or parameter resolves to this form.
+    fn get_or_create_conversations_text(call) {
+        let Some(text) = call.text(0) else { errors::null_argument("keys") };
+        respond_to_json(call, text)
+    }
+}
+
+sql_function! {
+    /// get_or_create_conversations(channel_id, channel_type, uids text[]): the members of one
+    /// channel.
+    fn get_or_create_conversations_members(call) {
+        let uids = match call.text_array(2, MAX_BATCH_KEYS) {
+            None => errors::null_argument("uids"),
+            Some(Err(error)) => errors::invalid_batch("uids", array_error(error)),
+            Some(Ok(uids)) => uids,
+        };
+        let batch = batch_keys::member_batch(call.text(0), call.int32(1).map(i64::from), &uids)
+            .unwrap_or_else(|error| errors::invalid_batch("uids", error));
+        respond(call, &batch, "get_or_create_conversations")
+    }
+}
+
+pub fn array_error(error: ArrayError) -> BatchError {
+    match error {
+        ArrayError::NotOneDimensional { dimensions } => BatchError::NotOneDimensional { dimensions },
+        ArrayError::TooMany { count } => BatchError::TooMany { count },
+    }
+}
+
+/// JSON text in the database encoding: as UTF-8 for the parser, and each string back in the
+/// database encoding for the key. PostgreSQL converts both ways (and refuses, 22021 / 22P05, what
+/// has no equivalent).
+fn respond_to_json(call: &Call, text: &[u8]) -> pg_sys::Datum {
+    // SAFETY: pg_server_to_any returns its input or a palloc'd conversion, valid UTF-8 either way
+    // (it validates when the database is SQL_ASCII).
+    let utf8 = unsafe {
+        let converted = pg_sys::pg_server_to_any(text.as_ptr().cast(), text.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+        let bytes = if converted.cast_const() == text.as_ptr().cast() {
+            text
+        } else {
+            std::ffi::CStr::from_ptr(converted).to_bytes()
+        };
+        std::str::from_utf8(bytes).unwrap_or_else(|_| errors::invalid_batch("keys", BatchError::Syntax("not UTF-8".into())))
+    };
+    let elements = batch_json::parse(utf8).unwrap_or_else(|error| errors::invalid_batch("keys", error));
+    let batch = batch_json::json_batch(&elements, |text| {
+        // SAFETY: converts valid UTF-8 into the database encoding, palloc'd (or `text` itself).
+        unsafe {
+            let converted = pg_sys::pg_any_to_server(text.as_ptr().cast(), text.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
+            if converted.cast_const() == text.as_ptr().cast() {
+                text.as_bytes()
+            } else {
+                std::ffi::CStr::from_ptr(converted).to_bytes()
+            }
+        }
+    })
+    .unwrap_or_else(|error| errors::invalid_batch("keys", error));
+    respond(call, &batch, "get_or_create_conversations")
+}
+
+/// Gets or creates every key's row and returns them, in input order, as the declared rows.
+fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::Datum {
+    let output = call.materialize();
+    let table = OpenTable::open(call.schema());
+    Spi::connect(|client| {
+        let mut rows = get_or_create_many(&client, &table, keys, function);
+        let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
+        positioned.sort_by_key(|k| k.position);
+        // One map per row type met (the table's, or each partition's), by name.
+        let mut maps: Vec<(pg_sys::Oid, ColumnMap)> = Vec::new();
+        for k in positioned {
+            let datum = rows.remove(&key_of(&k.key)).expect("every key was found or created");
+            // SAFETY: a composite datum of a table row type, alive until SPI_finish.
+            let row = unsafe { SourceRow::of(datum) };
+            // SAFETY: a valid descriptor.
+            let type_oid = unsafe { (*row.desc).tdtypeid };
+            if !maps.iter().any(|(oid, _)| *oid == type_oid) {
+                maps.push((type_oid, ColumnMap::new(row.desc, output.desc)));
+            }
+            let map = &maps.iter().find(|(oid, _)| *oid == type_oid).expect("just added").1;
+            let (values, nulls) = row.deformed();
+            let (values, nulls) = map.fill(&values, &nulls, Some(k.position));
+            output.push(&values, &nulls);
+            row.release();
+        }
+    });
+    table.close();
+    call.return_null()
+}
+
+/// The rows of every key (already folded and ordered), creating the missing ones.
+pub fn get_or_create_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[PositionedKey<'_>], function: &str) -> Rows {
+    let _pinned = PinnedSearchPath::pin();
+    let mut found = Rows::with_capacity(keys.len());
     let mut missing: Vec<ConversationKey<'_>> = keys.iter().map(|k| k.key).collect();
     let mut created = 0;
     for _ in 0..MAX_ROUNDS {
-        find_many(relations, channel_index, &columns, &missing, &mut found);
+        find_many(client, table, &missing, &mut found);
         missing.retain(|key| !found.contains_key(&key_of(key)));
         if missing.is_empty() {
             break;
         }
+        refuse_writes_if_read_only(function);
         let before = found.len();
-        errors::hint_retry_on_snapshot_conflict(|| insert_many(client, schema, &missing, &mut found));
+        errors::hint_retry_on_snapshot_conflict(|| file_rows(client, table, &INSERT_MANY, &missing, &mut found));
         created += found.len() - before;
         // What is still missing met a row committed since the find's snapshot: under READ
         // COMMITTED the next round's find sees it.
@@ -189,149 +219,97 @@ pub fn get_or_create_many(client: &SpiClient<'_>, schema: pg_sys::Oid, keys: &[P
         errors::deleted_while_creating();
     }
     stats::count_batch(keys.len(), created);
-    keys.iter()
-        .map(|k| found.remove(&key_of(&k.key)).expect("every key was found or created"))
-        .collect()
+    found
 }
 
-/// Probes the key index for every key, skipping the keys of channels that have no conversation
-/// at all: a fan-out to a new channel then costs one probe, not one per member. Each probe takes
-/// its snapshot as the single-key check takes it (under READ COMMITTED fresh, so a later round
-/// sees what the insert met); a row committed between the two probes is met by the insert's
-/// ON CONFLICT and found by the next round.
-fn find_many(
-    relations: Relations,
-    channel_index: pg_sys::Oid,
-    columns: &Columns,
-    keys: &[ConversationKey<'_>],
-    found: &mut HashMap<KeyOf, Conversation>,
-) {
-    let mut channels: HashMap<(&str, i16), bool> = HashMap::new();
-    let mut channel_probe = IndexProbe::open(relations.table, channel_index, 2);
+/// Finds the rows of `keys` that exist. On a plain table, keys of channels that have no
+/// conversation at all are not probed: a fan-out to a new channel costs one probe of the channel
+/// index, not one per member. Each probe takes its snapshot as the single-key check takes it
+/// (under READ COMMITTED fresh, so a later round sees what the insert met); a row committed
+/// between the two is met by the insert's ON CONFLICT and found by the next round.
+fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<'_>], found: &mut Rows) {
+    let new_channels = new_channels(table, keys);
+    let mut by_sql: Vec<ConversationKey<'_>> = Vec::new();
+    // One probe per relation holding keys (the table, or each partition met).
+    let mut probes: Vec<(pg_sys::Oid, Placement, IndexProbe)> = Vec::new();
     for key in keys {
-        channels
-            .entry((key.channel_id, key.channel_type))
-            .or_insert_with(|| channel_probe.channel_has_rows(key.channel_id, key.channel_type));
-    }
-    channel_probe.finish();
-    if !channels.values().any(|&has_rows| has_rows) {
-        return;
-    }
-    let mut probe = IndexProbe::key_index(relations);
-    for key in keys {
-        if !channels[&(key.channel_id, key.channel_type)] {
+        if new_channels.contains(&(key.channel_id, key.channel_type)) {
             continue;
         }
-        if let Some(slot) = probe.probe(key) {
-            found.insert(key_of(key), Conversation::from_slot(slot, columns));
+        let placement = table.placement(key);
+        let Placement::Direct { heap, index, .. } = placement else {
+            by_sql.push(*key);
+            continue;
+        };
+        let probe = match probes.iter().position(|(oid, _, _)| *oid == index) {
+            Some(at) => {
+                placement.close();
+                &mut probes[at].2
+            }
+            None => {
+                let probe = IndexProbe::open(heap, index, 3, Snapshot::Fresh);
+                probes.push((index, placement, probe));
+                &mut probes.last_mut().expect("just pushed").2
+            }
+        };
+        if let Some(slot) = probe.key(&table.table, key) {
+            // SAFETY: the slot holds the found row; the datum is a copy in the SPI context.
+            found.insert(key_of(key), unsafe { pg_sys::ExecFetchSlotHeapTupleDatum(slot) });
         }
     }
-    probe.finish();
-}
-
-/// Inserts the rows of `keys` (in their order), adding the rows it created to `found`.
-fn insert_many(
-    client: &SpiClient<'_>,
-    schema: pg_sys::Oid,
-    keys: &[ConversationKey<'_>],
-    found: &mut HashMap<KeyOf, Conversation>,
-) {
-    let kept = kept(client, schema, &INSERT_MANY);
-    let uids: Vec<&str> = keys.iter().map(|k| k.uid).collect();
-    let channel_ids: Vec<&str> = keys.iter().map(|k| k.channel_id).collect();
-    let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
-    let args = [uids.into(), channel_ids.into(), channel_types.into()];
-    let table = client
-        .select(&kept.statement, None, &args)
-        .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
-    for row in 0..table.len() {
-        let conversation = Conversation::from_spi_result(row);
-        found.insert(conversation.key(), conversation);
+    for (_, placement, probe) in probes {
+        probe.finish();
+        placement.close();
+    }
+    if !by_sql.is_empty() {
+        file_rows(client, table, &FIND_MANY, &by_sql, found);
     }
 }
 
-/// Rows in input order: by the position of each key's first occurrence.
-fn result_rows(keys: &[PositionedKey<'_>], rows: Vec<Conversation>) -> TableIterator<'static, (
-        name!(input_position, i32),
-        name!(id, i64),
-        name!(uid, String),
-        name!(channel_id, String),
-        name!(channel_type, i16),
-        name!(kind, i16),
-        name!(unread_count, i32),
-        name!(readed_to_msg_seq, i64),
-        name!(last_msg_seq, i64),
-        name!(deleted_at_msg_seq, i64),
-        name!(created_at, TimestampWithTimeZone),
-        name!(updated_at, TimestampWithTimeZone),
-    )> {
-    let mut positioned: Vec<(i32, Conversation)> = keys.iter().map(|k| k.position).zip(rows).collect();
-    positioned.sort_by_key(|(position, _)| *position);
-    TableIterator::new(positioned.into_iter().map(|(position, c)| {
-        (
-            position,
-            c.id,
-            c.uid,
-            c.channel_id,
-            c.channel_type,
-            c.kind,
-            c.unread_count,
-            c.readed_to_msg_seq,
-            c.last_msg_seq,
-            c.deleted_at_msg_seq,
-            c.created_at,
-            c.updated_at,
-        )
-    }))
+/// The channels among `keys` that have no visible conversation, by one probe of the channel
+/// index each (plain tables only: elsewhere every key is probed).
+fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k [u8], i16)> {
+    let Some(channel_index) = table.table.channel_index else { return Vec::new() };
+    let mut channels: Vec<(&[u8], i16)> = keys.iter().map(|k| (k.channel_id, k.channel_type)).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    let mut probe = IndexProbe::open(table.relation, channel_index, 2, Snapshot::Fresh);
+    channels.retain(|&(channel_id, channel_type)| !probe.channel_has_rows(&table.table, channel_id, channel_type));
+    probe.finish();
+    channels
 }
 
-/// get_or_create_conversations(keys jsonb): declared in sql/, not by pgrx.
-#[pg_extern(sql = false)]
-fn get_or_create_conversations_from_jsonb(keys: Option<JsonB>) -> TableIterator<'static, (
-        name!(input_position, i32),
-        name!(id, i64),
-        name!(uid, String),
-        name!(channel_id, String),
-        name!(channel_type, i16),
-        name!(kind, i16),
-        name!(unread_count, i32),
-        name!(readed_to_msg_seq, i64),
-        name!(last_msg_seq, i64),
-        name!(deleted_at_msg_seq, i64),
-        name!(created_at, TimestampWithTimeZone),
-        name!(updated_at, TimestampWithTimeZone),
-    )> {
-    let Some(JsonB(keys)) = keys else { errors::null_argument("keys") };
-    let parsed = batch_keys::parse_json_keys(&keys).unwrap_or_else(|error| errors::invalid_batch("keys", error));
-    let batch = batch_keys::json_batch(&parsed).unwrap_or_else(|error| errors::invalid_batch("keys", error));
-    let rows = Spi::connect(|client| get_or_create_many(&client, extension_schema(&client), &batch));
-    result_rows(&batch, rows)
+/// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
+/// (uid, channel_id, channel_type, c) under their keys.
+fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
+    let kept = kept(client, &table.table, statement);
+    let uids: Vec<Option<pg_sys::Datum>> = keys.iter().map(|k| Some(crate::call::text_datum(k.uid))).collect();
+    let channel_ids: Vec<Option<pg_sys::Datum>> = keys.iter().map(|k| Some(crate::call::text_datum(k.channel_id))).collect();
+    let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
+    let args = [text_array(&uids), text_array(&channel_ids), arg(channel_types.into_datum().expect("an array"), pg_sys::INT2ARRAYOID)];
+    run(client, &kept, &args);
+    let returned = Returned::last();
+    for row in 0..returned.len() {
+        let datum = |column| returned.value(row, column).expect("the statement returns four non-NULL columns");
+        // SAFETY: text columns of the returned row, alive until SPI_finish.
+        let key = unsafe { (varlena_bytes(datum(1)).to_vec(), varlena_bytes(datum(2)).to_vec(), datum(3).value() as i16) };
+        found.insert(key, datum(4));
+    }
 }
 
-/// get_or_create_conversations(channel_id, channel_type, uids text[]): the members of one channel.
-#[pg_extern(sql = false)]
-fn get_or_create_conversations_for_members(
-    channel_id: Option<&str>,
-    channel_type: Option<i32>,
-    uids: Option<Array<'_, &str>>,
-) -> TableIterator<'static, (
-        name!(input_position, i32),
-        name!(id, i64),
-        name!(uid, String),
-        name!(channel_id, String),
-        name!(channel_type, i16),
-        name!(kind, i16),
-        name!(unread_count, i32),
-        name!(readed_to_msg_seq, i64),
-        name!(last_msg_seq, i64),
-        name!(deleted_at_msg_seq, i64),
-        name!(created_at, TimestampWithTimeZone),
-        name!(updated_at, TimestampWithTimeZone),
-    )> {
-    let Some(uids) = uids else { errors::null_argument("uids") };
-    let uids: Vec<Option<&str>> = uids.iter().collect();
-    let batch = batch_keys::member_batch(channel_id, channel_type.map(i64::from), &uids)
-        .unwrap_or_else(|error| errors::invalid_batch("uids", error));
-    let rows = Spi::connect(|client| get_or_create_many(&client, extension_schema(&client), &batch));
-    result_rows(&batch, rows)
+/// A text[] of the given elements, for a kept statement's parameter.
+fn text_array<'a>(elements: &[Option<pg_sys::Datum>]) -> pgrx::datum::DatumWithOid<'a> {
+    // SAFETY: builds a one-dimensional text[] from text datums.
+    unsafe {
+        let values: Vec<pg_sys::Datum> = elements.iter().map(|e| e.expect("no NULL keys")).collect();
+        let array = pg_sys::construct_array(
+            values.as_ptr().cast_mut(),
+            values.len() as i32,
+            pg_sys::TEXTOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as _,
+        );
+        arg(pg_sys::Datum::from(array), pg_sys::TEXTARRAYOID)
+    }
 }

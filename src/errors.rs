@@ -1,6 +1,8 @@
 //! Every error the extension raises, each in one place with its SQLSTATE and a message that says
 //! what to do. Raising goes through pgrx's ErrorReport, so it unwinds Rust frames before Postgres
 //! aborts the (sub)transaction: nothing half-done survives and every lock is released.
+//!
+//! No hint ever suggests dropping the extension or anything else that loses rows.
 
 use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
@@ -19,7 +21,9 @@ fn raise(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
     unreachable!("ereport(ERROR) returned")
 }
 
-/// Bad input: 22004 for NULL, 22023 for empty, 22001 for too long, 22003 for out of range.
+// ---- bad input (class 22): nothing is read or written before these
+
+/// 22004 for NULL, 22023 for empty, 22001 for too long, 22003 for out of range.
 pub fn invalid_key(error: KeyError) -> ! {
     let (code, message) = key_error(error);
     raise(code, message, None)
@@ -37,9 +41,9 @@ fn key_error(error: KeyError) -> (PgSqlErrorCode, String) {
             PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             format!("{argument} is {bytes} bytes long; the limit is {MAX_ID_BYTES} bytes"),
         ),
-        KeyError::ChannelTypeOutOfRange { channel_type } => (
+        KeyError::ChannelTypeOutOfRange { value } => (
             PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
-            format!("channel_type {channel_type} is out of range: it must be between 0 and {MAX_CHANNEL_TYPE}"),
+            format!("channel_type {value} is out of range: it must be between 0 and {MAX_CHANNEL_TYPE}"),
         ),
     }
 }
@@ -51,6 +55,16 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
     match error {
         BatchError::Channel(error) => invalid_key(error),
         BatchError::NotAnArray => raise(invalid, format!("{argument} must be a JSON array of keys"), None),
+        BatchError::NotOneDimensional { dimensions } => raise(
+            PgSqlErrorCode::ERRCODE_ARRAY_ELEMENT_ERROR, // 2202E, array_subscript_error
+            format!("{argument} must be a one-dimensional array, not one of {dimensions} dimensions"),
+            None,
+        ),
+        BatchError::Syntax(detail) => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("{argument} is not valid JSON: {detail}"),
+            None,
+        ),
         BatchError::TooMany { count } => raise(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("{argument} holds {count} keys; one call takes at most {MAX_BATCH_KEYS}"),
@@ -59,15 +73,12 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
         BatchError::Element { position, error } => {
             let (code, message) = match error {
                 ElementError::Key(error) => key_error(error),
-                ElementError::NotAnObject => (
-                    invalid,
-                    r#"must be an object {"uid": ..., "channel_id": ..., "channel_type": ...}"#.into(),
-                ),
+                ElementError::Malformed(what) => (invalid, what),
                 ElementError::MissingField(field) => (invalid, format!("has no {field}")),
-                ElementError::WrongType { field, expected } => (invalid, format!("{field} must be {expected}")),
-                ElementError::UnknownField(field) => (
-                    invalid,
-                    format!("has an unknown field \"{field}\"; the fields are uid, channel_id and channel_type"),
+                ElementError::NotAnInteger => (invalid, "channel_type must be an integer".into()),
+                ElementError::NulCharacter(field) => (
+                    PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER,
+                    format!("{field} holds \\u0000, which text cannot hold"),
                 ),
             };
             raise(code, format!("{argument} element {position}: {message}"), None)
@@ -88,6 +99,8 @@ pub fn invalid_seq(argument: &str, value: i64) -> ! {
         None,
     )
 }
+
+// ---- concurrency (40001)
 
 /// REPEATABLE READ or SERIALIZABLE, and our insert met a row committed by a transaction this
 /// snapshot cannot see: returning it would show the caller a row its own snapshot says is not
@@ -125,20 +138,73 @@ pub fn deleted_while_creating() -> ! {
     )
 }
 
-/// The extension's table or its key index is missing or has been changed under us.
-pub fn broken_install(what: &str) -> ! {
+// ---- where the call runs
+
+/// A missing conversation, in a transaction that may not write: a READ ONLY transaction or a hot
+/// standby. Existing conversations are returned there; only creating one is refused.
+pub fn read_only(function: &str) -> ! {
     raise(
-        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        format!("pg_conversation is not installed correctly: {what}"),
-        Some("Run ALTER EXTENSION pg_conversation UPDATE, or drop and recreate the extension."),
+        PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+        format!("{function} cannot write in a read-only transaction"),
+        Some("Write on the primary, in a read-write transaction. On a replica, find_conversation() looks a conversation up and returns NULL when there is none."),
     )
 }
 
-/// Row level security policies apply to this caller; the direct index probe cannot apply them.
+/// Row level security policies apply to this caller; the functions refuse rather than bypass them
+/// (a probe of the index cannot apply a policy) or apply them to half of what they do.
 pub fn row_security_unsupported() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        "get_or_create_conversation does not support row level security on table conversation".into(),
-        Some("Disable row level security on the table, or call the function as a role that bypasses it."),
+        "pg_conversation's functions do not support row level security on table conversation".into(),
+        Some("Call them as a role that bypasses row level security (the table owner, or a role with BYPASSRLS), for example through a SECURITY DEFINER function of your own."),
+    )
+}
+
+// ---- the table (catalog.rs, result_row.rs): 55000, with a hint that keeps every row
+
+/// The table cannot be found where the extension put it.
+pub fn table_missing(schema: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("pg_conversation's table {schema}.conversation does not exist"),
+        Some("If it was renamed or moved, give it back its name and schema (ALTER TABLE ... RENAME TO conversation, ALTER TABLE ... SET SCHEMA); the functions look for it there."),
+    )
+}
+
+/// The called function's catalog entry vanished while it ran: DROP EXTENSION committed.
+pub fn extension_dropped() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_conversation was dropped while this call was running".into(),
+        Some("Retry once CREATE EXTENSION pg_conversation has committed."),
+    )
+}
+
+/// The table has a shape the functions cannot work with. `fix` says how to restore it, keeping
+/// every row.
+pub fn table_shape(problem: &str, fix: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("table conversation cannot be used by pg_conversation: {problem}"),
+        Some(fix),
+    )
+}
+
+/// A stored value that does not fit the column of the row a function returns (a retyped column
+/// holding a value its old type cannot hold). Keeps the conversion's own SQLSTATE.
+pub fn value_not_returnable(code: PgSqlErrorCode, column: &str, detail: &str) -> ! {
+    raise(
+        code,
+        format!("the value of column {column} of table conversation cannot be returned: {detail}"),
+        Some("The column was retyped; give conversation_row (ALTER TYPE ... ALTER ATTRIBUTE) or the column the same type again."),
+    )
+}
+
+/// A statement of ours that SPI refused: only a table changed beyond what the checks above see.
+pub fn statement_failed(statement: &str, error: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("pg_conversation could not run its statement ({error}): {statement}"),
+        Some("Check that table conversation still has the columns and the primary key the extension created (README: Table conversation)."),
     )
 }

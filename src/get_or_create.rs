@@ -13,15 +13,20 @@
 //!   A unique violation never reaches the caller.
 //! - REPEATABLE READ / SERIALIZABLE: a row committed after our snapshot is invisible to us and
 //!   conflicts with our insert; Postgres raises 40001 and we add a hint to retry the transaction.
+//! - A read-only transaction (READ ONLY, or a hot standby): a hit is returned as ever; a miss is
+//!   25006 before any lock is taken.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::call::sql_function;
+use crate::catalog::OpenTable;
 use crate::errors;
-use crate::find::{find, Relations};
+use crate::find::find;
 use crate::insert::insert;
 use crate::key::ConversationKey;
 use crate::lock::KeyLock;
+use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 use crate::stats::{self, Outcome};
 
@@ -29,39 +34,32 @@ use crate::stats::{self, Outcome};
 /// by the time it re-reads (a concurrent delete). Each round takes the lock again.
 const MAX_ROUNDS: usize = 3;
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_get_or_create_conversation() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// The SQL entry point (declared in sql/pg_conversation.sql). Not STRICT: a NULL argument is an
-/// error (22004), not a NULL result.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn get_or_create_conversation(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    let uid = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0);
-    let channel_id = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1);
-    let channel_type = pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 2);
-    let key = ConversationKey::validate(uid, channel_id, channel_type.map(i64::from))
-        .unwrap_or_else(|error| errors::invalid_key(error));
-    // The table lives in the schema of the function that was called.
-    let schema = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-    let (row, outcome, lock_waited) = get_or_create(schema, key, &ResultRow::of_call(fcinfo));
-    stats::count_call(outcome, lock_waited);
-    row
+sql_function! {
+    /// get_or_create_conversation(uid, channel_id, channel_type) RETURNS conversation_row. Not
+    /// STRICT: a NULL argument is an error (22004), not a NULL result.
+    fn get_or_create_conversation(call) {
+        let key = call.key(0);
+        let result = ResultRow::of_call(call);
+        let table = OpenTable::open(call.schema());
+        let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
+        table.close();
+        stats::count_call(outcome, lock_waited);
+        row
+    }
 }
 
 /// Returns the conversation row for `key` as the call's result datum, how the call ended, and
-/// whether it waited for another creator's lock.
-pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>, result: &ResultRow) -> (pg_sys::Datum, Outcome, bool) {
-    let relations = Relations::in_schema(schema);
-
-    if let Some(found) = find(relations, key, result) {
+/// whether it waited for another creator's lock. `function` names the caller in a read-only error.
+pub fn get_or_create(
+    table: &OpenTable,
+    key: ConversationKey<'_>,
+    result: &ResultRow,
+    function: &str,
+) -> (pg_sys::Datum, Outcome, bool) {
+    if let Some(found) = find(table, &key, Snapshot::Fresh, result) {
         return (found, Outcome::Hit, false);
     }
+    refuse_writes_if_read_only(function);
     Spi::connect(|client| {
         let mut waited = false;
         for _ in 0..MAX_ROUNDS {
@@ -70,20 +68,28 @@ pub fn get_or_create(schema: pg_sys::Oid, key: ConversationKey<'_>, result: &Res
             // Only after a wait is a creator likely to have just inserted the key. Without one,
             // the rare creator that slipped in since our check is met by ON CONFLICT below.
             if lock.waited {
-                if let Some(found) = find(relations, key, result) {
+                if let Some(found) = find(table, &key, Snapshot::Fresh, result) {
                     return (found, Outcome::RaceResolved, waited); // the creator we waited for
                 }
             }
-            if let Some(created) = insert(client, schema, key, result) {
+            if let Some(created) = insert(&client, &table.table, key, result) {
                 return (created, Outcome::Created, waited);
             }
             drop(lock);
             // The insert met a row our last snapshot did not show: committed just now, possibly
             // after we waited for it. Only READ COMMITTED gets here; its fresh snapshot sees it.
-            if let Some(found) = find(relations, key, result) {
+            if let Some(found) = find(table, &key, Snapshot::Fresh, result) {
                 return (found, Outcome::RaceResolved, waited);
             }
         }
         errors::deleted_while_creating()
     })
+}
+
+/// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.
+pub fn refuse_writes_if_read_only(function: &str) {
+    // SAFETY: a plain global of the backend, set at transaction start (true during recovery).
+    if unsafe { pg_sys::XactReadOnly } {
+        errors::read_only(function);
+    }
 }

@@ -1,36 +1,34 @@
 //! The insert of the miss path: `INSERT ... ON CONFLICT (key) DO NOTHING RETURNING c`, kept.
 //!
 //! It goes through SPI so that everything an INSERT does stays Postgres's job: defaults and the
-//! id sequence, the generated `type` column, CHECK constraints, triggers, speculative insertion
-//! against the key index.
+//! id sequence, the generated `type` column, CHECK constraints, triggers, partition routing,
+//! speculative insertion against the key index.
 
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
+use crate::catalog::Table;
 use crate::errors;
+use crate::find::key_args;
 use crate::key::ConversationKey;
 use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
-    sql: "INSERT INTO {schema}.conversation AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
+    sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
           ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING c",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID],
+    snapshot: Snapshot::Fresh,
 };
 
 /// Inserts the row of `key` unless the key index already holds one (committed, or in progress and
 /// then committed: ON CONFLICT waits for it). Returns the new row as the call's result datum,
 /// or None on conflict. Under REPEATABLE READ / SERIALIZABLE a conflict with a row this snapshot
 /// cannot see raises 40001, with a hint to retry.
-pub fn insert(
-    client: &SpiClient<'_>,
-    schema: pg_sys::Oid,
-    key: ConversationKey<'_>,
-    result: &ResultRow,
-) -> Option<pg_sys::Datum> {
-    let _pinned = PinnedSearchPath::push();
-    let kept = kept(client, schema, &INSERT_ONE);
-    let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into()];
-    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &args, result))
+pub fn insert(client: &SpiClient<'_>, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
+    let _pinned = PinnedSearchPath::pin();
+    let kept = kept(client, table, &INSERT_ONE);
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &key_args(&key), result))
 }

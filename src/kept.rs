@@ -1,33 +1,38 @@
 //! Statements prepared once per backend and kept: planning an INSERT or UPDATE on every call would
-//! cost more than running it. Every SQL statement the extension runs goes through here, so this is
+//! cost more than running it. Every SQL statement the Rust code runs goes through here, so this is
 //! also where search_path is pinned.
 //!
-//! A statement is written with `{schema}` where the extension's schema goes; it is kept per
-//! schema (read from the called function's own namespace), so DROP/CREATE EXTENSION into another
-//! schema re-prepares it, and the plan cache replans by itself after DDL on the table.
+//! A statement is written with `{table}` where the table goes; it is prepared with the table's
+//! schema-qualified name as catalog.rs knows it now, and prepared again when that name changes
+//! (DROP/CREATE EXTENSION into another schema, a schema rename). The plan cache replans by itself
+//! after DDL on the table.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, PgOid};
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
 
+use crate::catalog::Table;
 use crate::errors;
+use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 
-/// A statement the extension runs: its name (the cache key), its text, its parameter types.
+/// A statement the extension runs: its name (the cache key), its text, its parameter types, and
+/// the snapshot it reads with (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE
+/// one's).
 pub struct Statement {
     pub name: &'static str,
     pub sql: &'static str,
     pub parameters: &'static [pg_sys::Oid],
+    pub snapshot: Snapshot,
 }
 
 pub struct Kept {
-    schema: pg_sys::Oid,
-    pub statement: OwnedPreparedStatement,
+    table_name: String,
+    statement: OwnedPreparedStatement,
 }
 
 thread_local! {
@@ -35,112 +40,125 @@ thread_local! {
     static KEPT: RefCell<HashMap<&'static str, Rc<Kept>>> = RefCell::new(HashMap::new());
 }
 
-/// The kept plan of `statement` for `schema`, preparing it on first use. Call it, and run the
-/// plan, while a `PinnedSearchPath` is alive.
-pub fn kept(client: &SpiClient<'_>, schema: pg_sys::Oid, statement: &Statement) -> Rc<Kept> {
+/// The kept plan of `statement` for `table`, preparing it on first use. Call it, and run the plan,
+/// while a `PinnedSearchPath` is alive.
+pub fn kept(client: &SpiClient<'_>, table: &Table, statement: &Statement) -> Rc<Kept> {
     if let Some(kept) = KEPT.with_borrow(|all| all.get(statement.name).cloned()) {
-        if kept.schema == schema {
+        if kept.table_name == table.qualified_name {
             return kept;
         }
     }
-    let sql = statement.sql.replace("{schema}", &quoted_schema_name(schema));
+    let sql = statement.sql.replace("{table}", &table.qualified_name);
     let types: Vec<PgOid> = statement.parameters.iter().map(|&oid| PgOid::from(oid)).collect();
-    // Prepared as mutating: SPI then runs it with a fresh snapshot (under READ COMMITTED) after a
-    // command counter increment, so it sees what committed, and what this statement wrote, so far.
-    let prepared = match client.prepare_mut(sql.as_str(), &types) {
-        Ok(prepared) => prepared.keep(),
-        Err(error) => errors::broken_install(&format!("cannot prepare {sql}: {error}")),
+    // Fresh: SPI then runs it after a command counter increment with a new snapshot (under READ
+    // COMMITTED), so it sees what committed, and what this statement wrote, so far.
+    let prepared = match statement.snapshot {
+        Snapshot::Fresh => client.prepare_mut(sql.as_str(), &types),
+        Snapshot::Statement => client.prepare(sql.as_str(), &types),
     };
-    let kept = Rc::new(Kept { schema, statement: prepared });
+    let prepared = prepared.unwrap_or_else(|error| errors::statement_failed(&sql, &error.to_string()));
+    let kept = Rc::new(Kept { table_name: table.qualified_name.clone(), statement: prepared.keep() });
     KEPT.with_borrow_mut(|all| all.insert(statement.name, kept.clone()));
     kept
 }
 
-/// Runs a kept statement that returns one whole row (`RETURNING c`) or none, and hands the row
-/// back as the call's result datum.
-pub fn returned_row(
-    client: &SpiClient<'_>,
-    kept: &Kept,
-    args: &[DatumWithOid<'_>],
-    result: &ResultRow,
-) -> Option<pg_sys::Datum> {
-    let table = client
+/// Runs a kept statement.
+pub fn run<'conn>(client: &SpiClient<'conn>, kept: &Kept, args: &[DatumWithOid<'_>]) -> SpiTupleTable<'conn> {
+    client
         .select(&kept.statement, None, args)
-        .unwrap_or_else(|error| errors::broken_install(&error.to_string()));
+        .unwrap_or_else(|error| errors::statement_failed(kept.table_name.as_str(), &error.to_string()))
+}
+
+/// The rows the statement just run returned, read as raw datums (valid until the SPI connection
+/// ends).
+pub struct Returned {
+    table: *mut pg_sys::SPITupleTable,
+}
+
+impl Returned {
+    /// Of the last statement run on this SPI connection.
+    pub fn last() -> Returned {
+        // SAFETY: SPI's global result of the statement just run.
+        Returned { table: unsafe { pg_sys::SPI_tuptable } }
+    }
+
+    pub fn len(&self) -> usize {
+        // SAFETY: a live SPI result.
+        if self.table.is_null() { 0 } else { unsafe { (*self.table).numvals as usize } }
+    }
+
+    /// The `column`-th (1-based) value of the `row`-th (0-based) row; None for NULL.
+    pub fn value(&self, row: usize, column: i32) -> Option<pg_sys::Datum> {
+        assert!(row < self.len(), "row {row} of a result of {}", self.len());
+        // SAFETY: a live SPI result; SPI_getbinval range-checks the column.
+        unsafe {
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(*(*self.table).vals.add(row), (*self.table).tupdesc, column, &mut is_null);
+            (!is_null).then_some(datum)
+        }
+    }
+}
+
+/// Runs a kept statement that returns one whole row (`RETURNING c`, `SELECT c`) or none, and
+/// hands the row back as the call's result datum.
+pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[DatumWithOid<'_>], result: &ResultRow) -> Option<pg_sys::Datum> {
+    let table = run(client, kept, args);
     if table.is_empty() {
         return None;
     }
     let row = table
         .first()
         .get_datum_by_ordinal(1)
-        .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-        .expect("RETURNING c is never NULL");
-    // SAFETY: `row` is a composite of the table's row type and lives until SPI_finish; the
-    // result is a copy in the caller's context.
-    Some(unsafe { result.from_composite(row) })
+        .unwrap_or_else(|error| errors::statement_failed(kept.table_name.as_str(), &error.to_string()))
+        .expect("a whole row is never NULL");
+    // The result is a copy in the caller's context; `row` lives until SPI_finish.
+    Some(result.from_composite(row))
 }
 
-/// Kept statements are the only place the extension resolves names, so this is where search_path
-/// is pinned: to pg_catalog alone, whatever the caller's path, for as long as one is prepared or
-/// run. Cheaper than a `SET search_path` clause on the function, which costs every hit (about 4%
-/// of a hit's server time under perf) for lookups the hit path never makes. An ERROR pops it
-/// through the (sub)transaction abort.
-pub struct PinnedSearchPath;
+/// A parameter of a kept statement: a datum of the statement's parameter type.
+pub fn arg<'a>(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> DatumWithOid<'a> {
+    // SAFETY: the datum is of `type_oid`, and lives (in the call's context) past the statement.
+    unsafe { DatumWithOid::new(datum, type_oid) }
+}
+
+/// Kept statements are the only SQL the Rust code runs, so this is where search_path is pinned:
+/// to `pg_catalog, pg_temp`, whatever the caller's path, for as long as one is prepared or run
+/// (PostgreSQL re-analyzes a kept statement under the path in force when it runs). Every name and
+/// operator in them then resolves to the catalog's; a caller's schema can hold no look-alike that
+/// runs instead. It is PostgreSQL's own mechanism for a function's SET clause: a GUC nest level,
+/// undone when the guard drops, or by the (sub)transaction abort after an ERROR. A trigger on the
+/// table that sets its own search_path sees it; one that does not sees this one.
+/// Cheaper than a `SET search_path` clause on the functions, which would tax every hit (about 4%
+/// of a hit's server time under perf) for lookups the hit path never makes.
+pub struct PinnedSearchPath {
+    nest_level: i32,
+}
 
 impl PinnedSearchPath {
-    pub fn push() -> PinnedSearchPath {
-        let mut path = pg_sys::OverrideSearchPath {
-            schemas: std::ptr::null_mut(),
-            addCatalog: true,
-            addTemp: false,
-            generation: 0,
-        };
-        // SAFETY: Postgres copies the path into its own override stack.
-        unsafe { pg_sys::PushOverrideSearchPath(&mut path) };
-        PinnedSearchPath
+    pub fn pin() -> PinnedSearchPath {
+        // SAFETY: as fmgr_security_definer applies a SET clause.
+        unsafe {
+            let nest_level = pg_sys::NewGUCNestLevel();
+            pg_sys::set_config_option(
+                c"search_path".as_ptr(),
+                c"pg_catalog, pg_temp".as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+            PinnedSearchPath { nest_level }
+        }
     }
 }
 
 impl Drop for PinnedSearchPath {
     fn drop(&mut self) {
         if !std::thread::panicking() {
-            // SAFETY: pops the entry push() made, at the same transaction nesting level.
-            unsafe { pg_sys::PopOverrideSearchPath() };
+            // SAFETY: restores what pin() saved, at the level it created.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
-    }
-}
-
-/// The schema the extension was created in, for entry points that cannot ask the called function
-/// (pgrx's #[pg_extern] wrappers do not expose it). Remembered per extension OID, which a
-/// DROP/CREATE EXTENSION changes; the extension is not relocatable, so that is the only way the
-/// schema can change.
-pub fn extension_schema(client: &SpiClient<'_>) -> pg_sys::Oid {
-    thread_local! {
-        static SCHEMA_OF: std::cell::Cell<(pg_sys::Oid, pg_sys::Oid)> =
-            const { std::cell::Cell::new((pg_sys::InvalidOid, pg_sys::InvalidOid)) };
-    }
-    // SAFETY: a catalog lookup; missing_ok=false raises a normal ERROR.
-    let extension = unsafe { pg_sys::get_extension_oid(c"pg_conversation".as_ptr(), false) };
-    let (known, schema) = SCHEMA_OF.get();
-    if known == extension {
-        return schema;
-    }
-    let schema = client
-        .select("SELECT extnamespace FROM pg_catalog.pg_extension WHERE oid = $1", None, &[extension.into()])
-        .and_then(|table| table.first().get_one::<pg_sys::Oid>())
-        .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-        .unwrap_or_else(|| errors::broken_install("the extension is not in pg_extension"));
-    SCHEMA_OF.set((extension, schema));
-    schema
-}
-
-fn quoted_schema_name(schema: pg_sys::Oid) -> String {
-    // SAFETY: both return palloc'd C strings; get_namespace_name returns NULL when it is gone.
-    unsafe {
-        let name = pg_sys::get_namespace_name(schema);
-        if name.is_null() {
-            errors::broken_install("the extension's schema does not exist");
-        }
-        CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned()
     }
 }

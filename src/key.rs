@@ -1,6 +1,8 @@
 //! The conversation key (uid, channel_id, channel_type): its limits, its validation, and the
 //! 32-bit hash that names its advisory lock.
 //!
+//! uid and channel_id are the bytes PostgreSQL stores, in the database's encoding: nothing here
+//! assumes UTF-8, so every server encoding works, and nothing reads text as a Rust `str`.
 //! Validation is pure Rust so that it can be unit-tested without a server; `errors.rs` turns a
 //! `KeyError` into the SQLSTATE a client sees.
 
@@ -10,13 +12,13 @@
 pub const MAX_ID_BYTES: usize = 255;
 
 /// channel_type is a uint8 in WuKongIM.
-pub const MAX_CHANNEL_TYPE: i32 = 255;
+pub const MAX_CHANNEL_TYPE: i64 = 255;
 
 /// A validated key, ready to bind to SQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConversationKey<'a> {
-    pub uid: &'a str,
-    pub channel_id: &'a str,
+    pub uid: &'a [u8],
+    pub channel_id: &'a [u8],
     pub channel_type: i16,
 }
 
@@ -26,21 +28,22 @@ pub enum KeyError {
     Null { argument: &'static str },
     Empty { argument: &'static str },
     TooLong { argument: &'static str, bytes: usize },
-    ChannelTypeOutOfRange { channel_type: i64 },
+    /// A channel_type outside 0..=255; `value` says what it was (it may not fit any integer type).
+    ChannelTypeOutOfRange { value: String },
 }
 
 impl<'a> ConversationKey<'a> {
     /// Checks every argument before anything is read or written.
     pub fn validate(
-        uid: Option<&'a str>,
-        channel_id: Option<&'a str>,
+        uid: Option<&'a [u8]>,
+        channel_id: Option<&'a [u8]>,
         channel_type: Option<i64>,
     ) -> Result<Self, KeyError> {
         let uid = check_id("uid", uid)?;
         let channel_id = check_id("channel_id", channel_id)?;
         let channel_type = channel_type.ok_or(KeyError::Null { argument: "channel_type" })?;
         if !channel_type_in_range(channel_type) {
-            return Err(KeyError::ChannelTypeOutOfRange { channel_type });
+            return Err(KeyError::ChannelTypeOutOfRange { value: channel_type.to_string() });
         }
         Ok(ConversationKey { uid, channel_id, channel_type: channel_type as i16 })
     }
@@ -55,9 +58,10 @@ impl<'a> ConversationKey<'a> {
         let mut hash = OFFSET;
         let bytes = self
             .uid
-            .bytes()
+            .iter()
+            .copied()
             .chain(std::iter::once(0))
-            .chain(self.channel_id.bytes())
+            .chain(self.channel_id.iter().copied())
             .chain(std::iter::once(0))
             .chain(std::iter::once(self.channel_type as u8));
         for byte in bytes {
@@ -65,6 +69,12 @@ impl<'a> ConversationKey<'a> {
             hash = hash.wrapping_mul(PRIME);
         }
         hash as i32
+    }
+
+    /// The order in which every batch creates and locks rows: bytewise, field by field, whatever
+    /// the database's collation says.
+    pub fn order(&self) -> (&'a [u8], &'a [u8], i16) {
+        (self.uid, self.channel_id, self.channel_type)
     }
 }
 
@@ -76,10 +86,10 @@ pub fn within_limits(uid_bytes: usize, channel_id_bytes: usize, channel_type: i6
 }
 
 fn channel_type_in_range(channel_type: i64) -> bool {
-    (0..=i64::from(MAX_CHANNEL_TYPE)).contains(&channel_type)
+    (0..=MAX_CHANNEL_TYPE).contains(&channel_type)
 }
 
-fn check_id<'a>(argument: &'static str, value: Option<&'a str>) -> Result<&'a str, KeyError> {
+fn check_id<'a>(argument: &'static str, value: Option<&'a [u8]>) -> Result<&'a [u8], KeyError> {
     let value = value.ok_or(KeyError::Null { argument })?;
     if value.is_empty() {
         return Err(KeyError::Empty { argument });
@@ -95,7 +105,7 @@ mod unit_tests {
     use super::*;
 
     fn key<'a>(uid: &'a str, channel_id: &'a str, channel_type: i64) -> Result<ConversationKey<'a>, KeyError> {
-        ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type))
+        ConversationKey::validate(Some(uid.as_bytes()), Some(channel_id.as_bytes()), Some(channel_type))
     }
 
     /// The table's CHECK constraint and the functions accept exactly the same keys.
@@ -124,17 +134,22 @@ mod unit_tests {
     }
 
     #[test]
+    fn accepts_any_bytes_whatever_the_encoding() {
+        // LATIN1 'é' (0xe9) and bytes that are not UTF-8 at all (SQL_ASCII): keys are bytes.
+        let latin1: &[u8] = &[b'u', 0xe9];
+        let not_utf8: &[u8] = &[0xff, 0xfe, 0x80];
+        assert!(ConversationKey::validate(Some(latin1), Some(not_utf8), Some(1)).is_ok());
+    }
+
+    #[test]
     fn refuses_nulls_first_argument_first() {
+        assert_eq!(ConversationKey::validate(None, None, None), Err(KeyError::Null { argument: "uid" }));
         assert_eq!(
-            ConversationKey::validate(None, None, None),
-            Err(KeyError::Null { argument: "uid" })
-        );
-        assert_eq!(
-            ConversationKey::validate(Some("u"), None, Some(1)),
+            ConversationKey::validate(Some(b"u"), None, Some(1)),
             Err(KeyError::Null { argument: "channel_id" })
         );
         assert_eq!(
-            ConversationKey::validate(Some("u"), Some("g"), None),
+            ConversationKey::validate(Some(b"u"), Some(b"g"), None),
             Err(KeyError::Null { argument: "channel_type" })
         );
     }
@@ -151,14 +166,13 @@ mod unit_tests {
 
     #[test]
     fn refuses_channel_types_outside_a_byte() {
-        assert_eq!(key("u", "g", -1), Err(KeyError::ChannelTypeOutOfRange { channel_type: -1 }));
-        assert_eq!(key("u", "g", 256), Err(KeyError::ChannelTypeOutOfRange { channel_type: 256 }));
+        assert_eq!(key("u", "g", -1), Err(KeyError::ChannelTypeOutOfRange { value: "-1".into() }));
+        assert_eq!(key("u", "g", 256), Err(KeyError::ChannelTypeOutOfRange { value: "256".into() }));
     }
 
     #[test]
     fn lock_hash_is_stable_and_separates_fields() {
         // Pinned values: changing the hash would make two releases disagree on a key's lock.
-        assert_eq!(key("u1", "g1", 2).unwrap().lock_hash(), key("u1", "g1", 2).unwrap().lock_hash());
         assert_eq!(key("u1", "g1", 2).unwrap().lock_hash(), 0xaccf_b043_u32 as i32);
         assert_ne!(key("u1", "g1", 2).unwrap().lock_hash(), key("u1g", "1", 2).unwrap().lock_hash());
         assert_ne!(key("u1", "g1", 1).unwrap().lock_hash(), key("u1", "g1", 2).unwrap().lock_hash());

@@ -3,24 +3,32 @@
 //!
 //! The design, in the order a call meets it:
 //!
+//! - `call.rs`: the one way an SQL function is declared; arguments as PostgreSQL stores them (text
+//!   as bytes in the database encoding, arrays and JSON measured before they are read).
 //! - `key.rs`: the key and its limits. Every argument is checked before anything is read, so bad
 //!   input writes nothing and gets one SQLSTATE (`errors.rs` raises every error we raise).
+//! - `catalog.rs`: the table, found under a lock, checked, remembered until invalidated; which
+//!   relation holds a key's row (the table, a hash partition, or "ask SQL").
 //! - `get_or_create.rs`: check, lock, check again, insert.
-//! - `find.rs`: the check, one probe of the key index without SPI or planner. It is the whole hit
-//!   path: no advisory lock, no transaction id, no WAL, no sequence value.
+//! - `find.rs`: the check, one probe of the key index (`probe.rs`) without SPI or planner. It is
+//!   the whole hit path: no advisory lock, no transaction id, no WAL, no sequence value. Also
+//!   find_conversation, the lookup that never writes (replicas, READ ONLY transactions).
 //! - `lock.rs`: the advisory lock of a key (class id `LOCK_CLASS_ID`, two-int4 form), taken
 //!   transaction-scoped and released right after the insert, so one transaction can create any
 //!   number of keys without filling the shared lock table.
 //! - `insert.rs`: the miss path's INSERT ... ON CONFLICT DO NOTHING.
-//! - `result_row.rs`: the row handed back, copied once into the declared return type
-//!   (`conversation_row`: the table's columns without its defaults and constraints).
+//! - `result_row.rs`: the row handed back, built by column name as the declared return type
+//!   (`conversation_row`: the table's columns without its defaults and constraints), so added,
+//!   dropped and retyped columns come back right; copied as it is when the layouts agree.
 //! - `kept.rs`: every SQL statement we run, prepared once per backend, under a pinned search_path.
 //!
 //! Around the core:
 //!
-//! - `batch_keys.rs` and `batch.rs`: many keys in one call, set-based, created in one order.
+//! - `batch_keys.rs`, `batch_json.rs` and `batch.rs`: many keys in one call, set-based, created
+//!   in one order.
 //! - `message.rs`: a message reached a channel; `read_state.rs`: a user read up to a seq.
 //! - `stats.rs`: counters in shared memory when the library is preloaded.
+//! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE.
 //! - sql/: the table, the function declarations, and the operations DBAs run (import, checks,
 //!   cleanup), in SQL.
 //!
@@ -31,10 +39,16 @@
 //! adds an upgrade script in sql/, which a fresh install also runs, so both paths build the same
 //! objects.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+mod call; // first: its sql_function! macro declares every entry point
+
 mod batch;
+mod batch_json;
 mod batch_keys;
+mod catalog;
+mod compat;
 mod errors;
 mod find;
 mod get_or_create;
@@ -44,6 +58,7 @@ mod key;
 mod key_check;
 mod lock;
 mod message;
+mod probe;
 mod read_state;
 mod result_row;
 mod stats;
@@ -52,21 +67,21 @@ mod stats;
 
 extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
 extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["install"]);
-extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
+extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     stats::init();
 }
 
-/// The advisory lock id get_or_create_conversation takes while creating this key: find it in
-/// pg_locks as locktype 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2.
-/// It resolves no names, so it needs no pinned search_path.
-#[pg_extern(immutable, parallel_safe)]
-fn conversation_lock_key(uid: &str, channel_id: &str, channel_type: i32) -> i32 {
-    key::ConversationKey::validate(Some(uid), Some(channel_id), Some(channel_type.into()))
-        .unwrap_or_else(|error| errors::invalid_key(error))
-        .lock_hash()
+call::sql_function! {
+    /// conversation_lock_key(uid, channel_id, channel_type): the advisory lock id
+    /// get_or_create_conversation takes while creating this key: find it in pg_locks as locktype
+    /// 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2. STRICT.
+    fn conversation_lock_key(call) {
+        pg_sys::Datum::from(call.key(0).lock_hash())
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -18,23 +18,27 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::batch::get_or_create_many;
-use crate::batch_keys;
+use crate::batch::{array_error, get_or_create_many};
+use crate::batch_keys::{self, MAX_BATCH_KEYS};
+use crate::call::{sql_function, text_datum};
+use crate::catalog::OpenTable;
 use crate::errors;
-use crate::kept::{kept, PinnedSearchPath, Statement};
+use crate::get_or_create::refuse_writes_if_read_only;
+use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
+use crate::probe::Snapshot;
 use crate::stats;
 
 const ADVANCE: Statement = Statement {
     name: "advance",
     sql: "WITH locked AS ( \
-              SELECT c.uid FROM {schema}.conversation AS c \
+              SELECT c.uid FROM {table} AS c \
               WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
               ORDER BY c.uid COLLATE \"C\" \
               FOR NO KEY UPDATE), \
           advanced AS ( \
-              UPDATE {schema}.conversation AS c SET \
+              UPDATE {table} AS c SET \
                   last_msg_seq = $4, \
-                  updated_at = pg_catalog.now(), \
+                  updated_at = now(), \
                   readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
                                            ELSE c.readed_to_msg_seq END, \
                   unread_count = CASE WHEN c.uid = $5 THEN 0 \
@@ -43,56 +47,53 @@ const ADVANCE: Statement = Statement {
               FROM locked AS l \
               WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4 \
               RETURNING 1) \
-          SELECT pg_catalog.count(*)::integer FROM advanced",
+          SELECT count(*)::int4 FROM advanced",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID],
+    snapshot: Snapshot::Fresh,
 };
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_conversation_message_arrived() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// The SQL entry point (declared in sql/). Not STRICT: sender_uid may be NULL (a system
-/// message: everyone's unread count goes up); any other NULL is an error.
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn conversation_message_arrived(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let channel_id = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0);
-    let channel_type = pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 1);
-    let Some(member_uids) = pgrx::fcinfo::pg_getarg::<Array<&str>>(fcinfo, 2) else {
-        errors::null_argument("member_uids")
-    };
-    let Some(message_seq) = pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 3) else {
-        errors::null_argument("message_seq")
-    };
-    let sender_uid = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 4);
-    if message_seq < 1 {
-        errors::invalid_seq("message_seq", message_seq);
-    }
-    let member_uids: Vec<Option<&str>> = member_uids.iter().collect();
-    let members = batch_keys::member_batch(channel_id, channel_type.map(i64::from), &member_uids)
-        .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
-    let schema = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-
-    let advanced = Spi::connect(|client| {
-        if members.is_empty() {
-            return 0;
+sql_function! {
+    /// Not STRICT: sender_uid may be NULL (a system message: everyone's unread count goes up); any
+    /// other NULL is an error.
+    fn conversation_message_arrived(call) {
+        let member_uids = match call.text_array(2, MAX_BATCH_KEYS) {
+            None => errors::null_argument("member_uids"),
+            Some(Err(error)) => errors::invalid_batch("member_uids", array_error(error)),
+            Some(Ok(uids)) => uids,
+        };
+        let Some(message_seq) = call.int64(3) else { errors::null_argument("message_seq") };
+        if message_seq < 1 {
+            errors::invalid_seq("message_seq", message_seq);
         }
-        get_or_create_many(&client, schema, &members);
-        let _pinned = PinnedSearchPath::push();
-        let kept = kept(&client, schema, &ADVANCE);
-        let key = members[0].key;
-        let uids: Vec<&str> = members.iter().map(|m| m.key.uid).collect();
-        let args = [key.channel_id.into(), key.channel_type.into(), uids.into(), message_seq.into(), sender_uid.into()];
-        client
-            .select(&kept.statement, None, &args)
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-            .first()
-            .get_one::<i32>()
-            .unwrap_or_else(|error| errors::broken_install(&error.to_string()))
-            .unwrap_or(0)
-    });
-    stats::count_message();
-    advanced.into()
+        let members = batch_keys::member_batch(call.text(0), call.int32(1).map(i64::from), &member_uids)
+            .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
+        let sender_uid = call.datum(4);
+        let table = OpenTable::open(call.schema());
+        refuse_writes_if_read_only("conversation_message_arrived");
+        let advanced = Spi::connect(|client| {
+            if members.is_empty() {
+                return 0;
+            }
+            get_or_create_many(&client, &table, &members, "conversation_message_arrived");
+            let _pinned = PinnedSearchPath::pin();
+            let kept = kept(&client, &table.table, &ADVANCE);
+            let key = members[0].key;
+            let uids: Vec<pg_sys::Datum> = members.iter().map(|m| text_datum(m.key.uid)).collect();
+            // SAFETY: a one-dimensional text[] of the members' uids.
+            let uids = unsafe {
+                pg_sys::construct_array(uids.as_ptr().cast_mut(), uids.len() as i32, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _)
+            };
+            let args = [
+                arg(text_datum(key.channel_id), pg_sys::TEXTOID),
+                arg(pg_sys::Datum::from(key.channel_type), pg_sys::INT2OID),
+                arg(pg_sys::Datum::from(uids), pg_sys::TEXTARRAYOID),
+                arg(pg_sys::Datum::from(message_seq), pg_sys::INT8OID),
+                sender_uid.map_or(pgrx::datum::DatumWithOid::null_oid(pg_sys::TEXTOID), |uid| arg(uid, pg_sys::TEXTOID)),
+            ];
+            run(&client, &kept, &args).first().get_one::<i32>().ok().flatten().unwrap_or(0)
+        });
+        table.close();
+        stats::count_message();
+        pg_sys::Datum::from(advanced)
+    }
 }

@@ -14,69 +14,61 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::call::sql_function;
+use crate::catalog::OpenTable;
 use crate::errors;
-use crate::get_or_create::get_or_create;
+use crate::find::key_args;
+use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
 use crate::key::ConversationKey;
-use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
+use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 use crate::stats;
 
 const MARK_READ: Statement = Statement {
     name: "mark_read",
-    sql: "UPDATE {schema}.conversation AS c SET \
+    sql: "UPDATE {table} AS c SET \
               readed_to_msg_seq = $4, \
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
-              updated_at = pg_catalog.now() \
+              updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
           RETURNING c",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
 };
 
-#[no_mangle]
-pub extern "C" fn pg_finfo_conversation_mark_read() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
+const FUNCTION: &str = "conversation_mark_read";
+
+sql_function! {
+    /// Not STRICT: a NULL argument is an error (22004).
+    fn conversation_mark_read(call) {
+        let key = call.key(0);
+        let Some(read_to_seq) = call.int64(3) else { errors::null_argument("read_to_seq") };
+        if read_to_seq < 1 {
+            errors::invalid_seq("read_to_seq", read_to_seq);
+        }
+        let result = ResultRow::of_call(call);
+        let table = OpenTable::open(call.schema());
+        refuse_writes_if_read_only(FUNCTION);
+        stats::count_read();
+        // The common case: the conversation exists and the position moves forward. One statement.
+        let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {
+            // It did not exist yet, or the position is not ahead of the stored one, or the row was
+            // committed after the UPDATE's snapshot: make sure it exists, then try once more.
+            get_or_create(&table, key, &result, FUNCTION);
+            mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(&table, key, &result, FUNCTION).0)
+        });
+        table.close();
+        row
+    }
 }
 
-/// The SQL entry point (declared in sql/). Not STRICT: a NULL argument is an error (22004).
-#[pg_guard]
-#[no_mangle]
-pub unsafe extern "C-unwind" fn conversation_mark_read(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
-    let uid = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 0);
-    let channel_id = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1);
-    let channel_type = pgrx::fcinfo::pg_getarg::<i32>(fcinfo, 2);
-    let key = ConversationKey::validate(uid, channel_id, channel_type.map(i64::from))
-        .unwrap_or_else(|error| errors::invalid_key(error));
-    let Some(read_to_seq) = pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 3) else {
-        errors::null_argument("read_to_seq")
-    };
-    if read_to_seq < 1 {
-        errors::invalid_seq("read_to_seq", read_to_seq);
-    }
-    let schema = pg_sys::get_func_namespace((*(*fcinfo).flinfo).fn_oid);
-    let result = ResultRow::of_call(fcinfo);
-    stats::count_read();
-
-    // The common case: the conversation exists and the position moves forward. One statement.
-    if let Some(moved) = mark_read(schema, key, read_to_seq, &result) {
-        return moved;
-    }
-    // It did not exist yet, or the position is not ahead of the stored one, or the row was
-    // committed after the UPDATE's snapshot: make sure it exists, then try once more.
-    get_or_create(schema, key, &result);
-    mark_read(schema, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(schema, key, &result).0)
-}
-
-fn mark_read(
-    schema: pg_sys::Oid,
-    key: ConversationKey<'_>,
-    read_to_seq: i64,
-    result: &ResultRow,
-) -> Option<pg_sys::Datum> {
+fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
-        let _pinned = PinnedSearchPath::push();
-        let kept = kept(&client, schema, &MARK_READ);
-        let args = [key.uid.into(), key.channel_id.into(), key.channel_type.into(), read_to_seq.into()];
+        let _pinned = PinnedSearchPath::pin();
+        let kept = kept(&client, &table.table, &MARK_READ);
+        let [uid, channel_id, channel_type] = key_args(&key);
+        let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq), pg_sys::INT8OID)];
         returned_row(&client, &kept, &args, result)
     })
 }

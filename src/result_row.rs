@@ -1,75 +1,107 @@
-//! The one conversation a function returns, as a composite datum of the function's declared
-//! return type (conversation_row since 0.3.0; the table's own row type in earlier SQL, which this
-//! library still serves until ALTER EXTENSION UPDATE).
+//! The rows functions return, built from the table's rows by column name.
 //!
-//! The rows we read or write have the table's row type. conversation_row has the same columns, so
-//! a table tuple is copied into it as it is, only stamped with the other type: one copy, no
-//! deforming. Why not return the table's type: see sql/pg_conversation--0.2.0--0.3.0.sql.
+//! A function returns its declared type (conversation_row for the single-key functions, the
+//! batch's RETURNS TABLE row for batches); the rows come from the table as it is now, which users
+//! change: a column added (pinned, muted), dropped, or retyped, a partition whose columns are in
+//! another physical order. So every attribute of the returned type is filled from the table's
+//! column of the same name, converted when its type differs (an assignment cast, as INSERT would
+//! apply), and a stored value that does not fit is an error naming the column.
+//!
+//! When the table's row and the returned type have the same layout (the table as CREATE EXTENSION
+//! made it), the row is copied as it is, only stamped with the returned type: one copy, no
+//! deforming. That is the hit path's case.
+
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::PgTupleDesc;
 
+use crate::call::Call;
 use crate::errors;
 
-/// Where and as what a call's result row is built: the declared return type's descriptor (a
-/// typcache reference, released on drop) and the caller's memory context.
+/// The column batches add in front of the table's columns.
+pub const POSITION_COLUMN: &CStr = c"input_position";
+
+/// The declared return type of a call, and the memory context its result must live in.
 pub struct ResultRow {
     desc: pg_sys::TupleDesc,
     context: pg_sys::MemoryContext,
 }
 
 impl ResultRow {
-    /// For the call in `fcinfo`, built in the current memory context (the one a result must live
-    /// in). The return type comes from the call expression when there is one (cheap), from the
-    /// function's catalog entry otherwise.
-    ///
-    /// # Safety
-    /// `fcinfo` is the call's, with its flinfo set, and we are not connected to SPI yet.
-    pub unsafe fn of_call(fcinfo: pg_sys::FunctionCallInfo) -> ResultRow {
-        let flinfo = (*fcinfo).flinfo;
-        let mut type_oid = pg_sys::get_fn_expr_rettype(flinfo);
-        if type_oid == pg_sys::InvalidOid {
-            type_oid = pg_sys::get_func_rettype((*flinfo).fn_oid);
-        }
-        ResultRow {
-            // Raises 42809 if the function was declared to return something not composite.
-            desc: pg_sys::lookup_rowtype_tupdesc(type_oid, -1),
-            context: pg_sys::CurrentMemoryContext,
+    /// For a function declared to return a composite type, built in the current memory context
+    /// (the one a result must live in). The type comes from the call expression when there is
+    /// one (cheap), from the function's catalog entry otherwise.
+    pub fn of_call(call: &Call) -> ResultRow {
+        // SAFETY: flinfo is set for every fmgr call; lookup_rowtype_tupdesc raises 42809 if the
+        // function was declared to return something not composite.
+        unsafe {
+            let mut type_oid = pg_sys::get_fn_expr_rettype((*call.fcinfo()).flinfo);
+            if type_oid == pg_sys::InvalidOid {
+                type_oid = pg_sys::get_func_rettype(call.function());
+            }
+            ResultRow { desc: pg_sys::lookup_rowtype_tupdesc(type_oid, -1), context: pg_sys::CurrentMemoryContext }
         }
     }
 
-    /// A table tuple as the result datum.
-    ///
-    /// # Safety
-    /// `tuple` is a valid heap tuple of the conversation table.
-    pub unsafe fn from_tuple(&self, tuple: pg_sys::HeapTuple) -> pg_sys::Datum {
-        // A byte copy is right only if the tuple holds every attribute of the type. A tuple
-        // written before an ALTER TABLE ADD COLUMN holds fewer, and its missing values live in
-        // the table's descriptor: a version that adds a column must deform and form instead.
-        let attributes = ((*(*tuple).t_data).t_infomask2 & pg_sys::HEAP_NATTS_MASK as u16) as i32;
-        if attributes != (*self.desc).natts {
-            errors::broken_install("the function's return type no longer has the table's columns");
+    /// The row in `slot` (a slot of the table or of one of its partitions) as the result datum.
+    pub fn from_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+        // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
+        // fetched without a copy (the buffer stays pinned until the next probe).
+        unsafe {
+            let source = (*slot).tts_tupleDescriptor;
+            if same_layout(source, self.desc) {
+                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                if let Some(datum) = self.copied(tuple) {
+                    return datum;
+                }
+            }
+            pg_sys::slot_getallattrs(slot);
+            let values = std::slice::from_raw_parts((*slot).tts_values, (*source).natts as usize);
+            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, (*source).natts as usize);
+            self.formed(&ColumnMap::new(source, self.desc), values, nulls)
+        }
+    }
+
+    /// A composite datum of the table's (or a partition's, or a shard's) row type, such as an
+    /// SPI `RETURNING c` value, as the result datum.
+    pub fn from_composite(&self, composite: pg_sys::Datum) -> pg_sys::Datum {
+        // SAFETY: `composite` is a non-NULL composite datum; its own type id names its layout.
+        unsafe {
+            let row = SourceRow::of(composite);
+            let copied = if same_layout(row.desc, self.desc) { self.copied(row.tuple()) } else { None };
+            let datum = copied.unwrap_or_else(|| {
+                let (values, nulls) = row.deformed();
+                self.formed(&ColumnMap::new(row.desc, self.desc), &values, &nulls)
+            });
+            row.release();
+            datum
+        }
+    }
+
+    /// The tuple copied as it is, when it holds every attribute (a tuple written before an ADD
+    /// COLUMN holds fewer; the missing values live in the table's descriptor, not the type's).
+    unsafe fn copied(&self, tuple: pg_sys::HeapTuple) -> Option<pg_sys::Datum> {
+        if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*self.desc).natts {
+            return None;
         }
         let caller = pg_sys::MemoryContextSwitchTo(self.context);
         // Also inlines any toasted column: a returned composite must stand on its own.
         let datum = pg_sys::heap_copy_tuple_as_datum(tuple, self.desc);
         pg_sys::MemoryContextSwitchTo(caller);
-        datum
+        Some(datum)
     }
 
-    /// A composite datum of the table's row type (an SPI `RETURNING c` value) as the result datum.
-    ///
-    /// # Safety
-    /// `composite` is a non-NULL composite datum of the conversation table's row type.
-    pub unsafe fn from_composite(&self, composite: pg_sys::Datum) -> pg_sys::Datum {
-        // Values in a tuple table may carry a short header; the tuple needs the plain one.
-        let header = pg_sys::pg_detoast_datum(composite.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-        let mut tuple = pg_sys::HeapTupleData {
-            t_len: pgrx::varsize_any(header.cast()) as u32,
-            t_self: std::mem::zeroed(),
-            t_tableOid: pg_sys::InvalidOid,
-            t_data: header,
-        };
-        self.from_tuple(&mut tuple)
+    unsafe fn formed(&self, map: &ColumnMap, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
+        let caller = pg_sys::MemoryContextSwitchTo(self.context);
+        let (mut out_values, mut out_nulls) = map.fill(values, nulls, None);
+        let tuple = pg_sys::heap_form_tuple(self.desc, out_values.as_mut_ptr(), out_nulls.as_mut_ptr());
+        // heap_form_tuple inlines toasted values too, so the composite stands on its own.
+        let datum = pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data);
+        pg_sys::MemoryContextSwitchTo(caller);
+        datum
     }
 }
 
@@ -78,5 +110,219 @@ impl Drop for ResultRow {
         // SAFETY: the reference lookup_rowtype_tupdesc took. (After an ERROR the transaction's
         // resource owner would release it; dropping first is just as correct.)
         unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
+    }
+}
+
+/// A composite datum opened for reading: its tuple and its type's descriptor.
+pub struct SourceRow {
+    tuple: pg_sys::HeapTupleData,
+    pub desc: pg_sys::TupleDesc,
+}
+
+impl SourceRow {
+    /// # Safety
+    /// `composite` is a non-NULL composite datum.
+    pub unsafe fn of(composite: pg_sys::Datum) -> SourceRow {
+        // Values in a tuple table may carry a short header; the tuple needs the plain one.
+        let header = pg_sys::pg_detoast_datum(composite.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+        let datum_fields = (*header).t_choice.t_datum;
+        SourceRow {
+            tuple: pg_sys::HeapTupleData {
+                t_len: pgrx::varsize_any(header.cast()) as u32,
+                t_self: std::mem::zeroed(),
+                t_tableOid: pg_sys::InvalidOid,
+                t_data: header,
+            },
+            desc: pg_sys::lookup_rowtype_tupdesc(datum_fields.datum_typeid, datum_fields.datum_typmod),
+        }
+    }
+
+    fn tuple(&self) -> pg_sys::HeapTuple {
+        &self.tuple as *const _ as pg_sys::HeapTuple
+    }
+
+    /// Every attribute's value and null flag (missing ones filled from the descriptor).
+    pub fn deformed(&self) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+        // SAFETY: the tuple is of `desc`'s type.
+        unsafe {
+            let natts = (*self.desc).natts as usize;
+            let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
+            pg_sys::heap_deform_tuple(self.tuple(), self.desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+            (values, nulls)
+        }
+    }
+
+    pub fn release(self) {
+        // SAFETY: the reference lookup_rowtype_tupdesc took in `of`.
+        unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
+    }
+}
+
+/// Whether rows of `source` can be copied as they are into `target`: the same attributes, in the
+/// same order, of the same names and types, dropped ones included.
+unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> bool {
+    if (*source).natts != (*target).natts {
+        return false;
+    }
+    let (source, target) = (PgTupleDesc::from_pg_unchecked(source), PgTupleDesc::from_pg_unchecked(target));
+    source.iter().zip(target.iter()).all(|(s, t)| {
+        s.attisdropped == t.attisdropped
+            && (s.attisdropped || (s.atttypid == t.atttypid && s.atttypmod == t.atttypmod && s.name() == t.name()))
+            && s.attlen == t.attlen
+            && s.attalign == t.attalign
+    })
+}
+
+/// How each attribute of a target row type is filled from a source row: by name.
+pub struct ColumnMap {
+    fills: Vec<Fill>,
+}
+
+enum Fill {
+    /// A dropped attribute of the target: NULL.
+    Nothing,
+    /// The batch's input position.
+    Position,
+    /// The source attribute (0-based) of the same name, converted if its type differs.
+    Column { source: usize, name: String, conversion: Conversion },
+}
+
+enum Conversion {
+    None,
+    Function { function: pg_sys::FmgrInfo, arguments: i32, typmod: i32 },
+    ViaText { output: pg_sys::FmgrInfo, input: pg_sys::FmgrInfo, io_param: pg_sys::Oid, typmod: i32 },
+}
+
+impl ColumnMap {
+    /// Matches every attribute of `target` with the `source` attribute of the same name. A
+    /// target attribute the source lacks, or whose type nothing converts to, is an error naming
+    /// the column (55000): the table's shape, not the value, is at fault. `input_position` in the
+    /// target is left to `fill`'s caller.
+    pub fn new(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> ColumnMap {
+        // SAFETY: both descriptors are valid for the duration of the call.
+        let (source, target) = unsafe { (PgTupleDesc::from_pg_unchecked(source), PgTupleDesc::from_pg_unchecked(target)) };
+        let fills = target
+            .iter()
+            .map(|wanted| {
+                if wanted.attisdropped {
+                    return Fill::Nothing;
+                }
+                if wanted.name().as_bytes() == POSITION_COLUMN.to_bytes() {
+                    return Fill::Position;
+                }
+                let name = wanted.name().to_string();
+                let Some(position) = source.iter().position(|have| !have.attisdropped && have.name() == name) else {
+                    errors::table_shape(
+                        &format!("it has no column {name}"),
+                        &format!("Add the column back (ALTER TABLE conversation ADD COLUMN {name} ...), with the type and default the extension gave it."),
+                    )
+                };
+                let have = source.get(position).expect("a position in the descriptor");
+                // SAFETY: catalog lookups for two existing types.
+                let conversion = unsafe { Conversion::between(have.atttypid, wanted.atttypid, wanted.atttypmod, &name) };
+                Fill::Column { source: position, name, conversion }
+            })
+            .collect();
+        ColumnMap { fills }
+    }
+
+    /// The target row's values and null flags from the source row's.
+    pub fn fill(&self, values: &[pg_sys::Datum], nulls: &[bool], position: Option<i32>) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+        let mut out_values = Vec::with_capacity(self.fills.len());
+        let mut out_nulls = Vec::with_capacity(self.fills.len());
+        for fill in &self.fills {
+            let (value, null) = match fill {
+                Fill::Nothing => (pg_sys::Datum::from(0), true),
+                Fill::Position => position.map_or((pg_sys::Datum::from(0), true), |p| (pg_sys::Datum::from(p), false)),
+                Fill::Column { source, name, conversion } => {
+                    if nulls[*source] {
+                        (pg_sys::Datum::from(0), true)
+                    } else {
+                        (conversion.apply(values[*source], name), false)
+                    }
+                }
+            };
+            out_values.push(value);
+            out_nulls.push(null);
+        }
+        (out_values, out_nulls)
+    }
+}
+
+impl Conversion {
+    /// How a value of type `from` becomes one of type `to`: as INSERT would assign it.
+    unsafe fn between(from: pg_sys::Oid, to: pg_sys::Oid, typmod: i32, column: &str) -> Conversion {
+        if from == to {
+            return Conversion::None;
+        }
+        let mut function_oid = pg_sys::InvalidOid;
+        let path = pg_sys::find_coercion_pathway(to, from, pg_sys::CoercionContext::COERCION_ASSIGNMENT, &mut function_oid);
+        let function_info = |oid: pg_sys::Oid| {
+            let mut info: pg_sys::FmgrInfo = std::mem::zeroed();
+            pg_sys::fmgr_info(oid, &mut info);
+            info
+        };
+        match path {
+            pg_sys::CoercionPathType::COERCION_PATH_RELABELTYPE => Conversion::None,
+            pg_sys::CoercionPathType::COERCION_PATH_FUNC => Conversion::Function {
+                function: function_info(function_oid),
+                arguments: pg_sys::get_func_nargs(function_oid),
+                typmod,
+            },
+            pg_sys::CoercionPathType::COERCION_PATH_COERCEVIAIO => {
+                let (mut output, mut varlena, mut input, mut io_param) =
+                    (pg_sys::InvalidOid, false, pg_sys::InvalidOid, pg_sys::InvalidOid);
+                pg_sys::getTypeOutputInfo(from, &mut output, &mut varlena);
+                pg_sys::getTypeInputInfo(to, &mut input, &mut io_param);
+                Conversion::ViaText { output: function_info(output), input: function_info(input), io_param, typmod }
+            }
+            _ => {
+                let name = |oid| CStr::from_ptr(pg_sys::format_type_be(oid)).to_string_lossy().into_owned();
+                errors::table_shape(
+                    &format!("column {column} is {}, which cannot be returned as {}", name(from), name(to)),
+                    &format!("ALTER TABLE conversation ALTER COLUMN {column} TYPE {} USING ..., or give conversation_row's attribute the column's type.", name(to)),
+                )
+            }
+        }
+    }
+
+    fn apply(&self, value: pg_sys::Datum, column: &str) -> pg_sys::Datum {
+        let convert = || -> pg_sys::Datum {
+            // SAFETY: fmgr calls of the cast or I/O functions found for these types.
+            unsafe {
+                match self {
+                    Conversion::None => value,
+                    Conversion::Function { function, arguments, typmod } => {
+                        let function = function as *const _ as *mut pg_sys::FmgrInfo;
+                        if *arguments == 1 {
+                            pg_sys::FunctionCall1Coll(function, pg_sys::InvalidOid, value)
+                        } else {
+                            pg_sys::FunctionCall3Coll(
+                                function,
+                                pg_sys::InvalidOid,
+                                value,
+                                pg_sys::Datum::from(*typmod),
+                                pg_sys::Datum::from(false),
+                            )
+                        }
+                    }
+                    Conversion::ViaText { output, input, io_param, typmod } => {
+                        let text = pg_sys::OutputFunctionCall(output as *const _ as *mut _, value);
+                        pg_sys::InputFunctionCall(input as *const _ as *mut _, text, *io_param, *typmod)
+                    }
+                }
+            }
+        };
+        if let Conversion::None = self {
+            return value;
+        }
+        PgTryBuilder::new(convert)
+            .catch_others(|caught| match caught {
+                CaughtError::PostgresError(report) | CaughtError::ErrorReport(report) => {
+                    errors::value_not_returnable(report.sql_error_code(), column, report.message())
+                }
+                other => other.rethrow(),
+            })
+            .execute()
     }
 }

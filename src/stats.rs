@@ -13,9 +13,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use pgrx::datum::TimestampWithTimeZone;
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
+
+use crate::call::sql_function;
 
 #[derive(Default)]
 pub struct Counters {
@@ -110,71 +112,67 @@ pub fn count_error() {
     with_counters(|c| add(&c.errors, 1));
 }
 
-/// The one row of the conversation_stats view: declared in sql/, not by pgrx.
-#[pg_extern(sql = false)]
-fn conversation_stats_row() -> TableIterator<'static, (
-        name!(preloaded, bool),
-        name!(calls, Option<i64>),
-        name!(hits, Option<i64>),
-        name!(creates, Option<i64>),
-        name!(lock_waits, Option<i64>),
-        name!(races_resolved, Option<i64>),
-        name!(errors, Option<i64>),
-        name!(batch_calls, Option<i64>),
-        name!(batch_keys, Option<i64>),
-        name!(batch_creates, Option<i64>),
-        name!(messages, Option<i64>),
-        name!(reads, Option<i64>),
-        name!(stats_reset, Option<TimestampWithTimeZone>),
-    )> {
-    if !PRELOADED.load(Ordering::Relaxed) {
-        notice!(
-            "pg_conversation is not in shared_preload_libraries, so no counters are kept; \
-             add it there and restart the server to keep them"
-        );
-        return TableIterator::once((false, None, None, None, None, None, None, None, None, None, None, None, None));
+sql_function! {
+    /// The one row of the conversation_stats view (declared in sql/ with its OUT columns).
+    fn conversation_stats_row(call) {
+        let output = call.materialize();
+        let none = (pg_sys::Datum::from(0), true);
+        let mut row = [none; 13];
+        if !PRELOADED.load(Ordering::Relaxed) {
+            notice!(
+                "pg_conversation is not in shared_preload_libraries, so no counters are kept; \
+                 add it there and restart the server to keep them"
+            );
+            row[0] = (pg_sys::Datum::from(false), false);
+        } else {
+            let c = COUNTERS.get();
+            let read = |counter: &AtomicU64| (pg_sys::Datum::from(counter.load(Ordering::Relaxed) as i64), false);
+            let (hits, creates, races) = (read(&c.hits), read(&c.creates), read(&c.races_resolved));
+            let calls = hits.0.value() as i64 + creates.0.value() as i64 + races.0.value() as i64;
+            row = [
+                (pg_sys::Datum::from(true), false),
+                (pg_sys::Datum::from(calls), false),
+                hits,
+                creates,
+                read(&c.lock_waits),
+                races,
+                read(&c.errors),
+                read(&c.batch_calls),
+                read(&c.batch_keys),
+                read(&c.batch_creates),
+                read(&c.messages),
+                read(&c.reads),
+                (pg_sys::Datum::from(c.reset_at.load(Ordering::Relaxed)), false),
+            ];
+        }
+        let values: Vec<pg_sys::Datum> = row.iter().map(|(value, _)| *value).collect();
+        let nulls: Vec<bool> = row.iter().map(|(_, null)| *null).collect();
+        output.push(&values, &nulls);
+        call.return_null()
     }
-    let c = COUNTERS.get();
-    let read = |counter: &AtomicU64| Some(counter.load(Ordering::Relaxed) as i64);
-    let (hits, creates, races) = (read(&c.hits), read(&c.creates), read(&c.races_resolved));
-    let reset_at = c.reset_at.load(Ordering::Relaxed);
-    TableIterator::once((
-        true,
-        Some(hits.unwrap() + creates.unwrap() + races.unwrap()),
-        hits,
-        creates,
-        read(&c.lock_waits),
-        races,
-        read(&c.errors),
-        read(&c.batch_calls),
-        read(&c.batch_keys),
-        read(&c.batch_creates),
-        read(&c.messages),
-        read(&c.reads),
-        // SAFETY: a TimestampTz we stored ourselves.
-        TimestampWithTimeZone::try_from(reset_at).ok(),
-    ))
 }
 
-/// Starts every counter from zero. Revoked from PUBLIC in the install script.
-#[pg_extern(sql = false)]
-fn conversation_stats_reset_all() {
-    with_counters(|c| {
-        for counter in [
-            &c.hits,
-            &c.creates,
-            &c.lock_waits,
-            &c.races_resolved,
-            &c.errors,
-            &c.batch_calls,
-            &c.batch_keys,
-            &c.batch_creates,
-            &c.messages,
-            &c.reads,
-        ] {
-            counter.store(0, Ordering::Relaxed);
-        }
-        // SAFETY: a clock read.
-        c.reset_at.store(unsafe { pgrx::pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
-    });
+sql_function! {
+    /// Starts every counter from zero. Revoked from PUBLIC in the install script.
+    fn conversation_stats_reset(call) {
+        with_counters(|c| {
+            for counter in [
+                &c.hits,
+                &c.creates,
+                &c.lock_waits,
+                &c.races_resolved,
+                &c.errors,
+                &c.batch_calls,
+                &c.batch_keys,
+                &c.batch_creates,
+                &c.messages,
+                &c.reads,
+            ] {
+                counter.store(0, Ordering::Relaxed);
+            }
+            // SAFETY: a clock read.
+            c.reset_at.store(unsafe { pgrx::pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
+        });
+        call.return_null()
+    }
 }

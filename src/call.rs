@@ -1,0 +1,196 @@
+//! The one way the extension's SQL functions are declared: a V1 C function, declared by hand in
+//! sql/ where a DBA reads it, and written here with `sql_function!`.
+//!
+//! Why not pgrx's `#[pg_extern]`: the functions need what its argument conversions hide. Text is
+//! read as the bytes PostgreSQL stores, in the database's encoding, never converted to a Rust
+//! `str` (that needs UTF-8, and a LATIN1 or SQL_ASCII database is not). Arrays and jsonb are
+//! measured before their elements are read, so a huge input is refused in constant memory. A
+//! returned row is built as the type the function is declared to return. `Call` gives each of
+//! those, and nothing else.
+
+use pgrx::pg_sys;
+
+use crate::errors;
+use crate::key::ConversationKey;
+
+/// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
+/// turns a Rust panic into an ERROR, and a `Call` for the body. The body returns the result datum.
+macro_rules! sql_function {
+    ($(#[$attr:meta])* fn $name:ident($call:ident) $body:block) => {
+        const _: () = {
+            #[export_name = concat!("pg_finfo_", stringify!($name))]
+            extern "C" fn finfo() -> &'static pgrx::pg_sys::Pg_finfo_record {
+                const V1: pgrx::pg_sys::Pg_finfo_record = pgrx::pg_sys::Pg_finfo_record { api_version: 1 };
+                &V1
+            }
+        };
+        $(#[$attr])*
+        #[pgrx::pg_guard]
+        #[no_mangle]
+        pub unsafe extern "C-unwind" fn $name(fcinfo: pgrx::pg_sys::FunctionCallInfo) -> pgrx::pg_sys::Datum {
+            // SAFETY: PostgreSQL calls a V1 function with a valid fcinfo.
+            let $call = &unsafe { $crate::call::Call::new(fcinfo) };
+            $body
+        }
+    };
+}
+pub(crate) use sql_function;
+
+/// One call of a SQL function: its arguments, its function, its result.
+pub struct Call {
+    fcinfo: pg_sys::FunctionCallInfo,
+}
+
+/// Why an array argument was refused before its elements were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArrayError {
+    NotOneDimensional { dimensions: i32 },
+    TooMany { count: usize },
+}
+
+impl Call {
+    /// # Safety
+    /// `fcinfo` is the valid call info PostgreSQL passed to a V1 function.
+    pub unsafe fn new(fcinfo: pg_sys::FunctionCallInfo) -> Call {
+        Call { fcinfo }
+    }
+
+    pub fn fcinfo(&self) -> pg_sys::FunctionCallInfo {
+        self.fcinfo
+    }
+
+    /// The n-th argument's datum, None when it is NULL.
+    pub fn datum(&self, n: usize) -> Option<pg_sys::Datum> {
+        // SAFETY: n is below the function's declared argument count at every call site (the
+        // SQL declarations in sql/ fix it).
+        unsafe {
+            assert!(n < (*self.fcinfo).nargs as usize, "argument {n} of a function with fewer");
+            let arg = *(*self.fcinfo).args.as_ptr().add(n);
+            (!arg.isnull).then_some(arg.value)
+        }
+    }
+
+    /// A text (or varchar) argument as its bytes in the database encoding, detoasted.
+    pub fn text(&self, n: usize) -> Option<&[u8]> {
+        // SAFETY: the argument is a varlena of the text family; the detoasted copy lives in the
+        // call's memory context, which outlives this call's borrow.
+        self.datum(n).map(|datum| unsafe { varlena_bytes(datum) })
+    }
+
+    pub fn int32(&self, n: usize) -> Option<i32> {
+        self.datum(n).map(|datum| datum.value() as i32)
+    }
+
+    pub fn int64(&self, n: usize) -> Option<i64> {
+        self.datum(n).map(|datum| datum.value() as i64)
+    }
+
+    /// A text[] argument's elements (None for a NULL element), after checking its dimensions and
+    /// its size from the array header alone: at most `limit` elements are ever read.
+    pub fn text_array(&self, n: usize, limit: usize) -> Option<Result<Vec<Option<&[u8]>>, ArrayError>> {
+        let datum = self.datum(n)?;
+        // SAFETY: a text[] argument; detoasted once into the call's context, so the elements
+        // deconstruct_array points at live as long as the call.
+        unsafe {
+            let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+            let dimensions = (*array).ndim;
+            if dimensions > 1 {
+                return Some(Err(ArrayError::NotOneDimensional { dimensions }));
+            }
+            let dims = (array as *mut u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *mut i32;
+            let count = pg_sys::ArrayGetNItems(dimensions, dims) as usize;
+            if count > limit {
+                return Some(Err(ArrayError::TooMany { count }));
+            }
+            let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
+            let mut nulls: *mut bool = std::ptr::null_mut();
+            let mut found = 0;
+            pg_sys::deconstruct_array(
+                array,
+                pg_sys::TEXTOID,
+                -1,
+                false,
+                pg_sys::TYPALIGN_INT as _,
+                &mut elements,
+                &mut nulls,
+                &mut found,
+            );
+            Some(Ok((0..found as usize)
+                .map(|i| (!*nulls.add(i)).then(|| varlena_bytes(*elements.add(i))))
+                .collect()))
+        }
+    }
+
+    /// The key in arguments `first`, `first + 1` and `first + 2` (uid, channel_id, channel_type),
+    /// validated: bad input is refused here, before anything is read or written.
+    pub fn key(&self, first: usize) -> ConversationKey<'_> {
+        ConversationKey::validate(self.text(first), self.text(first + 1), self.int32(first + 2).map(i64::from))
+            .unwrap_or_else(|error| errors::invalid_key(error))
+    }
+
+    /// The function's own OID.
+    pub fn function(&self) -> pg_sys::Oid {
+        // SAFETY: flinfo is set for every fmgr call.
+        unsafe { (*(*self.fcinfo).flinfo).fn_oid }
+    }
+
+    /// The schema of the called function: the extension's schema (it is not relocatable).
+    pub fn schema(&self) -> pg_sys::Oid {
+        // SAFETY: a syscache lookup; InvalidOid if the function was dropped under us.
+        let schema = unsafe { pg_sys::get_func_namespace(self.function()) };
+        if schema == pg_sys::InvalidOid {
+            errors::extension_dropped();
+        }
+        schema
+    }
+
+    /// A NULL result.
+    pub fn return_null(&self) -> pg_sys::Datum {
+        // SAFETY: fcinfo is the call's.
+        unsafe { (*self.fcinfo).isnull = true };
+        pg_sys::Datum::from(0)
+    }
+
+    /// Sets up a set-returning call in materialize mode and returns where its rows go.
+    pub fn materialize(&self) -> Materialized {
+        // SAFETY: the function is declared to return a set of rows; InitMaterializedSRF checks
+        // that the caller accepts materialize mode and raises a normal ERROR if not.
+        unsafe {
+            pg_sys::InitMaterializedSRF(self.fcinfo, 0);
+            let info = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+            Materialized { store: (*info).setResult, desc: (*info).setDesc }
+        }
+    }
+}
+
+/// The rows of a set-returning call: a tuplestore of the declared row type.
+pub struct Materialized {
+    store: *mut pg_sys::Tuplestorestate,
+    pub desc: pg_sys::TupleDesc,
+}
+
+impl Materialized {
+    /// Adds one row (its values in the declared type's attribute order; copied).
+    pub fn push(&self, values: &[pg_sys::Datum], nulls: &[bool]) {
+        // SAFETY: values and nulls have one entry per attribute of desc.
+        unsafe {
+            assert_eq!(values.len(), (*self.desc).natts as usize);
+            pg_sys::tuplestore_putvalues(self.store, self.desc, values.as_ptr().cast_mut(), nulls.as_ptr().cast_mut());
+        }
+    }
+}
+
+/// The bytes of a text-family varlena datum, detoasted.
+///
+/// # Safety
+/// `datum` is a non-NULL varlena; the returned slice lives as long as the current memory context.
+pub unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    std::slice::from_raw_parts(pgrx::varlena::vardata_any(value) as *const u8, pgrx::varlena::varsize_any_exhdr(value))
+}
+
+/// A text datum holding `bytes` (taken as the database encoding's), palloc'd.
+pub fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
+    // SAFETY: copies `bytes` into a new palloc'd text.
+    unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32)) }
+}

@@ -1,0 +1,484 @@
+//! The conversation table, as this backend knows it. Every other module asks here; nothing else
+//! looks the table up by name.
+//!
+//! - Found by name in the extension's schema *under a lock*: the table is locked first
+//!   (AccessShareLock, as any SELECT), and only then are its primary key and partitions read from
+//!   the relcache. Taking the lock processes pending invalidations, so what we then read is
+//!   current: a REINDEX CONCURRENTLY or a re-created primary key that committed before the lock is
+//!   seen, and one that has not cannot drop an index under us (it waits for our lock).
+//! - Checked: a table (plain or partitioned) whose primary key is a valid unique btree on
+//!   (uid, channel_id, channel_type) with plain text and integer equality. Anything else is a
+//!   clear 55000 naming what is wrong and how to restore it without losing a row.
+//! - Remembered per backend until a relcache invalidation of the table or its indexes, or a change
+//!   of any schema (a rename changes the name our statements use), forgets it. A remembered entry
+//!   is used only after the table is locked again, so a forgotten OID is never trusted.
+//! - `placement` decides which relation holds a key's row: the table itself, the hash partition
+//!   the key routes to (PostgreSQL's own partition hashing), or, when neither can be probed
+//!   directly, `Placement::Query`: a SQL statement lets PostgreSQL find it.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+
+use crate::call::text_datum;
+use crate::errors;
+use crate::key::ConversationKey;
+
+/// pg_partitioned_table (a catalog OID, fixed for good).
+const PARTITIONED_TABLE_CATALOG: pg_sys::Oid = pg_sys::Oid::from_u32(3350);
+/// The equality functions a direct probe may compare with (those of the built-in btree opclasses).
+pub const TEXT_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_TEXTEQ);
+const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
+const INT4_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT4EQ);
+const INT8_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8EQ);
+/// A hash opclass's extended hash support function number (access/hash.h).
+const HASHEXTENDED_PROC: i16 = 2;
+
+/// What this backend knows about the conversation table of one schema.
+pub struct Table {
+    pub schema: pg_sys::Oid,
+    pub relid: pg_sys::Oid,
+    /// The table's name for SQL text, schema-qualified and quoted.
+    pub qualified_name: String,
+    /// Its primary key on (uid, channel_id, channel_type).
+    pub key_index: pg_sys::Oid,
+    /// A plain table's index led by (channel_id, channel_type), if it has one: batches probe it
+    /// once to tell that a channel is new.
+    pub channel_index: Option<pg_sys::Oid>,
+    /// The type of channel_type in the table (the key index compares it as that type).
+    pub channel_type_width: IntWidth,
+    layout: Layout,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IntWidth {
+    Two,
+    Four,
+    Eight,
+}
+
+enum Layout {
+    Plain,
+    /// PARTITION BY HASH on key columns: routed with PostgreSQL's own hash support functions.
+    HashPartitioned(HashRouting),
+    /// Partitioned in another way: rows are found through SQL.
+    OtherwisePartitioned,
+}
+
+/// A hash partition key over key columns: each column's hash support function and collation, in
+/// partition key order, and which key field it is.
+struct HashRouting {
+    fields: Vec<KeyField>,
+    functions: Box<[pg_sys::FmgrInfo]>,
+    collations: Box<[pg_sys::Oid]>,
+}
+
+#[derive(Clone, Copy)]
+enum KeyField {
+    Uid,
+    ChannelId,
+    ChannelType,
+}
+
+/// Where the row of a key lives.
+pub enum Placement {
+    /// In `heap`, under its key index `index`: probe it directly. `leaf` when it is a partition
+    /// opened for this probe (close it with `close`).
+    Direct { heap: pg_sys::Relation, index: pg_sys::Oid, leaf: bool },
+    /// Only SQL can find it.
+    Query,
+}
+
+impl Placement {
+    pub fn close(self) {
+        if let Placement::Direct { heap, leaf: true, .. } = self {
+            // SAFETY: opened by `placement`; the lock stays to the end of the transaction.
+            unsafe { pg_sys::table_close(heap, pg_sys::NoLock as _) };
+        }
+    }
+}
+
+thread_local! {
+    /// One entry: a database holds the extension once.
+    static KNOWN: Cell<Option<Rc<Table>>> = const { Cell::new(None) };
+    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn known() -> Option<Rc<Table>> {
+    KNOWN.with(|known| {
+        let table = known.take();
+        known.set(table.clone());
+        table
+    })
+}
+
+fn forget_if(depends: impl Fn(&Table) -> bool) {
+    KNOWN.with(|known| {
+        let table = known.take();
+        if let Some(table) = table {
+            if !depends(&table) {
+                known.set(Some(table));
+            }
+        }
+    });
+}
+
+/// Relcache invalidation: the table, or one of the indexes we use, changed (or every cache was
+/// reset).
+unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    forget_if(|table| {
+        relid == pg_sys::InvalidOid
+            || relid == table.relid
+            || relid == table.key_index
+            || table.channel_index == Some(relid)
+    });
+}
+
+/// A schema changed (renamed, say): the qualified name we remember may be stale.
+unsafe extern "C-unwind" fn forget_on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    forget_if(|_| true);
+}
+
+fn register_callbacks() {
+    if CALLBACKS_REGISTERED.with(Cell::get) {
+        return;
+    }
+    // SAFETY: registered once for the life of this backend.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(forget_on_schema_change),
+            pg_sys::Datum::from(0),
+        );
+    }
+    CALLBACKS_REGISTERED.with(|registered| registered.set(true));
+}
+
+/// The table, locked and open for this call, its privileges checked.
+pub struct OpenTable {
+    pub table: Rc<Table>,
+    pub relation: pg_sys::Relation,
+}
+
+impl OpenTable {
+    /// Locks the conversation table of `schema` (AccessShareLock, to the end of the transaction)
+    /// and checks that the caller may read it: SELECT privilege, and no row level security policy
+    /// in force (the functions refuse rather than bypass one).
+    pub fn open(schema: pg_sys::Oid) -> OpenTable {
+        register_callbacks();
+        if let Some(table) = known().filter(|table| table.schema == schema) {
+            // SAFETY: locks by OID first; NULL if the relation is gone.
+            let relation = unsafe { pg_sys::try_table_open(table.relid, pg_sys::AccessShareLock as _) };
+            if !relation.is_null() {
+                // The lock processed pending invalidations: the entry is current if still known.
+                if known().is_some_and(|now| Rc::ptr_eq(&now, &table)) {
+                    return OpenTable::checked(table, relation);
+                }
+                // SAFETY: opened above; the lock stays, harmlessly, to the end of the transaction.
+                unsafe { pg_sys::table_close(relation, pg_sys::NoLock as _) };
+            }
+        }
+        let relation = lock_by_name(schema);
+        // SAFETY: `relation` is open and locked.
+        let table = Rc::new(unsafe { Table::inspect(schema, relation) });
+        KNOWN.with(|known| known.set(Some(table.clone())));
+        OpenTable::checked(table, relation)
+    }
+
+    fn checked(table: Rc<Table>, relation: pg_sys::Relation) -> OpenTable {
+        // SAFETY: catalog checks on the open relation.
+        unsafe {
+            let acl = pg_sys::pg_class_aclcheck(table.relid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _);
+            if acl != pg_sys::AclResult::ACLCHECK_OK {
+                pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
+            }
+            if (*(*relation).rd_rel).relrowsecurity
+                && pg_sys::check_enable_rls(table.relid, pg_sys::InvalidOid, false)
+                    == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+            {
+                errors::row_security_unsupported();
+            }
+        }
+        OpenTable { table, relation }
+    }
+
+    /// Where the row of `key` lives. Close what it returns with `Placement::close`.
+    pub fn placement(&self, key: &ConversationKey<'_>) -> Placement {
+        match &self.table.layout {
+            Layout::Plain => Placement::Direct { heap: self.relation, index: self.table.key_index, leaf: false },
+            Layout::OtherwisePartitioned => Placement::Query,
+            // SAFETY: the partitioned table is open and locked.
+            Layout::HashPartitioned(routing) => unsafe { self.hash_partition_of(routing, key) },
+        }
+    }
+
+    /// The leaf partition PostgreSQL would route `key` to, as ExecFindPartition does for hash
+    /// partitioning: the partition key's hash, modulo the greatest modulus, indexes the bound.
+    unsafe fn hash_partition_of(&self, routing: &HashRouting, key: &ConversationKey<'_>) -> Placement {
+        let partitions = pg_sys::RelationGetPartitionDesc(self.relation, true);
+        if partitions.is_null() || (*partitions).nparts == 0 {
+            return Placement::Query;
+        }
+        let bound = (*partitions).boundinfo;
+        let mut values: Vec<pg_sys::Datum> = routing
+            .fields
+            .iter()
+            .map(|field| match field {
+                KeyField::Uid => text_datum(key.uid),
+                KeyField::ChannelId => text_datum(key.channel_id),
+                KeyField::ChannelType => self.table.channel_type_datum(key.channel_type),
+            })
+            .collect();
+        let mut nulls = vec![false; values.len()];
+        let hash = pg_sys::compute_partition_hash_value(
+            values.len() as i32,
+            routing.functions.as_ptr().cast_mut(),
+            routing.collations.as_ptr().cast_mut(),
+            values.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+        );
+        let modulus = (*bound).nindexes as u64;
+        let part = *(*bound).indexes.add((hash % modulus) as usize);
+        // No partition for this remainder (the INSERT will say so), or one partitioned again.
+        if part < 0 || !*(*partitions).is_leaf.add(part as usize) {
+            return Placement::Query;
+        }
+        let leaf = pg_sys::table_open(*(*partitions).oids.add(part as usize), pg_sys::AccessShareLock as _);
+        let index = pg_sys::RelationGetPrimaryKeyIndex(leaf);
+        if index == pg_sys::InvalidOid {
+            pg_sys::table_close(leaf, pg_sys::NoLock as _);
+            return Placement::Query;
+        }
+        Placement::Direct { heap: leaf, index, leaf: true }
+    }
+
+    pub fn close(self) {
+        // SAFETY: opened by `open`; the lock stays to the end of the transaction.
+        unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
+    }
+}
+
+/// Finds the table by name in `schema`, locking it before the name is trusted (PostgreSQL's
+/// RangeVarGetRelidExtended retries if the name moved to another relation while it waited).
+fn lock_by_name(schema: pg_sys::Oid) -> pg_sys::Relation {
+    // SAFETY: catalog lookups; the RangeVar and names are palloc'd in the call's context.
+    unsafe {
+        let schema_name = pg_sys::get_namespace_name(schema);
+        if schema_name.is_null() {
+            errors::extension_dropped();
+        }
+        let range = pg_sys::makeRangeVar(schema_name, pg_sys::pstrdup(c"conversation".as_ptr()), -1);
+        let relid = pg_sys::RangeVarGetRelidExtended(
+            range,
+            pg_sys::AccessShareLock as _,
+            pg_sys::RVROption::RVR_MISSING_OK,
+            None,
+            std::ptr::null_mut(),
+        );
+        if relid == pg_sys::InvalidOid {
+            errors::table_missing(&CStr::from_ptr(schema_name).to_string_lossy());
+        }
+        pg_sys::table_open(relid, pg_sys::NoLock as _)
+    }
+}
+
+impl Table {
+    /// The equality function the key index compares channel_type with.
+    pub fn channel_type_equality(&self) -> pg_sys::Oid {
+        match self.channel_type_width {
+            IntWidth::Two => INT2_EQUAL,
+            IntWidth::Four => INT4_EQUAL,
+            IntWidth::Eight => INT8_EQUAL,
+        }
+    }
+
+    /// The channel_type value as a datum of the table's channel_type column type.
+    pub fn channel_type_datum(&self, channel_type: i16) -> pg_sys::Datum {
+        match self.channel_type_width {
+            IntWidth::Two => pg_sys::Datum::from(channel_type),
+            IntWidth::Four => pg_sys::Datum::from(i32::from(channel_type)),
+            IntWidth::Eight => pg_sys::Datum::from(i64::from(channel_type)),
+        }
+    }
+
+    /// Reads and checks what the functions need from the open, locked table.
+    unsafe fn inspect(schema: pg_sys::Oid, relation: pg_sys::Relation) -> Table {
+        let relid = (*relation).rd_id;
+        let relkind = (*(*relation).rd_rel).relkind as u8;
+        if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
+            errors::table_shape(
+                "it is not a table",
+                "The extension's table must be named conversation; give the table back that name.",
+            );
+        }
+        let columns = [attnum_of(relation, c"uid"), attnum_of(relation, c"channel_id"), attnum_of(relation, c"channel_type")];
+        let key_index = pg_sys::RelationGetPrimaryKeyIndex(relation);
+        if key_index == pg_sys::InvalidOid {
+            errors::table_shape(
+                "it has no primary key",
+                "ALTER TABLE conversation ADD CONSTRAINT conversation_pkey PRIMARY KEY (uid, channel_id, channel_type)",
+            );
+        }
+        let index = pg_sys::index_open(key_index, pg_sys::AccessShareLock as _);
+        let compared = [(columns[0], Compared::AsText), (columns[1], Compared::AsText), (columns[2], Compared::AsInteger)];
+        let equality = match key_equality(index, &compared, true) {
+            Some(equality) => equality,
+            None => errors::table_shape(
+                "its primary key is not a valid unique btree index on (uid, channel_id, channel_type) comparing text and integers",
+                "ALTER TABLE conversation DROP CONSTRAINT <its primary key>, ADD CONSTRAINT conversation_pkey PRIMARY KEY (uid, channel_id, channel_type)",
+            ),
+        };
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        let channel_type_width = match equality {
+            INT2_EQUAL => IntWidth::Two,
+            INT4_EQUAL => IntWidth::Four,
+            _ => IntWidth::Eight,
+        };
+        let layout = if relkind == pg_sys::RELKIND_RELATION {
+            Layout::Plain
+        } else {
+            hash_routing(relid, &columns).map_or(Layout::OtherwisePartitioned, Layout::HashPartitioned)
+        };
+        let channel_index = if relkind == pg_sys::RELKIND_RELATION { channel_index(relation, &columns) } else { None };
+        let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
+        let qualified_name = format!("{}.{}", quote(pg_sys::get_namespace_name(schema)), quote(c"conversation".as_ptr()));
+        Table { schema, relid, qualified_name, key_index, channel_index, channel_type_width, layout }
+    }
+}
+
+unsafe fn attnum_of(relation: pg_sys::Relation, name: &CStr) -> i16 {
+    let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
+    if attnum <= 0 {
+        let column = name.to_string_lossy();
+        errors::table_shape(
+            &format!("it has no column {column}"),
+            &format!("Give the column back its name (ALTER TABLE conversation RENAME COLUMN ... TO {column})."),
+        );
+    }
+    attnum
+}
+
+/// How an index column must compare for a direct probe to find exactly what SQL's `=` finds.
+#[derive(Clone, Copy, PartialEq)]
+enum Compared {
+    /// texteq under a deterministic collation: equal means byte-for-byte equal.
+    AsText,
+    /// int2eq, int4eq or int8eq.
+    AsInteger,
+}
+
+/// For a valid btree index with neither expressions nor a predicate whose leading key columns
+/// are `columns`, each compared as required: the equality function of the last of them. With
+/// `unique`, the index must also be unique on exactly those columns.
+unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], unique: bool) -> Option<pg_sys::Oid> {
+    let form = (*index).rd_index;
+    if !(*form).indisvalid
+        || (*(*index).rd_rel).relam != pg_sys::BTREE_AM_OID
+        || (unique && (!(*form).indisunique || (*form).indnkeyatts as usize != columns.len()))
+        || ((*form).indnkeyatts as usize) < columns.len()
+        || !pg_sys::RelationGetIndexExpressions(index).is_null()
+        || !pg_sys::RelationGetIndexPredicate(index).is_null()
+    {
+        return None;
+    }
+    let mut last = pg_sys::InvalidOid;
+    for (i, &(column, compared)) in columns.iter().enumerate() {
+        if *(*form).indkey.values.as_ptr().add(i) != column {
+            return None;
+        }
+        let family = *(*index).rd_opfamily.add(i);
+        let input = *(*index).rd_opcintype.add(i);
+        let operator = pg_sys::get_opfamily_member(family, input, input, pg_sys::BTEqualStrategyNumber as i16);
+        let equality = pg_sys::get_opcode(operator);
+        let acceptable = match compared {
+            Compared::AsText => {
+                let collation = *(*index).rd_indcollation.add(i);
+                equality == TEXT_EQUAL
+                    && (collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation))
+            }
+            Compared::AsInteger => [INT2_EQUAL, INT4_EQUAL, INT8_EQUAL].contains(&equality),
+        };
+        if !acceptable {
+            return None;
+        }
+        last = equality;
+    }
+    Some(last)
+}
+
+/// A plain table's index led by (channel_id, channel_type), if any.
+unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> Option<pg_sys::Oid> {
+    let indexes = pg_sys::RelationGetIndexList(relation);
+    let count = if indexes.is_null() { 0 } else { (*indexes).length };
+    let leading = [(key_columns[1], Compared::AsText), (key_columns[2], Compared::AsInteger)];
+    let mut found = None;
+    for i in 0..count {
+        let oid = pg_sys::list_nth_oid(indexes, i);
+        let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
+        let leads = key_equality(index, &leading, false).is_some();
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        if leads {
+            found = Some(oid);
+            break;
+        }
+    }
+    pg_sys::list_free(indexes);
+    found
+}
+
+/// For a table partitioned by hash on key columns only: how to route a key.
+unsafe fn hash_routing(relid: pg_sys::Oid, key_columns: &[i16; 3]) -> Option<HashRouting> {
+    let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PARTRELID as i32, pg_sys::Datum::from(relid));
+    if tuple.is_null() {
+        return None;
+    }
+    let attribute = |name: &CStr| {
+        let mut is_null = false;
+        let attnum = pg_sys::get_attnum(PARTITIONED_TABLE_CATALOG, name.as_ptr());
+        let datum = pg_sys::SysCacheGetAttr(pg_sys::SysCacheIdentifier::PARTRELID as i32, tuple, attnum, &mut is_null);
+        (!is_null).then_some(datum)
+    };
+    let strategy = attribute(c"partstrat").map(|datum| datum.value() as u8);
+    let (Some(attributes), Some(classes), Some(collations)) =
+        (attribute(c"partattrs"), attribute(c"partclass"), attribute(c"partcollation"))
+    else {
+        pg_sys::ReleaseSysCache(tuple);
+        return None;
+    };
+    let attributes = attributes.cast_mut_ptr::<pg_sys::int2vector>();
+    let classes = classes.cast_mut_ptr::<pg_sys::oidvector>();
+    let collations = collations.cast_mut_ptr::<pg_sys::oidvector>();
+    let count = (*attributes).dim1 as usize;
+    let mut routing = HashRouting { fields: Vec::new(), functions: Vec::new().into(), collations: Vec::new().into() };
+    let mut functions = Vec::with_capacity(count);
+    let mut routed = strategy == Some(b'h');
+    for i in 0..count {
+        let attnum = *(*attributes).values.as_ptr().add(i);
+        let field = match key_columns.iter().position(|&column| column == attnum) {
+            Some(0) => KeyField::Uid,
+            Some(1) => KeyField::ChannelId,
+            Some(2) => KeyField::ChannelType,
+            _ => {
+                routed = false; // an expression or another column: not a key's to route
+                break;
+            }
+        };
+        let class = *(*classes).values.as_ptr().add(i);
+        let family = pg_sys::get_opclass_family(class);
+        let input = pg_sys::get_opclass_input_type(class);
+        let support = pg_sys::get_opfamily_proc(family, input, input, HASHEXTENDED_PROC);
+        let mut function: pg_sys::FmgrInfo = std::mem::zeroed();
+        pg_sys::fmgr_info_cxt(support, &mut function, pg_sys::CacheMemoryContext);
+        functions.push(function);
+        routing.fields.push(field);
+    }
+    if routed {
+        routing.functions = functions.into_boxed_slice();
+        routing.collations = (0..count).map(|i| *(*collations).values.as_ptr().add(i)).collect();
+    }
+    pg_sys::ReleaseSysCache(tuple);
+    routed.then_some(routing)
+}

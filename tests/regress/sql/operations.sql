@@ -46,6 +46,29 @@ SELECT * FROM conversation_import('legacy_conversation', false);
 -- New ids continue after every id of the source, merged-away ones included (15 was one).
 SELECT id AS next_id FROM get_or_create_conversation('u3', 'g1', 2);
 
+-- Ids never name two conversations. Live now: 1 (u2/g1), 10 (u1/g1), 14 (u1/c1____cmd) and 16
+-- (u3/g1); the sequence has handed out everything up to 16. A legacy id is kept only if the
+-- sequence never handed it out and no other key of the source holds it; a key that exists keeps
+-- its live id. Every other key gets a new id, and the report says which.
+CREATE TABLE legacy_ids (id bigint, uid text, channel_id text, channel_type integer);
+INSERT INTO legacy_ids VALUES
+    (16, 'v1', 'g5', 1),                          -- u3's live id: a new one
+    (3, 'v2', 'g5', 1),                           -- handed out by the sequence before: a new one
+    (500, 'v3', 'g5', 1),                         -- never handed out: kept
+    (501, 'v4', 'g5', 1), (501, 'v5', 'g5', 1),   -- one id, two keys: neither keeps it
+    (502, 'u3', 'g1', 2),                         -- u3 exists: it keeps 16
+    (700, 'v6', 'g5', 1), (701, 'v6', 'g5', 1);   -- one key, two rows: the earliest, 700
+SELECT * FROM conversation_import('legacy_ids');
+SELECT uid, channel_id, legacy_id, id FROM pg_temp.conversation_import_id_changes ORDER BY legacy_id, uid;
+SELECT * FROM conversation_import('legacy_ids', false);
+SELECT uid, channel_id, legacy_id, id FROM pg_temp.conversation_import_id_changes ORDER BY legacy_id, uid;
+SELECT id, uid, channel_id FROM conversation WHERE channel_id = 'g5' OR uid = 'u3' ORDER BY id;
+SELECT count(*) = count(DISTINCT id) AS every_id_names_one_conversation FROM conversation;
+-- Once more: nothing changes, no id moves.
+SELECT inserted, updated, unchanged, ids_reassigned FROM conversation_import('legacy_ids', false);
+-- New ids continue after every legacy id.
+SELECT id AS next_id FROM get_or_create_conversation('after-import', 'g5', 1);
+
 -- A failure half-way leaves nothing behind: a trigger refuses the last key, in the fourth chunk.
 CREATE TABLE legacy_minimal (uid text, channel_id text, channel_type integer);
 INSERT INTO legacy_minimal SELECT 'x' || i, 'g9', 1 FROM generate_series(1, 10) AS i;

@@ -39,8 +39,9 @@ sql_function! {
     /// STRICT: a NULL argument is an error (22004), not a NULL result.
     fn get_or_create_conversation(call) {
         let key = call.key(0);
+        let schema = call.schema();
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(call.schema());
+        let table = OpenTable::open(schema);
         let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
         table.close();
         stats::count_call(outcome, lock_waited);

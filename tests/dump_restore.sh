@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # pg_dump / restore round trips keep every conversation and the id sequence, in the custom and the
-# plain format. Uses the cluster named by PGHOST, PGPORT and PGUSER.
+# plain format. Uses the cluster named by PGHOST, PGPORT and PGUSER, and PGCONV_PG's pg_dump.
 set -euo pipefail
+source "$(dirname "$0")/../scripts/pg.sh"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }

@@ -6,6 +6,7 @@
 #   tests/pg_cron.sh DIR PORT
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 DIR=$1 PORT=$2
 fail() { echo "FAILED: $*"; exit 1; }
 bash scripts/cluster.sh start "$DIR" "$PORT" "shared_preload_libraries=pg_cron" "cron.database_name=pgconv_cron" \

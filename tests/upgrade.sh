@@ -7,6 +7,7 @@
 # server's extension directory (so it runs as root, like cargo pgrx install).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 sql() { psql -X -q -At -v ON_ERROR_STOP=1 "$@"; }
 fail() { echo "FAILED: $*"; exit 1; }
 WORK=$(mktemp -d)

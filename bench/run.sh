@@ -2,16 +2,18 @@
 # Benchmarks get_or_create_conversation against its limits and the usual idioms, side by side.
 #   bash bench/run.sh           full run (about 20 minutes); prints the markdown tables
 #   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
-# Builds and installs the release build, and runs on a private cluster of its own.
+# Builds and installs the release build, and runs on a private cluster of its own, on PostgreSQL
+# PGCONV_PG (15 by default, or 18: scripts/pg.sh; the report names the server version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-bench}
-PORT=${PGCONV_BENCH_PORT:-55440}
+source scripts/pg.sh
+DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-bench$PG_SUFFIX}
+PORT=${PGCONV_BENCH_PORT:-$((55440 + PG_PORT_OFFSET))}
 
 bash scripts/setup.sh
 # Before installing: the install overwrites the library file under any server running with it.
 bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
-cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
+cargo pgrx install --release --pg-config "$PG_CONFIG" >"$DIR.install.log" 2>&1 ||
     { cat "$DIR.install.log"; exit 1; }
 rm -rf "$DIR"
 # No autovacuum and rare checkpoints: WAL and dead-tuple counts then come from the workload alone.

@@ -6,12 +6,26 @@
 #   the usual select-then-insert, then shows a group message's fan-out, read positions, the
 #   counters and a legacy table's duplicates merged away.
 # The cluster keeps running afterwards; `bash scripts/demo.sh stop` stops it.
+#   bash scripts/demo.sh [15|18]         on PostgreSQL 15 (the default) or 18
+#   bash scripts/demo.sh stop [15|18]
+# Each version's demo has its own cluster: /tmp/pg_conversation-demo on port 55432 for 15,
+# /tmp/pg_conversation-demo-pg18 on port 55532 for 18 (PGCONV_DEMO_DIR, PGCONV_DEMO_PORT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR=${PGCONV_DEMO_DIR:-/tmp/pg_conversation-demo}
-PORT=${PGCONV_DEMO_PORT:-55432}
+action=demo version=${PGCONV_PG:-15}
+for arg in "$@"; do
+    case $arg in
+    stop) action=stop ;;
+    15 | 18) version=$arg ;;
+    *) echo "usage: $0 [stop] [15|18]" >&2; exit 2 ;;
+    esac
+done
+PGCONV_PG=$version
+source scripts/pg.sh
+DIR=${PGCONV_DEMO_DIR:-/tmp/pg_conversation-demo$PG_SUFFIX}
+PORT=${PGCONV_DEMO_PORT:-$((55432 + PG_PORT_OFFSET))}
 
-if [ "${1:-}" = stop ]; then
+if [ $action = stop ]; then
     bash scripts/cluster.sh stop "$DIR/cluster"; echo "stopped"; exit 0
 fi
 
@@ -19,8 +33,9 @@ bash scripts/setup.sh
 # cargo pgrx install overwrites the library file in place: a server still running with it
 # preloaded (an earlier demo's) would crash. Stop it; it starts again below with its data.
 bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
-echo "building and installing pg_conversation (release)..."
-cargo pgrx install --release --pg-config /usr/bin/pg_config >"$DIR.install.log" 2>&1 ||
+echo "building and installing pg_conversation (release) for PostgreSQL $PG_MAJOR..."
+mkdir -p "$(dirname "$DIR")"
+cargo pgrx install --release --pg-config "$PG_CONFIG" >"$DIR.install.log" 2>&1 ||
     { cat "$DIR.install.log"; exit 1; }
 bash scripts/cluster.sh start "$DIR/cluster" "$PORT" "shared_preload_libraries=pg_conversation"
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=demo
@@ -92,5 +107,5 @@ psql -X -q -c "SELECT calls, hits, creates, lock_waits, races_resolved, errors, 
 
 echo
 echo "The cluster is still running. Try it:"
-echo "  psql -h $DIR/cluster -p $PORT -U postgres demo"
-echo "Stop it with: bash scripts/demo.sh stop"
+echo "  $([ "$PG_MAJOR" = 15 ] && echo psql || echo "$PG_BINDIR/psql") -h $DIR/cluster -p $PORT -U postgres demo"
+echo "Stop it with: bash scripts/demo.sh stop$([ "$PG_MAJOR" = 15 ] || echo " $PG_MAJOR")"

@@ -14,6 +14,7 @@
 #      for the version (Debian's postgresql-15-cron is built for 15; there is none for the 18 wheel)
 #   7. the benchmark harness in smoke mode (that it runs and reports, never how fast): on 15 only
 #      (PGCONV_TEST_BENCH_ON="15 18" for both); it does not depend on the server version
+# Then, when both versions ran: 8. moving a database from 15 to 18 (tests/major_upgrade.sh).
 # Each version works in its own directory, PGCONV_TEST_DIR (default /tmp/pg_conversation-test)
 # plus PG_SUFFIX (none for 15, -pg18 for 18); its clusters use ports PGCONV_TEST_PORT
 # (default 55439) to +2 and are stopped before the next version starts.
@@ -31,7 +32,7 @@ for version in $VERSIONS; do pg_config_of "$version" >/dev/null || exit 2; done
 
 bash scripts/setup.sh || { echo "setup failed"; exit 1; }
 
-passed=0 failed=0 failed_names=() skipped=()
+passed=0 failed=0 failed_names=() skipped=() installed=" "
 suite() {
     local name="pg$PG_MAJOR: $1"; shift
     echo
@@ -131,6 +132,7 @@ test_version() {
         failed=$((failed + 1)); failed_names+=("pg$PG_MAJOR: install (its other suites did not run)")
         return
     fi
+    installed+="$PG_MAJOR "
     # Preloaded, as in production, so that the counters are kept.
     clusters+=("$WORK/cluster" "$WORK/plain-cluster" "$WORK/cron-cluster")
     if ! bash scripts/cluster.sh start "$WORK/cluster" "$PORT" shared_preload_libraries=pg_conversation; then
@@ -166,6 +168,14 @@ test_version() {
 for version in $VERSIONS; do
     test_version "$version"
 done
+
+# A database moved from 15 to 18, with the extension of this checkout installed in both.
+if [[ $installed = *" 15 "* && $installed = *" 18 "* ]]; then
+    pg_use 18
+    WORK=$WORK_BASE-major-upgrade
+    rm -rf "$WORK"
+    suite "major upgrade from 15" bash tests/major_upgrade.sh "$WORK" "$((PORT + 3))"
+fi
 
 echo
 [ ${#skipped[@]} -gt 0 ] && printf 'skipped: %s\n' "${skipped[@]}"

@@ -7,9 +7,14 @@
 #   1. Rust unit tests and #[pg_test]s (cargo pgrx test pg15|pg18, in pgrx's own test cluster)
 #   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
 #   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
-#      the same 500 fresh keys in different orders; 32 devices x 100 read positions
-#   4. SQL regression files (pg_regress): the operations DBAs run, and the view without preloading
-#   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases)
+#      the same 500 fresh keys in different orders; 32 devices x 100 read positions; then 8
+#      callers of every function while the table is reindexed, re-keyed, altered, and the
+#      extension dropped and created; and the memory it takes to refuse a million keys
+#   4. SQL regression files (pg_regress): the operations DBAs run, exact counters, the table as
+#      users change it, bad input, other encodings, look-alikes on the search path, row level
+#      security; and the counters view without preloading
+#   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases); a
+#      streaming replica (pg_basebackup -R)
 #   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own: only where a pg_cron exists
 #      for the version (Debian's postgresql-15-cron is built for 15; there is none for the 18 wheel)
 #   7. the benchmark harness in smoke mode (that it runs and reports, never how fast): on 15 only
@@ -17,7 +22,8 @@
 # Then, when both versions ran: 8. moving a database from 15 to 18 (tests/major_upgrade.sh).
 # Each version works in its own directory, PGCONV_TEST_DIR (default /tmp/pg_conversation-test)
 # plus PG_SUFFIX (none for 15, -pg18 for 18); its clusters use ports PGCONV_TEST_PORT
-# (default 55439) to +2 and are stopped before the next version starts.
+# (default 55439) to +2, and +10, +11 for the replica, and are stopped before the next version
+# starts.
 # Ends with "suites: N passed, M failed" over all suites of all versions and exits non-zero if
 # any failed.
 set -uo pipefail
@@ -94,7 +100,9 @@ race() {
     local race_test=${CARGO_TARGET_DIR:-target}/release/race-test
     "$race_test" --dsn "$dsn" --mode create --clients 32 --keys 100 &&
     "$race_test" --dsn "$dsn" --mode fanout --clients 16 --keys 500 &&
-    "$race_test" --dsn "$dsn" --mode reads --clients 32 --keys 100
+    "$race_test" --dsn "$dsn" --mode reads --clients 32 --keys 100 &&
+    "$race_test" --dsn "$dsn" --mode ddl --clients 8 &&
+    "$race_test" --dsn "$dsn" --mode memory
 }
 
 # The benchmark harness in smoke mode, so that it cannot rot: asserts it ran and produced its
@@ -148,6 +156,7 @@ test_version() {
     suite "race test" race
     suite "dump and restore" bash tests/dump_restore.sh
     suite "upgrade from every earlier release" bash tests/upgrade.sh
+    suite "streaming replica" bash tests/replica.sh "$WORK/replica" "$((PORT + 10))"
     if [ -f "$(pg_config --sharedir)/extension/pg_cron.control" ]; then
         suite "cleanup scheduled with pg_cron" bash tests/pg_cron.sh "$WORK/cron-cluster" "$((PORT + 1))"
     else

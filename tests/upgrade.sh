@@ -71,9 +71,14 @@ for script in $releases; do
     before=$(sql -d "$db" -c "$fingerprint")
     [ "${before%% *}" = 1000 ] || fail "$old: filled ${before%% *} rows, not 1000"
 
-    # 0.3.0 recreates the functions that return a conversation (a return type cannot be altered):
-    # an object of the user's that depends on one stops the update, which then changes nothing.
-    sql -d "$db" -c "CREATE VIEW users_view AS SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"
+    # Updates recreate functions whose return type changes (it cannot be altered): 0.3.0
+    # get_or_create_conversation, 0.4.0 conversation_import. An object of the user's that depends
+    # on one stops the update, which then changes nothing.
+    if [ "$old" = 0.1.0 ]; then
+        sql -d "$db" -c "CREATE VIEW users_view AS SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"
+    else
+        sql -d "$db" -c "CREATE VIEW users_view AS SELECT applied FROM conversation_import('conversation')"
+    fi
     if sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE" 2>"$WORK/blocked.txt"; then
         fail "$old: the update dropped a function a view depends on"
     fi
@@ -99,6 +104,8 @@ for script in $releases; do
     old_id=$(sql -d "$db" -c "SELECT id FROM conversation WHERE uid = 'u1' AND channel_id = 'g1' AND channel_type = 1")
     single=$(sql -d "$db" -c "SELECT id FROM get_or_create_conversation('u1', 'g1', 1)")
     [ "$single" = "$old_id" ] || fail "$old: get_or_create_conversation gave u1 id $single, not $old_id"
+    found=$(sql -d "$db" -c "SELECT id FROM find_conversation('u1', 'g1', 1)")
+    [ "$found" = "$old_id" ] || fail "$old: find_conversation gave u1 id $found, not $old_id"
     batch=$(sql -d "$db" -c "SELECT string_agg(id::text, ',' ORDER BY input_position) FROM get_or_create_conversations('g1', 1, ARRAY['u1', 'newcomer'])")
     [ "${batch%%,*}" = "$old_id" ] || fail "$old: the batch gave u1 id ${batch%%,*}, not $old_id"
     [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation")" = 1001 ] || fail "$old: the batch did not create exactly one row"

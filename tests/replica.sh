@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# A real streaming replica (pg_basebackup -R), as servers that route reads to replicas use it:
+# find_conversation and the hit path answer there, and everything that would write says 25006
+# (read-only transaction) with a hint, before taking any lock. Starts its own primary and standby.
+#   tests/replica.sh DIR PORT        (the standby listens on PORT + 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/pg.sh
+DIR=$1 PORT=$2 STANDBY_PORT=$(($2 + 1))
+BINDIR=$PG_BINDIR
+fail() { echo "FAILED: $*"; exit 1; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi; }
+
+bash scripts/cluster.sh stop "$DIR/primary" 2>/dev/null || true
+[ -f "$DIR/standby/postmaster.pid" ] && as_postgres "$BINDIR/pg_ctl" -D "$DIR/standby" -m fast -w stop >/dev/null
+rm -rf "$DIR"
+mkdir -p "$DIR"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$DIR"
+bash scripts/cluster.sh start "$DIR/primary" "$PORT" shared_preload_libraries=pg_conversation
+stop_all() {
+    [ -f "$DIR/standby/postmaster.pid" ] && as_postgres "$BINDIR/pg_ctl" -D "$DIR/standby" -m fast -w stop >/dev/null
+    bash scripts/cluster.sh stop "$DIR/primary"
+}
+trap stop_all EXIT
+primary() { psql -X -q -At -v ON_ERROR_STOP=1 -h "$DIR/primary" -p "$PORT" -U postgres "$@"; }
+standby() { psql -X -q -At -F " " -h "$DIR" -p "$STANDBY_PORT" -U postgres -d replica "$@"; }
+
+primary -c "CREATE DATABASE replica"
+primary -d replica >/dev/null <<'SQL'
+CREATE EXTENSION pg_conversation;
+SELECT conversation_message_arrived('g1', 2, ARRAY['alice', 'bob', 'carol'], 7, 'alice');
+SQL
+
+as_postgres "$BINDIR/pg_basebackup" -h "$DIR/primary" -p "$PORT" -U postgres -D "$DIR/standby" -R -X stream --checkpoint=fast
+as_postgres "$BINDIR/pg_ctl" -D "$DIR/standby" -l "$DIR/standby.log" -w \
+    -o "-p $STANDBY_PORT -k $DIR -c listen_addresses='' -c max_connections=200 -c hot_standby=on -c shared_preload_libraries=pg_conversation" start >/dev/null
+[ "$(standby -c "SELECT pg_is_in_recovery()")" = t ] || fail "the standby is not in recovery"
+
+# A change made on the primary after the backup, streamed over.
+primary -d replica -c "SELECT conversation_message_arrived('g1', 2, ARRAY['alice', 'bob', 'dave'], 8, 'bob')" >/dev/null
+lsn=$(primary -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 100); do
+    [ "$(standby -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
+    sleep 0.1
+done
+[ "$(standby -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] || fail "the standby did not replay within 10 s"
+
+expect() {  # expect NAME EXPECTED SQL
+    local got
+    got=$(standby -c "$3" 2>&1 | sed 's/^ERROR:  //' | head -1 || true)
+    [ "$got" = "$2" ] || fail "$1: got '$got', expected '$2'"
+    echo "ok: $1: $got"
+}
+expect "find_conversation finds a row" "dave 8 1" "SELECT uid, last_msg_seq, unread_count FROM find_conversation('dave', 'g1', 2)"
+expect "find_conversation says NULL for none" "t" "SELECT find_conversation('nobody', 'g1', 2) IS NULL"
+expect "a hit is served" "bob 8 0" "SELECT uid, readed_to_msg_seq, unread_count FROM get_or_create_conversation('bob', 'g1', 2)"
+expect "a batch of existing keys is served" "3" "SELECT count(*) FROM get_or_create_conversations('g1', 2, ARRAY['alice', 'bob', 'carol'])"
+expect "a miss is refused" "get_or_create_conversation cannot write in a read-only transaction" \
+    "SELECT get_or_create_conversation('nobody', 'g1', 2)"
+expect "a batch with a new key is refused" "get_or_create_conversations cannot write in a read-only transaction" \
+    "SELECT get_or_create_conversations('g1', 2, ARRAY['alice', 'nobody'])"
+expect "a message is refused" "conversation_message_arrived cannot write in a read-only transaction" \
+    "SELECT conversation_message_arrived('g1', 2, ARRAY['alice'], 9, 'bob')"
+expect "a read is refused" "conversation_mark_read cannot write in a read-only transaction" \
+    "SELECT conversation_mark_read('carol', 'g1', 2, 8)"
+sqlstate=$(standby -v VERBOSITY=sqlstate -c "SELECT get_or_create_conversation('nobody', 'g1', 2)" 2>&1 || true)
+[ "$sqlstate" = "ERROR:  25006" ] || fail "the refusal's SQLSTATE: got '$sqlstate', expected 25006"
+echo "ok: the refusal's SQLSTATE: 25006"
+expect "the counters are kept on the standby too" "t" "SELECT preloaded AND hits >= 1 FROM conversation_stats"
+[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 4 ] || fail "the primary does not hold 4 conversations"
+echo "ok: a streaming replica serves hits and lookups and refuses writes with 25006"

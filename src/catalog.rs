@@ -247,7 +247,7 @@ impl OpenTable {
             return Placement::Query;
         }
         let leaf = pg_sys::table_open(*(*partitions).oids.add(part as usize), pg_sys::AccessShareLock as _);
-        let index = pg_sys::RelationGetPrimaryKeyIndex(leaf);
+        let index = primary_key(leaf);
         if index == pg_sys::InvalidOid {
             pg_sys::table_close(leaf, pg_sys::NoLock as _);
             return Placement::Query;
@@ -315,7 +315,7 @@ impl Table {
             );
         }
         let columns = [attnum_of(relation, c"uid"), attnum_of(relation, c"channel_id"), attnum_of(relation, c"channel_type")];
-        let key_index = pg_sys::RelationGetPrimaryKeyIndex(relation);
+        let key_index = primary_key(relation);
         if key_index == pg_sys::InvalidOid {
             errors::table_shape(
                 "it has no primary key",
@@ -347,6 +347,15 @@ impl Table {
         let qualified_name = format!("{}.{}", quote(pg_sys::get_namespace_name(schema)), quote(c"conversation".as_ptr()));
         Table { schema, relid, qualified_name, key_index, channel_index, channel_type_width, layout }
     }
+}
+
+/// The relation's primary key index (an immediate one: ON CONFLICT cannot use a deferrable key),
+/// or InvalidOid. PostgreSQL 18 asks whether a deferrable one would do.
+unsafe fn primary_key(relation: pg_sys::Relation) -> pg_sys::Oid {
+    #[cfg(not(feature = "pg18"))]
+    return pg_sys::RelationGetPrimaryKeyIndex(relation);
+    #[cfg(feature = "pg18")]
+    return pg_sys::RelationGetPrimaryKeyIndex(relation, false);
 }
 
 unsafe fn attnum_of(relation: pg_sys::Relation, name: &CStr) -> i16 {

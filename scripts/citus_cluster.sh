@@ -56,6 +56,9 @@ start)
             echo "fsync = off"
             echo "synchronous_commit = off"
             echo "full_page_writes = off"
+            # Shard moves and splits (citus_move_shard_placement, the rebalancer) copy shards by
+            # logical replication unless told to block writes.
+            echo "wal_level = logical"
             for setting in "${@:4}"; do
                 echo "${setting%%=*} = '${setting#*=}'"
             done

@@ -59,6 +59,9 @@ start)
             # Shard moves and splits (citus_move_shard_placement, the rebalancer) copy shards by
             # logical replication unless told to block writes.
             echo "wal_level = logical"
+            # How a node reaches itself (shard moves, citus_cleanup_orphaned_resources): by its
+            # socket directory, as there is no TCP.
+            echo "citus.local_hostname = '$dir'"
             for setting in "${@:4}"; do
                 echo "${setting%%=*} = '${setting#*=}'"
             done

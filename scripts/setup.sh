@@ -58,3 +58,10 @@ for version in $PGCONV_PG_VERSIONS; do
         cargo pgrx init "--pg$version" "$config" >/dev/null
     fi
 done
+
+# Citus 13.2.2 (the last line for PostgreSQL 15), for the scale-out tests and demos: built from the
+# vendored source when it is missing. Without the vendored source (../shared/vendor, or
+# PGCONV_VENDOR), say so and go on: only the Citus suite needs it, and it is skipped then.
+if ! bash "$(dirname "$0")/setup_citus.sh"; then
+    echo "setup: Citus is not installed; the Citus suite will be skipped (see the message above)" >&2
+fi

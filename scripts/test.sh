@@ -9,12 +9,14 @@
 #   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
 #      the same 500 fresh keys in different orders; 32 devices x 100 read positions; then 8
 #      callers of every function while the table is reindexed, re-keyed, altered, and the
-#      extension dropped and created; and the memory it takes to refuse a million keys
+#      extension dropped and created; messages delivered out of order; and the memory it takes
+#      to refuse a million keys
 #   4. SQL regression files (pg_regress): the operations DBAs run, exact counters, the table as
 #      users change it, bad input, other encodings, look-alikes on the search path, row level
 #      security; and the counters view without preloading
 #   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases); a
-#      streaming replica (pg_basebackup -R)
+#      streaming replica (pg_basebackup -R); a Citus cluster (coordinator and two workers, on 15:
+#      tests/citus.sh)
 #   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own: only where a pg_cron exists
 #      for the version (Debian's postgresql-15-cron is built for 15; there is none for the 18 wheel)
 #   7. the benchmark harness in smoke mode (that it runs and reports, never how fast): on 15 only
@@ -101,6 +103,7 @@ race() {
     "$race_test" --dsn "$dsn" --mode create --clients 32 --keys 100 &&
     "$race_test" --dsn "$dsn" --mode fanout --clients 16 --keys 500 &&
     "$race_test" --dsn "$dsn" --mode reads --clients 32 --keys 100 &&
+    "$race_test" --dsn "$dsn" --mode messages --clients 16 --keys 50 &&
     "$race_test" --dsn "$dsn" --mode ddl --clients 8 &&
     "$race_test" --dsn "$dsn" --mode memory
 }
@@ -157,6 +160,13 @@ test_version() {
     suite "dump and restore" bash tests/dump_restore.sh
     suite "upgrade from every earlier release" bash tests/upgrade.sh
     suite "streaming replica" bash tests/replica.sh "$WORK/replica" "$((PORT + 10))"
+    if [ "$PG_MAJOR" != 15 ]; then
+        skip "Citus cluster" "Citus 13.2 is built for PostgreSQL 15 (its 14.x line, for 16 to 18, is not vendored here)"
+    elif [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
+        skip "Citus cluster" "Citus is not installed: its vendored source was not found (scripts/setup_citus.sh said why)"
+    else
+        suite "Citus cluster" bash tests/citus.sh "$WORK/citus" "$((PORT + 20))"
+    fi
     if [ -f "$(pg_config --sharedir)/extension/pg_cron.control" ]; then
         suite "cleanup scheduled with pg_cron" bash tests/pg_cron.sh "$WORK/cron-cluster" "$((PORT + 1))"
     else

@@ -175,6 +175,10 @@ DECLARE
     chunk_updated bigint;
     max_source_id bigint;
     handed_out bigint;
+    sequence_max bigint;
+    -- A constant, not now() in the statements: Citus takes only IMMUTABLE functions in the
+    -- DO UPDATE clause of an INSERT into a distributed table.
+    import_time timestamptz := now();
 BEGIN
     IF source IS NULL OR dry_run IS NULL OR batch_size IS NULL THEN
         RAISE EXCEPTION 'source, dry_run and batch_size must not be NULL' USING ERRCODE = '22004';
@@ -243,9 +247,13 @@ BEGIN
        OR m.channel_id IS NULL OR m.channel_id = '' OR octet_length(m.channel_id) > 255
        OR m.channel_type IS NULL OR m.channel_type NOT BETWEEN 0 AND 255;
 
+    -- The id sequence's upper bound: the whole bigint range on one server; on Citus, this node
+    -- group's range (conversation_distribute), above which ids belong to other nodes.
+    SELECT s.seqmax INTO sequence_max FROM pg_sequence AS s
+    WHERE s.seqrelid = '@extschema@.conversation_id_seq'::regclass;
     SELECT coalesce(sum(m.source_rows), 0), count(*),
            count(*) FILTER (WHERE m.source_rows > 1), coalesce(sum(m.source_rows - 1), 0),
-           max(m.max_source_id)
+           max(m.max_source_id) FILTER (WHERE m.max_source_id <= sequence_max)
     INTO source_rows, keys, duplicate_keys, rows_merged_away, max_source_id
     FROM pg_temp.pg_conversation_import AS m;
     applied := NOT $2;
@@ -284,7 +292,8 @@ BEGIN
     -- new one (drawn by the INSERT, above every source id).
     UPDATE pg_temp.pg_conversation_import AS m
     SET id = CASE WHEN c.id IS NOT NULL THEN c.id
-                  WHEN m.legacy_id > handed_out AND NOT m.shared_id THEN m.legacy_id END
+                  WHEN m.legacy_id > handed_out AND m.legacy_id <= sequence_max AND NOT m.shared_id
+                  THEN m.legacy_id END
     FROM (SELECT i.n, c.id
           FROM pg_temp.pg_conversation_import AS i
           LEFT JOIN @extschema@.conversation AS c
@@ -310,16 +319,16 @@ BEGIN
                      deleted_at_msg_seq, created_at, updated_at)
                 SELECT coalesce(m.id, nextval('@extschema@.conversation_id_seq')), m.uid, m.channel_id,
                        m.channel_type, m.unread_count, m.readed_to_msg_seq, m.last_msg_seq, m.deleted_at_msg_seq,
-                       coalesce(m.created_at, m.updated_at, now()), coalesce(m.updated_at, m.created_at, now())
+                       coalesce(m.created_at, m.updated_at, import_time), coalesce(m.updated_at, m.created_at, import_time)
                 FROM pg_temp.pg_conversation_import AS m
                 WHERE m.n > done AND m.n <= done + batch_size
                 ORDER BY m.n
                 -- A row that exists keeps its id: applications hold it.
-                -- A source without times proposes now(), the transaction's time: a row that exists
-                -- keeps its own then (so a second run changes nothing).
+                -- A source without times proposes the import's time: a row that exists keeps its
+                -- own then (so a second run changes nothing).
                 ON CONFLICT (uid, channel_id, channel_type) DO UPDATE SET
                     created_at = least(c.created_at, excluded.created_at),
-                    updated_at = greatest(c.updated_at, nullif(excluded.updated_at, now())),
+                    updated_at = greatest(c.updated_at, nullif(excluded.updated_at, import_time)),
                     readed_to_msg_seq = greatest(c.readed_to_msg_seq, excluded.readed_to_msg_seq),
                     last_msg_seq = greatest(c.last_msg_seq, excluded.last_msg_seq),
                     deleted_at_msg_seq = greatest(c.deleted_at_msg_seq, excluded.deleted_at_msg_seq),
@@ -331,7 +340,7 @@ BEGIN
                        c.deleted_at_msg_seq, c.unread_count)
                       IS DISTINCT FROM
                       (least(c.created_at, excluded.created_at),
-                       greatest(c.updated_at, nullif(excluded.updated_at, now())),
+                       greatest(c.updated_at, nullif(excluded.updated_at, import_time)),
                        greatest(c.readed_to_msg_seq, excluded.readed_to_msg_seq),
                        greatest(c.last_msg_seq, excluded.last_msg_seq),
                        greatest(c.deleted_at_msg_seq, excluded.deleted_at_msg_seq),
@@ -409,13 +418,16 @@ BEGIN
     deleted := 0;
     LOOP
         PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+        -- The oldest batch_size stale keys, then those rows, checked again: a row a message is
+        -- updating right now is waited for, and then kept (its updated_at moved). By key, not by
+        -- ctid and without FOR UPDATE, so that it also runs on a table distributed with Citus.
         DELETE FROM @extschema@.conversation AS c
-        WHERE c.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
-            SELECT x.ctid FROM @extschema@.conversation AS x
+        WHERE c.type OPERATOR(pg_catalog.=) 2 AND c.updated_at OPERATOR(pg_catalog.<) cutoff
+          AND (c.uid, c.channel_id, c.channel_type) IN (
+            SELECT x.uid, x.channel_id, x.channel_type FROM @extschema@.conversation AS x
             WHERE x.type OPERATOR(pg_catalog.=) 2 AND x.updated_at OPERATOR(pg_catalog.<) cutoff
             ORDER BY x.updated_at
-            LIMIT batch_size
-            FOR UPDATE SKIP LOCKED));
+            LIMIT batch_size);
         GET DIAGNOSTICS batch_deleted = ROW_COUNT;
         deleted := deleted OPERATOR(pg_catalog.+) batch_deleted;
         batches := batches OPERATOR(pg_catalog.+) 1;
@@ -426,3 +438,82 @@ BEGIN
     END LOOP;
 END
 $$;
+
+------------------------------------------------------------------------------------------------
+-- 7. Scale-out with Citus: one call makes a running database distributed (README, "Scaling out").
+-- Run on the coordinator; safe to run again, and to be run again after citus_add_node.
+--   - the table is distributed by uid (every unique key starts with uid), its rows moved into
+--     the shards; the coordinator's now hidden local copy is emptied;
+--   - the single-key functions are registered for delegation, colocated with the table: a call
+--     runs on the node holding the key's shard, where it probes the shard directly;
+--   - every node group draws ids from its own range of the id sequence (Citus's own
+--     worker_apply_sequence_command: group g from (g << 48) + 1), the coordinator from the first.
+-- Citus's functions are called by name: they exist only where Citus is installed, and the
+-- function says so (0A000) where it is not.
+CREATE FUNCTION @extschema@.conversation_distribute(shard_count integer DEFAULT 32)
+RETURNS TABLE (step text, done text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    table_oid regclass := '@extschema@.conversation'::regclass;
+    distributed_by text;
+    single_key_function regprocedure;
+    worker record;
+    workers integer := 0;
+BEGIN
+    IF to_regproc('pg_catalog.create_distributed_table') IS NULL THEN
+        RAISE EXCEPTION 'conversation_distribute needs Citus in this database'
+            USING ERRCODE = '0A000',
+                  HINT = 'Put citus first in shared_preload_libraries on every node, then CREATE EXTENSION citus on the coordinator.';
+    END IF;
+    IF shard_count IS NULL OR shard_count < 1 OR shard_count > 64000 THEN
+        RAISE EXCEPTION 'shard_count must be between 1 and 64000, not %', shard_count USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT groupid FROM pg_dist_local_group) <> 0 THEN
+        RAISE EXCEPTION 'conversation_distribute runs on the coordinator'
+            USING ERRCODE = '55000', HINT = 'Connect to the coordinator and run it there.';
+    END IF;
+
+    EXECUTE 'SELECT column_to_column_name(p.logicalrelid, p.partkey) FROM pg_dist_partition AS p WHERE p.logicalrelid = $1'
+        INTO distributed_by USING table_oid;
+    IF distributed_by IS NULL THEN
+        PERFORM create_distributed_table(table_oid, 'uid', shard_count => shard_count);
+        -- Citus copied the rows into the shards and left them in the local table, hidden.
+        PERFORM truncate_local_data_after_distributing_table(table_oid);
+        step := 'table'; done := format('distributed by uid in %s shards', shard_count); RETURN NEXT;
+    ELSIF distributed_by = 'uid' THEN
+        step := 'table'; done := 'already distributed by uid'; RETURN NEXT;
+    ELSE
+        RAISE EXCEPTION 'table conversation is distributed by %, not by uid', distributed_by
+            USING ERRCODE = '55000',
+                  HINT = 'The functions route by uid; undistribute_table(''conversation'') first, then run conversation_distribute again.';
+    END IF;
+
+    FOREACH single_key_function IN ARRAY ARRAY[
+        '@extschema@.get_or_create_conversation(text, text, integer)',
+        '@extschema@.find_conversation(text, text, integer)',
+        '@extschema@.conversation_mark_read(text, text, integer, bigint)']::regprocedure[] LOOP
+        PERFORM create_distributed_function(single_key_function, 'uid', colocate_with => table_oid::text);
+    END LOOP;
+    step := 'functions'; done := 'get_or_create_conversation, find_conversation and conversation_mark_read run on the node of the key''s shard'; RETURN NEXT;
+
+    -- Ids: a range per node group, so that no two nodes ever draw the same id. On the workers
+    -- with Citus's own function (IF NOT EXISTS: the sequence is there; only its range changes,
+    -- once); the coordinator keeps the first range.
+    ALTER SEQUENCE @extschema@.conversation_id_seq MAXVALUE 281474976710656;
+    FOR worker IN SELECT * FROM run_command_on_workers(format(
+            'SELECT pg_catalog.worker_apply_sequence_command(%L, %L::pg_catalog.regtype)',
+            'CREATE SEQUENCE IF NOT EXISTS @extschema@.conversation_id_seq AS bigint', 'bigint')) LOOP
+        IF NOT worker.success THEN
+            RAISE EXCEPTION 'could not give % the id range of its node group: %', worker.nodename || ':' || worker.nodeport, worker.result
+                USING ERRCODE = '55000', HINT = 'Check that pg_conversation is installed on every node, then run conversation_distribute again.';
+        END IF;
+        workers := workers + 1;
+    END LOOP;
+    step := 'ids'; done := format('the coordinator and %s workers draw ids from ranges of their own', workers); RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.conversation_distribute(integer) IS
+    'Distributes the conversation table by uid with Citus, delegates the single-key functions, and gives every node its own id range; run again after adding a node';

@@ -17,7 +17,8 @@
 //! - Input is measured before it is read (`call.rs`, `batch_json.rs`): a batch over the limit is
 //!   refused in constant memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -32,7 +33,7 @@ use crate::get_or_create::refuse_writes_if_read_only;
 use crate::kept::{arg, kept, run, PinnedSearchPath, Returned, Statement};
 use crate::key::ConversationKey;
 use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::{ColumnMap, SourceRow};
+use crate::result_row::{deformed, ColumnMap};
 use crate::stats;
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
@@ -42,25 +43,29 @@ const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID,
 
 // ORDER BY the input's ordinality: the keys arrive sorted, and this keeps the insert (and so the
 // order in which it waits on other transactions' rows) in that order whatever plan is chosen.
+// Inside a CTE, so that the statement's result is the rows the INSERT returned: Citus counts an
+// INSERT ... SELECT's rows as those it sent, and SPI refuses a count that is not what it received.
 const INSERT_MANY: Statement = Statement {
     name: "insert_many",
-    sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) \
-          SELECT k.uid, k.channel_id, k.channel_type \
-          FROM ROWS FROM (unnest($1), unnest($2), unnest($3)) WITH ORDINALITY AS k(uid, channel_id, channel_type, n) \
-          ORDER BY k.n \
-          ON CONFLICT (uid, channel_id, channel_type) DO NOTHING \
-          RETURNING c.uid, c.channel_id, c.channel_type::int2, c",
+    sql: "WITH inserted AS ( \
+              INSERT INTO {table} AS c (uid, channel_id, channel_type) \
+              SELECT k.uid, k.channel_id, k.channel_type \
+              FROM ROWS FROM (unnest($1), unnest($2), unnest($3)) WITH ORDINALITY AS k(uid, channel_id, channel_type, n) \
+              ORDER BY k.n \
+              ON CONFLICT (uid, channel_id, channel_type) DO NOTHING \
+              RETURNING {columns}) \
+          SELECT * FROM inserted",
     parameters: KEY_ARRAYS,
     snapshot: Snapshot::Fresh,
 };
 
 /// The rows of keys the table's layout gives no relation to probe: one SELECT, routed by
-/// PostgreSQL.
+/// PostgreSQL (or Citus), of every row whose uid, channel_id and channel_type are among the keys';
+/// the rows of exactly the keys asked for are kept.
 const FIND_MANY: Statement = Statement {
     name: "find_many",
-    sql: "SELECT c.uid, c.channel_id, c.channel_type::int2, c \
-          FROM ROWS FROM (unnest($1), unnest($2), unnest($3)) AS k(uid, channel_id, channel_type) \
-          JOIN {table} AS c ON c.uid = k.uid AND c.channel_id = k.channel_id AND c.channel_type = k.channel_type",
+    sql: "SELECT {columns} FROM {table} AS c \
+          WHERE c.uid = ANY ($1) AND c.channel_id = ANY ($2) AND c.channel_type = ANY ($3)",
     parameters: KEY_ARRAYS,
     snapshot: Snapshot::Fresh,
 };
@@ -72,9 +77,16 @@ fn key_of(key: &ConversationKey<'_>) -> KeyOf {
     (key.uid.to_vec(), key.channel_id.to_vec(), key.channel_type)
 }
 
-/// The rows found or created, as composite datums of their relation's row type (valid until the
-/// SPI connection ends), by key.
-pub type Rows = HashMap<KeyOf, pg_sys::Datum>;
+/// A row found or created, and the descriptor it is a row of: a relation's (copied) or a
+/// statement result's. Both live until the SPI connection ends.
+#[derive(Clone, Copy)]
+pub struct Row {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+/// The rows found or created, by key.
+pub type Rows = HashMap<KeyOf, Row>;
 
 sql_function! {
     /// get_or_create_conversations(keys jsonb). The element count is read from the binary value
@@ -172,22 +184,18 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
         let mut rows = get_or_create_many(&client, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
         positioned.sort_by_key(|k| k.position);
-        // One map per row type met (the table's, or each partition's), by name.
-        let mut maps: Vec<(pg_sys::Oid, ColumnMap)> = Vec::new();
+        // One map per descriptor met (the table's, each partition's, a statement's), by name.
+        let mut maps: Vec<(pg_sys::TupleDesc, ColumnMap)> = Vec::new();
         for k in positioned {
-            let datum = rows.remove(&key_of(&k.key)).expect("every key was found or created");
-            // SAFETY: a composite datum of a table row type, alive until SPI_finish.
-            let row = unsafe { SourceRow::of(datum) };
-            // SAFETY: a valid descriptor.
-            let type_oid = unsafe { (*row.desc).tdtypeid };
-            if !maps.iter().any(|(oid, _)| *oid == type_oid) {
-                maps.push((type_oid, ColumnMap::new(row.desc, output.desc)));
+            let row = rows.remove(&key_of(&k.key)).expect("every key was found or created");
+            if !maps.iter().any(|(desc, _)| *desc == row.desc) {
+                maps.push((row.desc, ColumnMap::new(row.desc, output.desc)));
             }
-            let map = &maps.iter().find(|(oid, _)| *oid == type_oid).expect("just added").1;
-            let (values, nulls) = row.deformed();
+            let map = &maps.iter().find(|(desc, _)| *desc == row.desc).expect("just added").1;
+            // SAFETY: a row of its descriptor, alive until SPI_finish.
+            let (values, nulls) = unsafe { deformed(row.tuple, row.desc) };
             let (values, nulls) = map.fill(&values, &nulls, Some(k.position));
             output.push(&values, &nulls);
-            row.release();
         }
     });
     table.close();
@@ -232,8 +240,9 @@ pub fn get_or_create_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[Pos
 fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<'_>], found: &mut Rows) {
     let new_channels = new_channels(table, keys);
     let mut by_sql: Vec<ConversationKey<'_>> = Vec::new();
-    // One probe per relation holding keys (the table, or each partition met).
-    let mut probes: Vec<(pg_sys::Oid, Placement, IndexProbe)> = Vec::new();
+    // One probe per relation holding keys (the table, or each partition or shard met), and a copy
+    // of its descriptor, which outlives the relation's closing.
+    let mut probes: Vec<(pg_sys::Oid, Placement, IndexProbe, pg_sys::TupleDesc)> = Vec::new();
     for key in keys {
         if new_channels.contains(&(key.channel_id, key.channel_type)) {
             continue;
@@ -243,23 +252,27 @@ fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<
             by_sql.push(*key);
             continue;
         };
-        let probe = match probes.iter().position(|(oid, _, _)| *oid == index) {
+        let at = match probes.iter().position(|(oid, _, _, _)| *oid == index) {
             Some(at) => {
                 placement.close();
-                &mut probes[at].2
+                at
             }
             None => {
                 let probe = IndexProbe::open(heap, index, 3, Snapshot::Fresh);
-                probes.push((index, placement, probe));
-                &mut probes.last_mut().expect("just pushed").2
+                // SAFETY: the open relation's descriptor, copied into the SPI context.
+                let desc = unsafe { pg_sys::CreateTupleDescCopy((*heap).rd_att) };
+                probes.push((index, placement, probe, desc));
+                probes.len() - 1
             }
         };
+        let (_, _, probe, desc) = &mut probes[at];
         if let Some(slot) = probe.key(&table.table, key) {
-            // SAFETY: the slot holds the found row; the datum is a copy in the SPI context.
-            found.insert(key_of(key), unsafe { pg_sys::ExecFetchSlotHeapTupleDatum(slot) });
+            // SAFETY: the slot holds the found row; the copy lives in the SPI context.
+            let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
+            found.insert(key_of(key), Row { tuple, desc: *desc });
         }
     }
-    for (_, placement, probe) in probes {
+    for (_, placement, probe, _) in probes {
         probe.finish();
         placement.close();
     }
@@ -282,7 +295,7 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
 }
 
 /// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
-/// (uid, channel_id, channel_type, c) under their keys.
+/// (the table's columns) under their keys, those of `keys` only.
 fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
     let kept = kept(client, &table.table, statement);
     let uids: Vec<Option<pg_sys::Datum>> = keys.iter().map(|k| Some(crate::call::text_datum(k.uid))).collect();
@@ -291,11 +304,24 @@ fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, k
     let args = [text_array(&uids), text_array(&channel_ids), arg(channel_types.into_datum().expect("an array"), pg_sys::INT2ARRAYOID)];
     run(client, &kept, &args);
     let returned = Returned::last();
+    let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
+    let column = |name: &CStr| {
+        // SAFETY: the result's descriptor; SPI_fnumber returns a 1-based number or an error code.
+        let number = unsafe { pg_sys::SPI_fnumber(returned.desc(), name.as_ptr()) };
+        assert!(number > 0, "the statement returns the table's columns");
+        number
+    };
+    let (uid, channel_id, channel_type) = (column(c"uid"), column(c"channel_id"), column(c"channel_type"));
     for row in 0..returned.len() {
-        let datum = |column| returned.value(row, column).expect("the statement returns four non-NULL columns");
-        // SAFETY: text columns of the returned row, alive until SPI_finish.
-        let key = unsafe { (varlena_bytes(datum(1)).to_vec(), varlena_bytes(datum(2)).to_vec(), datum(3).value() as i16) };
-        found.insert(key, datum(4));
+        let value = |column| returned.value(row, column).expect("key columns are NOT NULL");
+        // SAFETY: text key columns of the returned row, alive until SPI_finish; channel_type of
+        // the table's integer type.
+        let key = unsafe {
+            (varlena_bytes(value(uid)).to_vec(), varlena_bytes(value(channel_id)).to_vec(), table.table.channel_type_of(value(channel_type)))
+        };
+        if wanted.contains(&key) {
+            found.insert(key, Row { tuple: returned.tuple(row), desc: returned.desc() });
+        }
     }
 }
 

@@ -13,8 +13,9 @@
 //!   of any schema (a rename changes the name our statements use), forgets it. A remembered entry
 //!   is used only after the table is locked again, so a forgotten OID is never trusted.
 //! - `placement` decides which relation holds a key's row: the table itself, the hash partition
-//!   the key routes to (PostgreSQL's own partition hashing), or, when neither can be probed
-//!   directly, `Placement::Query`: a SQL statement lets PostgreSQL find it.
+//!   the key routes to (PostgreSQL's own partition hashing), the Citus shard of the key when this
+//!   node has it (Citus's own functions, citus.rs), or, when none can be probed directly,
+//!   `Placement::Query`: a SQL statement lets PostgreSQL (or Citus) find it.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -23,6 +24,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::call::text_datum;
+use crate::citus;
 use crate::errors;
 use crate::key::ConversationKey;
 
@@ -42,6 +44,9 @@ pub struct Table {
     pub relid: pg_sys::Oid,
     /// The table's name for SQL text, schema-qualified and quoted.
     pub qualified_name: String,
+    /// Its columns for SQL text, `c."id", c."uid", ...`: statements return rows by column, never
+    /// as the whole-row `c` (Citus cannot cast a shard's row type to the table's).
+    pub columns: String,
     /// Its primary key on (uid, channel_id, channel_type).
     pub key_index: pg_sys::Oid,
     /// A plain table's index led by (channel_id, channel_type), if it has one: batches probe it
@@ -49,6 +54,8 @@ pub struct Table {
     pub channel_index: Option<pg_sys::Oid>,
     /// The type of channel_type in the table (the key index compares it as that type).
     pub channel_type_width: IntWidth,
+    /// Whether Citus distributes it (some statements take another form there).
+    pub distributed: bool,
     layout: Layout,
 }
 
@@ -63,8 +70,10 @@ enum Layout {
     Plain,
     /// PARTITION BY HASH on key columns: routed with PostgreSQL's own hash support functions.
     HashPartitioned(HashRouting),
-    /// Partitioned in another way: rows are found through SQL.
-    OtherwisePartitioned,
+    /// Distributed by uid on Citus: the key's shard, where this node has it (citus.rs).
+    Distributed,
+    /// Partitioned or distributed in another way: rows are found through SQL.
+    Queried,
 }
 
 /// A hash partition key over key columns: each column's hash support function and collation, in
@@ -209,9 +218,14 @@ impl OpenTable {
     pub fn placement(&self, key: &ConversationKey<'_>) -> Placement {
         match &self.table.layout {
             Layout::Plain => Placement::Direct { heap: self.relation, index: self.table.key_index, leaf: false },
-            Layout::OtherwisePartitioned => Placement::Query,
+            Layout::Queried => Placement::Query,
             // SAFETY: the partitioned table is open and locked.
             Layout::HashPartitioned(routing) => unsafe { self.hash_partition_of(routing, key) },
+            Layout::Distributed => match citus::local_shard(self.table.relid, self.table.schema, text_datum(key.uid)) {
+                // SAFETY: the shard exists on this node; locked as the table is.
+                Some(shard) => unsafe { direct(shard) },
+                None => Placement::Query,
+            },
         }
     }
 
@@ -246,19 +260,25 @@ impl OpenTable {
         if part < 0 || !*(*partitions).is_leaf.add(part as usize) {
             return Placement::Query;
         }
-        let leaf = pg_sys::table_open(*(*partitions).oids.add(part as usize), pg_sys::AccessShareLock as _);
-        let index = primary_key(leaf);
-        if index == pg_sys::InvalidOid {
-            pg_sys::table_close(leaf, pg_sys::NoLock as _);
-            return Placement::Query;
-        }
-        Placement::Direct { heap: leaf, index, leaf: true }
+        direct(*(*partitions).oids.add(part as usize))
     }
 
     pub fn close(self) {
         // SAFETY: opened by `open`; the lock stays to the end of the transaction.
         unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
     }
+}
+
+/// A placement in the relation `relid` (a partition or a shard), opened and locked (AccessShareLock,
+/// as the executor locks the partitions it reads), probed through its own primary key.
+unsafe fn direct(relid: pg_sys::Oid) -> Placement {
+    let leaf = pg_sys::table_open(relid, pg_sys::AccessShareLock as _);
+    let index = primary_key(leaf);
+    if index == pg_sys::InvalidOid {
+        pg_sys::table_close(leaf, pg_sys::NoLock as _);
+        return Placement::Query;
+    }
+    Placement::Direct { heap: leaf, index, leaf: true }
 }
 
 /// Finds the table by name in `schema`, locking it before the name is trusted (PostgreSQL's
@@ -292,6 +312,15 @@ impl Table {
             IntWidth::Two => INT2_EQUAL,
             IntWidth::Four => INT4_EQUAL,
             IntWidth::Eight => INT8_EQUAL,
+        }
+    }
+
+    /// A channel_type datum of the table's channel_type column type, as the key's i16.
+    pub fn channel_type_of(&self, datum: pg_sys::Datum) -> i16 {
+        match self.channel_type_width {
+            IntWidth::Two => datum.value() as i16,
+            IntWidth::Four => datum.value() as i32 as i16,
+            IntWidth::Eight => datum.value() as i64 as i16,
         }
     }
 
@@ -337,15 +366,24 @@ impl Table {
             INT4_EQUAL => IntWidth::Four,
             _ => IntWidth::Eight,
         };
-        let layout = if relkind == pg_sys::RELKIND_RELATION {
-            Layout::Plain
-        } else {
-            hash_routing(relid, &columns).map_or(Layout::OtherwisePartitioned, Layout::HashPartitioned)
+        let distribution = citus::distribution_of(relid);
+        let layout = match distribution {
+            citus::Distribution::ByHash(column) if column == columns[0] => Layout::Distributed,
+            citus::Distribution::ByHash(_) | citus::Distribution::Other => Layout::Queried,
+            citus::Distribution::Local if relkind == pg_sys::RELKIND_RELATION => Layout::Plain,
+            citus::Distribution::Local => hash_routing(relid, &columns).map_or(Layout::Queried, Layout::HashPartitioned),
         };
-        let channel_index = if relkind == pg_sys::RELKIND_RELATION { channel_index(relation, &columns) } else { None };
+        let channel_index = if matches!(layout, Layout::Plain) { channel_index(relation, &columns) } else { None };
         let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
         let qualified_name = format!("{}.{}", quote(pg_sys::get_namespace_name(schema)), quote(c"conversation".as_ptr()));
-        Table { schema, relid, qualified_name, key_index, channel_index, channel_type_width, layout }
+        let columns = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att)
+            .iter()
+            .filter(|attribute| !attribute.attisdropped)
+            .map(|attribute| format!("c.{}", quote(attribute.attname.data.as_ptr())))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let distributed = distribution != citus::Distribution::Local;
+        Table { schema, relid, qualified_name, columns, key_index, channel_index, channel_type_width, distributed, layout }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::result_row::ResultRow;
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 
-const LOOKUP: &str = "SELECT c FROM {table} AS c WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3";
+const LOOKUP: &str = "SELECT {columns} FROM {table} AS c WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3";
 
 const LOOKUP_FRESH: Statement =
     Statement { name: "lookup_fresh", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Fresh };

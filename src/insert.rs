@@ -1,4 +1,4 @@
-//! The insert of the miss path: `INSERT ... ON CONFLICT (key) DO NOTHING RETURNING c`, kept.
+//! The insert of the miss path: `INSERT ... ON CONFLICT (key) DO NOTHING RETURNING ...`, kept.
 //!
 //! It goes through SPI so that everything an INSERT does stays Postgres's job: defaults and the
 //! id sequence, the generated `type` column, CHECK constraints, triggers, partition routing,
@@ -18,7 +18,7 @@ use crate::result_row::ResultRow;
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
     sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
-          ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING c",
+          ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING {columns}",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID],
     snapshot: Snapshot::Fresh,
 };

@@ -2,10 +2,10 @@
 //! cost more than running it. Every SQL statement the Rust code runs goes through here, so this is
 //! also where search_path is pinned.
 //!
-//! A statement is written with `{table}` where the table goes; it is prepared with the table's
-//! schema-qualified name as catalog.rs knows it now, and prepared again when that name changes
-//! (DROP/CREATE EXTENSION into another schema, a schema rename). The plan cache replans by itself
-//! after DDL on the table.
+//! A statement is written with `{table}` where the table goes and `{columns}` where its columns go
+//! (statements return rows by column); it is prepared with both as catalog.rs knows them now, and
+//! prepared again when either changes (DROP/CREATE EXTENSION into another schema, a schema rename,
+//! a column added or dropped). The plan cache replans by itself after other DDL on the table.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,7 +31,8 @@ pub struct Statement {
 }
 
 pub struct Kept {
-    table_name: String,
+    /// The table's name and columns it was prepared for.
+    prepared_for: (String, String),
     statement: OwnedPreparedStatement,
 }
 
@@ -44,11 +45,11 @@ thread_local! {
 /// while a `PinnedSearchPath` is alive.
 pub fn kept(client: &SpiClient<'_>, table: &Table, statement: &Statement) -> Rc<Kept> {
     if let Some(kept) = KEPT.with_borrow(|all| all.get(statement.name).cloned()) {
-        if kept.table_name == table.qualified_name {
+        if kept.prepared_for.0 == table.qualified_name && kept.prepared_for.1 == table.columns {
             return kept;
         }
     }
-    let sql = statement.sql.replace("{table}", &table.qualified_name);
+    let sql = statement.sql.replace("{table}", &table.qualified_name).replace("{columns}", &table.columns);
     let types: Vec<PgOid> = statement.parameters.iter().map(|&oid| PgOid::from(oid)).collect();
     // Fresh: SPI then runs it after a command counter increment with a new snapshot (under READ
     // COMMITTED), so it sees what committed, and what this statement wrote, so far.
@@ -57,7 +58,8 @@ pub fn kept(client: &SpiClient<'_>, table: &Table, statement: &Statement) -> Rc<
         Snapshot::Statement => client.prepare(sql.as_str(), &types),
     };
     let prepared = prepared.unwrap_or_else(|error| errors::statement_failed(&sql, &error.to_string()));
-    let kept = Rc::new(Kept { table_name: table.qualified_name.clone(), statement: prepared.keep() });
+    let prepared_for = (table.qualified_name.clone(), table.columns.clone());
+    let kept = Rc::new(Kept { prepared_for, statement: prepared.keep() });
     KEPT.with_borrow_mut(|all| all.insert(statement.name, kept.clone()));
     kept
 }
@@ -66,7 +68,7 @@ pub fn kept(client: &SpiClient<'_>, table: &Table, statement: &Statement) -> Rc<
 pub fn run<'conn>(client: &SpiClient<'conn>, kept: &Kept, args: &[DatumWithOid<'_>]) -> SpiTupleTable<'conn> {
     client
         .select(&kept.statement, None, args)
-        .unwrap_or_else(|error| errors::statement_failed(kept.table_name.as_str(), &error.to_string()))
+        .unwrap_or_else(|error| errors::statement_failed(&kept.prepared_for.0, &error.to_string()))
 }
 
 /// The rows the statement just run returned, read as raw datums (valid until the SPI connection
@@ -87,6 +89,18 @@ impl Returned {
         if self.table.is_null() { 0 } else { unsafe { (*self.table).numvals as usize } }
     }
 
+    pub fn desc(&self) -> pg_sys::TupleDesc {
+        // SAFETY: a live SPI result.
+        unsafe { (*self.table).tupdesc }
+    }
+
+    /// The `row`-th (0-based) row.
+    pub fn tuple(&self, row: usize) -> pg_sys::HeapTuple {
+        assert!(row < self.len(), "row {row} of a result of {}", self.len());
+        // SAFETY: a live SPI result with more than `row` rows.
+        unsafe { *(*self.table).vals.add(row) }
+    }
+
     /// The `column`-th (1-based) value of the `row`-th (0-based) row; None for NULL.
     pub fn value(&self, row: usize, column: i32) -> Option<pg_sys::Datum> {
         assert!(row < self.len(), "row {row} of a result of {}", self.len());
@@ -99,20 +113,13 @@ impl Returned {
     }
 }
 
-/// Runs a kept statement that returns one whole row (`RETURNING c`, `SELECT c`) or none, and
-/// hands the row back as the call's result datum.
+/// Runs a kept statement that returns the table's columns (`RETURNING {columns}`) for one row or
+/// none, and hands the row back as the call's result datum.
 pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[DatumWithOid<'_>], result: &ResultRow) -> Option<pg_sys::Datum> {
-    let table = run(client, kept, args);
-    if table.is_empty() {
-        return None;
-    }
-    let row = table
-        .first()
-        .get_datum_by_ordinal(1)
-        .unwrap_or_else(|error| errors::statement_failed(kept.table_name.as_str(), &error.to_string()))
-        .expect("a whole row is never NULL");
-    // The result is a copy in the caller's context; `row` lives until SPI_finish.
-    Some(result.from_composite(row))
+    run(client, kept, args);
+    let returned = Returned::last();
+    // The result is a copy in the caller's context; the returned row lives until SPI_finish.
+    (returned.len() > 0).then(|| result.from_tuple(returned.tuple(0), returned.desc()))
 }
 
 /// A parameter of a kept statement: a datum of the statement's parameter type.

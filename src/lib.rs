@@ -8,7 +8,8 @@
 //! - `key.rs`: the key and its limits. Every argument is checked before anything is read, so bad
 //!   input writes nothing and gets one SQLSTATE (`errors.rs` raises every error we raise).
 //! - `catalog.rs`: the table, found under a lock, checked, remembered until invalidated; which
-//!   relation holds a key's row (the table, a hash partition, or "ask SQL").
+//!   relation holds a key's row (the table, a hash partition, a Citus shard on this node
+//!   (`citus.rs`), or "ask SQL").
 //! - `get_or_create.rs`: check, lock, check again, insert.
 //! - `find.rs`: the check, one probe of the key index (`probe.rs`) without SPI or planner. It is
 //!   the whole hit path: no advisory lock, no transaction id, no WAL, no sequence value. Also
@@ -48,6 +49,7 @@ mod batch;
 mod batch_json;
 mod batch_keys;
 mod catalog;
+mod citus;
 mod compat;
 mod errors;
 mod find;

@@ -11,7 +11,8 @@
 //! last_msg_seq >= message_seq and changes nothing. Returns how many conversations advanced.
 //!
 //! Rows are locked in one order (uid, bytewise) before any is updated, so two messages to the same
-//! channel queue behind each other instead of deadlocking. Under READ COMMITTED the second one
+//! channel queue behind each other instead of deadlocking (on Citus, Citus orders the shards'
+//! locks itself). Under READ COMMITTED the second one
 //! re-checks `last_msg_seq < message_seq` on the row the first one left (EvalPlanQual), so nothing
 //! moves back; under REPEATABLE READ / SERIALIZABLE it fails with 40001 and the caller retries.
 
@@ -28,27 +29,52 @@ use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::stats;
 
+/// What a message does to a member's conversation, for the rows `target` selects.
+macro_rules! advance {
+    ($target:literal) => {
+        concat!(
+            "advanced AS ( \
+                 UPDATE {table} AS c SET \
+                     last_msg_seq = $4, \
+                     updated_at = now(), \
+                     readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
+                                              ELSE c.readed_to_msg_seq END, \
+                     unread_count = CASE WHEN c.uid = $5 THEN 0 \
+                                         WHEN c.readed_to_msg_seq < $4 THEN c.unread_count + 1 \
+                                         ELSE c.unread_count END ",
+            $target,
+            " RETURNING 1) \
+             SELECT count(*)::int4 FROM advanced"
+        )
+    };
+}
+
+const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID];
+
+/// On one server: the rows are locked first, in one order, so that two messages queue.
 const ADVANCE: Statement = Statement {
     name: "advance",
-    sql: "WITH locked AS ( \
-              SELECT c.uid FROM {table} AS c \
-              WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
-              ORDER BY c.uid COLLATE \"C\" \
-              FOR NO KEY UPDATE), \
-          advanced AS ( \
-              UPDATE {table} AS c SET \
-                  last_msg_seq = $4, \
-                  updated_at = now(), \
-                  readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
-                                           ELSE c.readed_to_msg_seq END, \
-                  unread_count = CASE WHEN c.uid = $5 THEN 0 \
-                                      WHEN c.readed_to_msg_seq < $4 THEN c.unread_count + 1 \
-                                      ELSE c.unread_count END \
-              FROM locked AS l \
-              WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4 \
-              RETURNING 1) \
-          SELECT count(*)::int4 FROM advanced",
-    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID],
+    sql: concat!(
+        "WITH locked AS ( \
+             SELECT c.uid FROM {table} AS c \
+             WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
+             ORDER BY c.uid COLLATE \"C\" \
+             FOR NO KEY UPDATE), ",
+        advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4")
+    ),
+    parameters: ADVANCE_PARAMETERS,
+    snapshot: Snapshot::Fresh,
+};
+
+/// On a table distributed with Citus: one UPDATE, which Citus runs shard by shard, taking the
+/// shards' locks in one order itself (and it refuses a multi-shard SELECT ... FOR UPDATE).
+const ADVANCE_DISTRIBUTED: Statement = Statement {
+    name: "advance_distributed",
+    sql: concat!(
+        "WITH ",
+        advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4")
+    ),
+    parameters: ADVANCE_PARAMETERS,
     snapshot: Snapshot::Fresh,
 };
 
@@ -76,7 +102,8 @@ sql_function! {
             }
             get_or_create_many(&client, &table, &members, "conversation_message_arrived");
             let _pinned = PinnedSearchPath::pin();
-            let kept = kept(&client, &table.table, &ADVANCE);
+            let statement = if table.table.distributed { &ADVANCE_DISTRIBUTED } else { &ADVANCE };
+            let kept = kept(&client, &table.table, statement);
             let key = members[0].key;
             let uids: Vec<pg_sys::Datum> = members.iter().map(|m| text_datum(m.key.uid)).collect();
             // SAFETY: a one-dimensional text[] of the members' uids.

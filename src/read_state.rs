@@ -32,7 +32,7 @@ const MARK_READ: Statement = Statement {
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
-          RETURNING c",
+          RETURNING {columns}",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };

@@ -7,9 +7,11 @@
 //! column of the same name, converted when its type differs (an assignment cast, as INSERT would
 //! apply), and a stored value that does not fit is an error naming the column.
 //!
-//! When the table's row and the returned type have the same layout (the table as CREATE EXTENSION
-//! made it), the row is copied as it is, only stamped with the returned type: one copy, no
-//! deforming. That is the hit path's case.
+//! Rows come from an index probe (a slot of the table, a partition or a shard) or from a statement
+//! that returns the table's columns by name (`{columns}` in kept.rs: explicit columns, never the
+//! whole-row `c`, whose type Citus cannot cast from a shard's). When the source and the returned
+//! type have the same layout (the table as CREATE EXTENSION made it), the row is copied as it is,
+//! only stamped with the returned type: one copy, no deforming. That is the hit path's case.
 
 use std::ffi::CStr;
 
@@ -51,38 +53,28 @@ impl ResultRow {
         }
     }
 
-    /// The row in `slot` (a slot of the table or of one of its partitions) as the result datum.
+    /// The row in `slot` (a slot of the table, a partition or a shard) as the result datum.
     pub fn from_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
         // fetched without a copy (the buffer stays pinned until the next probe).
         unsafe {
-            let source = (*slot).tts_tupleDescriptor;
-            if same_layout(source, self.desc) {
-                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+            self.from_tuple(tuple, (*slot).tts_tupleDescriptor)
+        }
+    }
+
+    /// A row of `desc` (a relation's, or a statement's result: the table's columns by name) as
+    /// the result datum.
+    pub fn from_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
+        // SAFETY: `tuple` is a row of `desc`.
+        unsafe {
+            if same_layout(desc, self.desc) {
                 if let Some(datum) = self.copied(tuple) {
                     return datum;
                 }
             }
-            pg_sys::slot_getallattrs(slot);
-            let values = std::slice::from_raw_parts((*slot).tts_values, (*source).natts as usize);
-            let nulls = std::slice::from_raw_parts((*slot).tts_isnull, (*source).natts as usize);
-            self.formed(&ColumnMap::new(source, self.desc), values, nulls)
-        }
-    }
-
-    /// A composite datum of the table's (or a partition's, or a shard's) row type, such as an
-    /// SPI `RETURNING c` value, as the result datum.
-    pub fn from_composite(&self, composite: pg_sys::Datum) -> pg_sys::Datum {
-        // SAFETY: `composite` is a non-NULL composite datum; its own type id names its layout.
-        unsafe {
-            let row = SourceRow::of(composite);
-            let copied = if same_layout(row.desc, self.desc) { self.copied(row.tuple()) } else { None };
-            let datum = copied.unwrap_or_else(|| {
-                let (values, nulls) = row.deformed();
-                self.formed(&ColumnMap::new(row.desc, self.desc), &values, &nulls)
-            });
-            row.release();
-            datum
+            let (values, nulls) = deformed(tuple, desc);
+            self.formed(&ColumnMap::new(desc, self.desc), &values, &nulls)
         }
     }
 
@@ -122,49 +114,15 @@ impl Drop for ResultRow {
     }
 }
 
-/// A composite datum opened for reading: its tuple and its type's descriptor.
-pub struct SourceRow {
-    tuple: pg_sys::HeapTupleData,
-    pub desc: pg_sys::TupleDesc,
-}
-
-impl SourceRow {
-    /// # Safety
-    /// `composite` is a non-NULL composite datum.
-    pub unsafe fn of(composite: pg_sys::Datum) -> SourceRow {
-        // Values in a tuple table may carry a short header; the tuple needs the plain one.
-        let header = pg_sys::pg_detoast_datum(composite.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
-        let datum_fields = (*header).t_choice.t_datum;
-        SourceRow {
-            tuple: pg_sys::HeapTupleData {
-                t_len: pgrx::varsize_any(header.cast()) as u32,
-                t_self: std::mem::zeroed(),
-                t_tableOid: pg_sys::InvalidOid,
-                t_data: header,
-            },
-            desc: pg_sys::lookup_rowtype_tupdesc(datum_fields.datum_typeid, datum_fields.datum_typmod),
-        }
-    }
-
-    fn tuple(&self) -> pg_sys::HeapTuple {
-        &self.tuple as *const _ as pg_sys::HeapTuple
-    }
-
-    /// Every attribute's value and null flag (missing ones filled from the descriptor).
-    pub fn deformed(&self) -> (Vec<pg_sys::Datum>, Vec<bool>) {
-        // SAFETY: the tuple is of `desc`'s type.
-        unsafe {
-            let natts = (*self.desc).natts as usize;
-            let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
-            pg_sys::heap_deform_tuple(self.tuple(), self.desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-            (values, nulls)
-        }
-    }
-
-    pub fn release(self) {
-        // SAFETY: the reference lookup_rowtype_tupdesc took in `of`.
-        unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
-    }
+/// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).
+///
+/// # Safety
+/// `tuple` is a row of `desc`.
+pub unsafe fn deformed(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let natts = (*desc).natts as usize;
+    let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
+    pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    (values, nulls)
 }
 
 /// Whether rows of `source` can be copied as they are into `target`: the same attributes, in the

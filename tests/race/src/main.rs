@@ -13,12 +13,13 @@
 //! Other modes race the rest of the extension the same way:
 //! - `--mode fanout` (fanout.rs): batches over the same fresh keys, listed in different orders;
 //! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation;
+//! - `--mode messages` (messages.rs): messages delivered to one channel at once, out of order;
 //! - `--mode ddl` (ddl.rs): every function called while the table is reindexed, its primary key
 //!   re-created, columns added and dropped, and the extension dropped and created again;
 //! - `--mode memory` (memory.rs): the memory a backend takes to refuse a million keys.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|ddl|memory]
-//!                  [--clients 32] [--keys 100] [--naive]
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|ddl|memory]
+//!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit]
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ use postgres::{Client, IsolationLevel, NoTls};
 mod ddl;
 mod fanout;
 mod memory;
+mod messages;
 mod reads;
 
 const MAX_ATTEMPTS: usize = 50;
@@ -41,6 +43,12 @@ pub struct Options {
     pub clients: usize,
     pub keys: usize,
     pub naive: bool,
+    /// Key names start with this instead of the process id: several processes (one per Citus
+    /// node, say) then race on the same keys.
+    pub prefix: Option<String>,
+    /// Create mode: each call in a transaction of its own, outside a transaction block (READ
+    /// COMMITTED only). On Citus such calls are delegated to the node of the key's shard.
+    pub autocommit: bool,
 }
 
 pub const LEVELS: [(&str, IsolationLevel); 3] = [
@@ -81,6 +89,7 @@ fn main() -> ExitCode {
         "create" => create_races(&options),
         "fanout" => fanout::races(&options),
         "reads" => reads::races(&options),
+        "messages" => messages::races(&options),
         "ddl" => ddl::races(&options),
         "memory" => memory::check(&options),
         other => {
@@ -94,18 +103,20 @@ fn main() -> ExitCode {
 
 fn create_races(options: &Options) -> (usize, usize) {
     let function = if options.naive { install_naive(&options.dsn) } else { "get_or_create_conversation".to_string() };
+    let levels: &[(&str, IsolationLevel)] = if options.autocommit { &LEVELS[..1] } else { &LEVELS };
     let mut passed = 0;
-    for (name, level) in LEVELS {
+    for &(name, level) in levels {
         if report(name, &race(options, &function, name, level)) {
             passed += 1;
         }
     }
-    (passed, LEVELS.len() - passed)
+    (passed, levels.len() - passed)
 }
 
 /// Runs one race at `level` and returns what went wrong (nothing when all claims hold).
 fn race(options: &Options, function: &str, level_name: &str, level: IsolationLevel) -> Vec<String> {
-    let run = format!("race-{}-{}", std::process::id(), level_name.replace(' ', "-"));
+    let prefix = options.prefix.clone().unwrap_or_else(|| format!("race-{}", std::process::id()));
+    let run = format!("{prefix}-{}", level_name.replace(' ', "-"));
     let key_of = |k: usize| {
         // Mix chat and CMD channels, and several conversations per user.
         let channel = if k % 2 == 0 { format!("{run}-c{k}____cmd") } else { format!("{run}-c{k}") };
@@ -118,6 +129,7 @@ fn race(options: &Options, function: &str, level_name: &str, level: IsolationLev
             let dsn = options.dsn.clone();
             let sql = format!("SELECT id FROM {function}($1, $2, $3)");
             let keys: Vec<_> = (0..options.keys).map(key_of).collect();
+            let autocommit = options.autocommit;
             thread::spawn(move || {
                 let mut client = Client::connect(&dsn, NoTls).expect("connect");
                 let statement = client.prepare(&sql).expect("prepare");
@@ -127,11 +139,17 @@ fn race(options: &Options, function: &str, level_name: &str, level: IsolationLev
                     let mut attempt = 0;
                     loop {
                         attempt += 1;
-                        let result = client.build_transaction().isolation_level(level).start().and_then(|mut tx| {
-                            let row = tx.query_opt(&statement, &[uid, channel_id, channel_type])?;
-                            tx.commit()?;
-                            Ok(row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
-                        });
+                        let result = if autocommit {
+                            client
+                                .query_opt(&statement, &[uid, channel_id, channel_type])
+                                .map(|row| row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
+                        } else {
+                            client.build_transaction().isolation_level(level).start().and_then(|mut tx| {
+                                let row = tx.query_opt(&statement, &[uid, channel_id, channel_type])?;
+                                tx.commit()?;
+                                Ok(row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
+                            })
+                        };
                         match result {
                             Ok(id) => {
                                 seen.ids.insert(k, id);
@@ -243,7 +261,15 @@ fn install_naive(dsn: &str) -> String {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { dsn: String::new(), mode: "create".into(), clients: 32, keys: 100, naive: false };
+    let mut options = Options {
+        dsn: String::new(),
+        mode: "create".into(),
+        clients: 32,
+        keys: 100,
+        naive: false,
+        prefix: None,
+        autocommit: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -253,7 +279,9 @@ fn parse_args() -> Result<Options, String> {
             "--clients" => options.clients = value()?.parse().map_err(|e| format!("--clients: {e}"))?,
             "--keys" => options.keys = value()?.parse().map_err(|e| format!("--keys: {e}"))?,
             "--naive" => options.naive = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|ddl|memory] [--clients N] [--keys N] [--naive]")),
+            "--prefix" => options.prefix = Some(value()?),
+            "--autocommit" => options.autocommit = true,
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|ddl|memory] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
         }
     }
     if options.dsn.is_empty() {

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Scale-out on a real Citus cluster: a coordinator and two workers on this machine
+# (scripts/citus_cluster.sh), the extension installed on it, made distributed with
+# conversation_distribute(), then every function raced and checked through every node.
+#   tests/citus.sh DIR PORT        (nodes on PORT, PORT+1, PORT+2)
+# Needs Citus installed for PostgreSQL 15 (scripts/setup_citus.sh) and the race-test binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PGCONV_PG=15 source scripts/pg.sh
+DIR=$1 PORT=$2
+RACE=${CARGO_TARGET_DIR:-target}/release/race-test
+fail() { echo "FAILED: $*"; exit 1; }
+
+bash scripts/citus_cluster.sh stop "$DIR" 2>/dev/null || true
+rm -rf "$DIR"
+PGCONV_CITUS_PRELOAD=pg_conversation PGCONV_CITUS_DB=pgconv_citus bash scripts/citus_cluster.sh start "$DIR" "$PORT"
+trap 'bash scripts/citus_cluster.sh stop "$DIR"' EXIT
+node() { local port=$1; shift; PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -h "$DIR" -p "$port" -U postgres -d pgconv_citus "$@"; }
+coordinator() { node "$PORT" "$@"; }
+dsn() { echo "host=$DIR port=$1 user=postgres dbname=pgconv_citus"; }
+
+# Rows created before distributing are kept; running the distribution twice changes nothing.
+coordinator -c "CREATE EXTENSION pg_conversation" >/dev/null
+coordinator -c "SELECT count(*) FROM generate_series(1, 100) AS i, get_or_create_conversation('before' || i, 'g' || (i % 7), 1)" >/dev/null
+coordinator -c "SELECT step || ': ' || done FROM conversation_distribute(8)"
+coordinator -c "SELECT step || ': ' || done FROM conversation_distribute(8)" | grep -q "already distributed by uid" ||
+    fail "a second conversation_distribute did not see the table distributed"
+[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE uid LIKE 'before%'")" = 100 ] ||
+    fail "rows created before distributing were lost"
+[ "$(coordinator -c "SELECT count(*) FROM ONLY conversation")" = 0 ] || true  # the shell is empty on the coordinator
+echo "ok: distributed by uid in 8 shards; the 100 rows created before are there"
+
+# Races: the same fresh keys through all three nodes at once, at every isolation level (inside
+# transaction blocks: not delegated), then outside transaction blocks (delegated to the key's
+# node). One row and one id per key, ids unique across the cluster.
+pids=()
+for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
+    "$RACE" --dsn "$(dsn "$p")" --mode create --clients 16 --keys 50 --prefix cluster >"$DIR/race-$p.log" 2>&1 & pids+=($!)
+    "$RACE" --dsn "$(dsn "$p")" --mode create --clients 16 --keys 50 --prefix delegated --autocommit >"$DIR/race-auto-$p.log" 2>&1 & pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+cat "$DIR"/race-*.log
+[ $status = 0 ] || fail "a creation race failed (above)"
+ids=$(coordinator -c "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(DISTINCT (uid, channel_id, channel_type)) FROM conversation")
+read -r rows distinct_ids keys <<<"$ids"
+[ "$rows" = "$distinct_ids" ] && [ "$rows" = "$keys" ] || fail "$rows rows, $distinct_ids ids, $keys keys: ids are not unique across the cluster"
+echo "ok: $rows conversations created through every node, one row and one id each, ids unique across the cluster"
+"$RACE" --dsn "$(dsn "$PORT")" --mode fanout --clients 8 --keys 200
+"$RACE" --dsn "$(dsn "$PORT")" --mode messages --clients 8 --keys 50
+"$RACE" --dsn "$(dsn "$PORT")" --mode reads --clients 16 --keys 30
+
+# Hits are served from the worker's own shard: on the node that holds the key's shard, a hit and
+# a lookup run no statement at all (Citus logs every statement it runs locally or sends), and are
+# counted there; through the coordinator, the call is delegated to that node.
+shard_port=$(coordinator -c "SELECT n.nodeport FROM pg_dist_placement AS p JOIN pg_dist_node AS n USING (groupid)
+                             WHERE p.shardid = get_shard_id_for_distribution_column('conversation', 'before1'::text)")
+hits_before=$(node "$shard_port" -c "SELECT hits FROM conversation_stats")
+log=$(node "$shard_port" -c "SET citus.log_local_commands = on" -c "SET citus.log_remote_commands = on" \
+    -c "SET client_min_messages = log" \
+    -c "SELECT uid FROM get_or_create_conversation('before1', 'g1', 1)" -c "SELECT uid FROM find_conversation('before1', 'g1', 1)" 2>&1)
+[ "$log" = "$(printf 'before1\nbefore1')" ] || fail "a hit on the shard's node ran statements: $log"
+coordinator -c "SELECT id FROM get_or_create_conversation('before1', 'g1', 1)" >/dev/null
+hits_after=$(node "$shard_port" -c "SELECT hits FROM conversation_stats")
+[ "$hits_after" -ge $((hits_before + 2)) ] || fail "the hits were not counted on the shard's node ($hits_before, then $hits_after)"
+echo "ok: hits are served from the shard on its node (port $shard_port), delegated there from the coordinator"
+
+# Every other function on the distributed table.
+expect() {  # expect NAME EXPECTED SQL
+    local got
+    got=$(coordinator -c "$3" 2>&1 || true)
+    [ "$got" = "$2" ] || fail "$1: got '$got', expected '$2'"
+    echo "ok: $1"
+}
+expect "a batch as JSON" "2" \
+    "SELECT count(*) FROM get_or_create_conversations('[{\"uid\": \"before1\", \"channel_id\": \"g1\", \"channel_type\": 1}, {\"uid\": \"j1\", \"channel_id\": \"g1\", \"channel_type\": 1}]')"
+expect "read state" "before2 7 0" \
+    "SELECT uid || ' ' || readed_to_msg_seq || ' ' || unread_count FROM conversation_mark_read('before2', 'g2', 1, 7)"
+expect "the duplicate check" "0" "SELECT count(*) FROM conversation_duplicates()"
+expect "the growth alert" "before1" "SELECT uid FROM conversation_growth(0, '1 hour') WHERE uid = 'before1'"
+coordinator -c "CREATE TABLE legacy (id bigint, uid text, channel_id text, channel_type integer)" \
+    -c "INSERT INTO legacy VALUES (100000, 'legacy1', 'g1', 1), (100001, 'legacy1', 'g1', 1), (1, 'before3', 'g3', 1)"
+expect "the import" "true 2 1 0 1" \
+    "SELECT applied || ' ' || keys || ' ' || inserted || ' ' || updated || ' ' || ids_reassigned FROM conversation_import('legacy', false)"
+expect "the import kept the legacy id" "100000" "SELECT id FROM find_conversation('legacy1', 'g1', 1)"
+coordinator -c "SELECT count(*) FROM get_or_create_conversations('stale____cmd', 1, ARRAY['s1', 's2', 's3'])" \
+    -c "UPDATE conversation SET updated_at = now() - interval '40 days' WHERE channel_id = 'stale____cmd'" >/dev/null
+expect "the cleanup" "3" "CALL conversation_cleanup_cmd('30 days', 2)"
+expect "nothing stale is left" "0" "SELECT count(*) FROM conversation WHERE channel_id = 'stale____cmd'"
+ids=$(coordinator -c "SELECT count(*) = count(DISTINCT id) FROM conversation")
+[ "$ids" = t ] || fail "ids are not unique after every function ran"
+echo "ok: every function works on the distributed table; ids unique across the cluster"

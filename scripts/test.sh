@@ -160,6 +160,7 @@ test_version() {
     suite "dump and restore" bash tests/dump_restore.sh
     suite "upgrade from every earlier release" bash tests/upgrade.sh
     suite "streaming replica" bash tests/replica.sh "$WORK/replica" "$((PORT + 10))"
+    suite "hash-partitioned table" bash tests/partitioned.sh
     if [ "$PG_MAJOR" != 15 ]; then
         skip "Citus cluster" "Citus 13.2 is built for PostgreSQL 15 (its 14.x line, for 16 to 18, is not vendored here)"
     elif [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then

@@ -89,13 +89,16 @@ CREATE INDEX conversation_id_idx ON @extschema@.conversation (id);
 -- 5. Checks and alerts refuse row level security like every function (they would otherwise see
 -- only the rows a policy shows, and say so nowhere).
 
-CREATE OR REPLACE FUNCTION @extschema@.conversation_duplicates(
-    source regclass DEFAULT '@extschema@.conversation')
+-- Its default source is now NULL, the extension's table looked up when it runs: a default of
+-- 'conversation'::regclass made the function depend on the table's OID, which
+-- conversation_partition replaces.
+CREATE OR REPLACE FUNCTION @extschema@.conversation_duplicates(source regclass DEFAULT NULL)
 RETURNS TABLE (uid text, channel_id text, channel_type integer, row_count bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY INVOKER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    source := coalesce(source, '@extschema@.conversation'::regclass);
     IF row_security_active(source) THEN
         RAISE EXCEPTION 'pg_conversation''s functions do not support row level security on table %', source
             USING ERRCODE = '0A000',
@@ -517,3 +520,119 @@ $$;
 
 COMMENT ON FUNCTION @extschema@.conversation_distribute(integer) IS
     'Distributes the conversation table by uid with Citus, delegates the single-key functions, and gives every node its own id range; run again after adding a node';
+
+------------------------------------------------------------------------------------------------
+-- 8. Hash partitioning on one server (README, "Scaling out"): the table converted in place, every
+-- row kept, under an ACCESS EXCLUSIVE lock for as long as the rows take to move. The functions
+-- route each key to its partition with PostgreSQL's own hashing and probe it there.
+-- The partitions are ordinary tables named conversation_p<remainder>; the new table takes the old
+-- one's columns, defaults, constraints, indexes (by their names), triggers, owner and grants, and
+-- its place in the extension; the id sequence moves to it. Row level security policies are not
+-- copied (the functions refuse row level security anyway). Partition tables that exist already
+-- (a restored dump's) are attached: that is how a partitioned table is restored (README).
+CREATE FUNCTION @extschema@.conversation_partition(partitions integer DEFAULT 16)
+RETURNS TABLE (step text, done text)
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY INVOKER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    old_table regclass := '@extschema@.conversation'::regclass;
+    old_name text := 'conversation_unpartitioned';
+    item record;
+    column_list text;
+    moved bigint;
+    distributed boolean;
+    copies text[];
+    statement text;
+BEGIN
+    IF partitions IS NULL OR partitions < 2 OR partitions > 1024 THEN
+        RAISE EXCEPTION 'partitions must be between 2 and 1024, not %', partitions USING ERRCODE = '22023';
+    END IF;
+    IF (SELECT c.relkind FROM pg_class AS c WHERE c.oid = old_table) <> 'r' THEN
+        RAISE EXCEPTION 'table conversation is already partitioned'
+            USING ERRCODE = '55000', HINT = 'Nothing to do: the functions route every key to its partition.';
+    END IF;
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = $1)'
+            INTO distributed USING old_table;
+        IF distributed THEN
+            RAISE EXCEPTION 'table conversation is distributed with Citus, which places its shards itself'
+                USING ERRCODE = '55000';
+        END IF;
+    END IF;
+    IF to_regclass('@extschema@.' || old_name) IS NOT NULL THEN
+        RAISE EXCEPTION 'a table %.% is in the way', '@extschema@', old_name
+            USING ERRCODE = '55000', HINT = 'Rename or drop it, then run conversation_partition again.';
+    END IF;
+    LOCK TABLE @extschema@.conversation IN ACCESS EXCLUSIVE MODE;
+
+    -- The old table's indexes (a primary key as its constraint) and triggers, as SQL that makes
+    -- them on the new table under their names.
+    SELECT array_agg(CASE WHEN k.conname IS NOT NULL
+                          THEN format('ALTER TABLE @extschema@.conversation ADD CONSTRAINT %I %s', k.conname, pg_get_constraintdef(k.oid))
+                          ELSE regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX \S+ ON \S+ ',
+                                              'CREATE \1INDEX ' || quote_ident(c.relname) || ' ON @extschema@.conversation ') END
+                     ORDER BY i.indisprimary DESC, c.relname)
+    INTO copies
+    FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+    LEFT JOIN pg_constraint AS k ON k.conindid = i.indexrelid AND k.conrelid = old_table
+    WHERE i.indrelid = old_table;
+    copies := copies || ARRAY(SELECT regexp_replace(pg_get_triggerdef(t.oid), ' ON \S+ ', ' ON @extschema@.conversation ')
+                              FROM pg_trigger AS t WHERE t.tgrelid = old_table AND NOT t.tgisinternal ORDER BY t.tgname);
+
+    -- The old table and its indexes step aside; the new ones take their names.
+    EXECUTE format('ALTER TABLE @extschema@.conversation RENAME TO %I', old_name);
+    FOR item IN SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid
+                WHERE i.indrelid = old_table LOOP
+        EXECUTE format('ALTER INDEX @extschema@.%I RENAME TO %I', item.relname, left(item.relname, 50) || '_unpartitioned');
+    END LOOP;
+    EXECUTE format('CREATE TABLE @extschema@.conversation (LIKE @extschema@.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                    INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS INCLUDING STATISTICS) PARTITION BY HASH (uid)',
+                   old_name);
+    EXECUTE format('ALTER TABLE @extschema@.conversation OWNER TO %I',
+                   (SELECT r.rolname FROM pg_class AS c JOIN pg_roles AS r ON r.oid = c.relowner WHERE c.oid = old_table));
+    FOR item IN SELECT a.grantee, a.privilege_type, a.is_grantable
+                FROM pg_class AS c, aclexplode(c.relacl) AS a WHERE c.oid = old_table AND a.grantee <> c.relowner LOOP
+        EXECUTE format('GRANT %s ON @extschema@.conversation TO %s%s', item.privilege_type,
+                       CASE WHEN item.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(item.grantee::regrole::text) END,
+                       CASE WHEN item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+    -- The id sequence belongs to the new table (dropping the old one would drop it otherwise).
+    ALTER SEQUENCE @extschema@.conversation_id_seq OWNED BY @extschema@.conversation.id;
+
+    -- The old table's indexes and triggers, on the new one, under the old names.
+    FOREACH statement IN ARRAY copies LOOP
+        EXECUTE statement;
+    END LOOP;
+    -- A partition table that exists already (restored from a dump, where it could not be
+    -- attached to the extension's new, plain table) is attached with its rows; the others are made.
+    FOR item IN SELECT r, to_regclass(format('@extschema@.%I', 'conversation_p' || r)) AS existing
+                FROM generate_series(0, partitions - 1) AS r LOOP
+        IF item.existing IS NULL THEN
+            EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.conversation FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                           'conversation_p' || item.r, partitions, item.r);
+        ELSE
+            EXECUTE format('ALTER TABLE @extschema@.conversation ATTACH PARTITION %s FOR VALUES WITH (MODULUS %s, REMAINDER %s)',
+                           item.existing, partitions, item.r);
+        END IF;
+    END LOOP;
+    step := 'table'; done := format('partitioned by hash on uid into conversation_p0 .. conversation_p%s', partitions - 1); RETURN NEXT;
+
+    -- The rows, every column but the generated one.
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO column_list
+    FROM pg_attribute AS a WHERE a.attrelid = old_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '';
+    EXECUTE format('INSERT INTO @extschema@.conversation (%s) SELECT %s FROM @extschema@.%I', column_list, column_list, old_name);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    step := 'rows'; done := format('%s conversations moved', moved); RETURN NEXT;
+
+    -- The new table is the extension's; the old one goes.
+    EXECUTE format('ALTER EXTENSION pg_conversation DROP TABLE @extschema@.%I', old_name);
+    ALTER EXTENSION pg_conversation ADD TABLE @extschema@.conversation;
+    EXECUTE format('DROP TABLE @extschema@.%I', old_name);
+    EXECUTE 'ANALYZE @extschema@.conversation';
+    step := 'done'; done := 'back up the table with pg_dump as README "Scaling out" says'; RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.conversation_partition(integer) IS
+    'Converts the conversation table in place into one hash-partitioned by uid, every row kept';

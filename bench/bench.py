@@ -8,7 +8,14 @@ and per 1,000 calls the WAL bytes, dead tuples and sequence values consumed, plu
 (failed transactions, aborted clients; a call that returns no row aborts its client via \\gset).
 
 Uses the cluster named by PGHOST/PGPORT/PGUSER/PGDATABASE, with pg_conversation installed.
-usage: bench.py [--smoke] [--only WORKLOAD]
+
+--citus: the hit, miss and fan-out workloads on a Citus cluster through its coordinator
+(PGCONV_BENCH_CITUS: "host port" of the coordinator, same user and database), beside the same
+workloads on the single node, in one run. On Citus every table is distributed by uid (the
+extension's with conversation_distribute), so the plain SELECT and INSERT are Citus's router
+queries: the limit there. WAL, dead tuples and sequence values are the coordinator's, so they are
+left out on Citus.
+usage: bench.py [--smoke] [--only WORKLOAD] [--citus]
 """
 
 import os
@@ -20,6 +27,7 @@ import tempfile
 import time
 
 SMOKE = "--smoke" in sys.argv[1:]
+CITUS = "--citus" in sys.argv[1:]
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[1:] else None
 USERS, CHANNEL_PAIRS = (20, 5) if SMOKE else (1000, 50)  # 2 conversations (chat + CMD) per pair
 ROUNDS = 1 if SMOKE else 10
@@ -90,12 +98,35 @@ WORKLOADS = {
 }
 
 
-def psql(sql):
+# Where the workloads run: (label, environment for psql and pgbench). The single node is the
+# cluster PG* names; the Citus coordinator is PGCONV_BENCH_CITUS's host and port.
+SINGLE_NODE = ("single node", dict(os.environ))
+ENVIRONMENTS = [SINGLE_NODE]
+if CITUS:
+    host, port = os.environ["PGCONV_BENCH_CITUS"].split()
+    ENVIRONMENTS.append(("Citus coordinator", dict(os.environ, PGHOST=host, PGPORT=port)))
+# The approaches and workloads that make sense on Citus: the limits, the extension's calls, fan-out.
+CITUS_APPROACHES = ["plain SELECT (hit limit)", "plain INSERT (miss limit)", "get_or_create_conversation",
+                    "(get_or_create_conversation()).id",
+                    "set-based INSERT ... SELECT ... ON CONFLICT DO NOTHING (limit)", "get_or_create_conversations (one call)"]
+CITUS_WORKLOADS = ["hit", "miss", "fan-out"]
+
+
+def psql(sql, env=None):
     return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=True, capture_output=True, text=True, env=env).stdout.strip()
 
 
-def load():
+def distribute(env):
+    """Every table of the run distributed by uid on Citus, the extension's as users do it."""
+    for table in sorted({t for t, _, _ in APPROACHES.values() if t.startswith("bench.")}):
+        psql(f"SELECT create_distributed_table('{table}', 'uid', shard_count => 32)", env)
+        psql(f"SELECT truncate_local_data_after_distributing_table('{table}')", env)
+    psql("SELECT count(*) FROM conversation_distribute(32)", env)
+    psql("VACUUM ANALYZE", env)
+
+
+def load(env=None):
     copies = [table for table, _, _ in APPROACHES.values() if table.startswith("bench.")]
     statements = ["DROP SCHEMA IF EXISTS bench CASCADE", "CREATE SCHEMA bench", "TRUNCATE conversation"]
     for table in copies:
@@ -127,22 +158,22 @@ def load():
         END $$""")
     statements.append("VACUUM ANALYZE")
     for statement in statements:
-        psql(statement)
+        psql(statement, env)
 
 
-def counters(table, sequence):
+def counters(table, sequence, env):
     out = psql(f"SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn, "
                f"(SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '{table}'::regclass), "
-               f"(SELECT last_value FROM {sequence})")
+               f"(SELECT last_value FROM {sequence})", env)
     return [int(float(v)) for v in out.split("|")]
 
 
-def run_pgbench(script, clients):
+def run_pgbench(script, clients, env=None):
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
         f.write(script)
     try:
         done = subprocess.run([PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-                               "-T", str(SECONDS), "-f", f.name], capture_output=True, text=True)
+                               "-T", str(SECONDS), "-f", f.name], capture_output=True, text=True, env=env)
     finally:
         os.unlink(f.name)
     out = done.stdout + done.stderr
@@ -171,17 +202,21 @@ def script_for(approach, key, run):
 
 def bench(workload):
     approaches, reference, clients, key = WORKLOADS[workload]
-    results = {a: {"tps": [], "calls": 0, "wal": 0, "dead": 0, "seq": 0, "errors": 0} for a in approaches}
+    if CITUS:
+        approaches = [a for a in approaches if a in CITUS_APPROACHES]
+    # Every approach in every environment, alternating round by round.
+    runs = [(a, label, env) for label, env in ENVIRONMENTS for a in approaches]
+    results = {(a, label): {"tps": [], "calls": 0, "wal": 0, "dead": 0, "seq": 0, "errors": 0} for a, label, _ in runs}
     for round_no in range(ROUNDS):
-        order = approaches[round_no % len(approaches):] + approaches[:round_no % len(approaches)]
-        for approach in order:
+        order = runs[round_no % len(runs):] + runs[:round_no % len(runs)]
+        for approach, label, env in order:
             table, sequence, _ = APPROACHES[approach]
             run = f"{workload}-{round_no}-{time.time_ns()}"
-            before = counters(table, sequence)
-            tps, calls, errors = run_pgbench(script_for(approach, key, run), clients)
+            before = counters(table, sequence, env)
+            tps, calls, errors = run_pgbench(script_for(approach, key, run), clients, env)
             time.sleep(0.5)  # pgbench's backends flush their table statistics as they exit
-            after = counters(table, sequence)
-            r = results[approach]
+            after = counters(table, sequence, env)
+            r = results[(approach, label)]
             r["tps"].append(tps)
             r["calls"] += calls
             r["errors"] += errors
@@ -191,33 +226,45 @@ def bench(workload):
 
 
 def report(workload, results, reference):
-    # The ratio is taken round by round (each approach against the reference run next to it), then
-    # the median: the machine's slow drifts cancel within a round, so this spreads far less than
-    # the tps itself.
-    ref_tps = results[reference]["tps"]
+    # The ratio is taken round by round (each approach against the reference run next to it, in
+    # the same environment), then the median: the machine's slow drifts cancel within a round, so
+    # this spreads far less than the tps itself.
     lines = [f"### {workload}", "",
-             f"| approach | tps median | spread | x {reference} (median of rounds) | ratio spread | "
+             f"| {'where | ' if CITUS else ''}approach | tps median | spread | x {reference} (median of rounds) | ratio spread | "
              "WAL bytes / 1k transactions | dead tuples / 1k | sequence values / 1k | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for approach, r in results.items():
+             f"|{'---|' if CITUS else ''}---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for (approach, label), r in results.items():
+        ref_tps = results[(reference, label)]["tps"]
         ratios = [t / ref for t, ref in zip(r["tps"], ref_tps)]
-        per_k = lambda v: f"{1000 * v / max(r['calls'], 1):.0f}"
-        lines.append(f"| {approach} | {statistics.median(r['tps']):.0f} | {min(r['tps']):.0f}-{max(r['tps']):.0f} | "
+        # On Citus the coordinator's WAL, dead tuples and sequence say nothing of the workers'.
+        per_k = lambda v: f"{1000 * v / max(r['calls'], 1):.0f}" if label == SINGLE_NODE[0] else "-"
+        lines.append(f"| {label + ' | ' if CITUS else ''}{approach} | {statistics.median(r['tps']):.0f} | "
+                     f"{min(r['tps']):.0f}-{max(r['tps']):.0f} | "
                      f"{statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} | "
                      f"{per_k(r['wal'])} | {per_k(r['dead'])} | {per_k(r['seq'])} | {r['errors']} |")
     return "\n".join(lines)
 
 
 def main():
-    load()
+    for _, env in ENVIRONMENTS:
+        load(env)
+    if CITUS:
+        distribute(ENVIRONMENTS[1][1])
     version = psql("SELECT version()")
     cores = os.cpu_count()
     print(f"# pg_conversation benchmark{' (smoke)' if SMOKE else ''}\n")
     print(f"{USERS} users x {2 * CHANNEL_PAIRS} conversations each (half CMD), {ROUNDS} rounds x {SECONDS} s per "
           f"approach, approaches alternating; pgbench -M prepared, {CLIENTS} clients "
           f"({CONTENTION_CLIENTS} for contention), {cores} cores; {version.split(',')[0]}.\n")
+    if CITUS:
+        citus = psql("SELECT citus_version()", ENVIRONMENTS[1][1]).split(" on ")[0]
+        workers = psql("SELECT count(*) FROM citus_get_active_worker_nodes()", ENVIRONMENTS[1][1])
+        print(f"Citus: {citus}, a coordinator and {workers} workers on this machine, 32 shards; the single "
+              f"node is a separate server on the same machine.\n")
     for workload in WORKLOADS:
         if ONLY and workload != ONLY:
+            continue
+        if CITUS and workload not in CITUS_WORKLOADS:
             continue
         results, reference = bench(workload)
         print(report(workload, results, reference) + "\n", flush=True)

@@ -2,6 +2,8 @@
 # Benchmarks get_or_create_conversation against its limits and the usual idioms, side by side.
 #   bash bench/run.sh           full run (about 20 minutes); prints the markdown tables
 #   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
+#   bash bench/run.sh --citus   hit, miss and fan-out on a Citus cluster (coordinator and two
+#                               workers, PostgreSQL 15) beside the single node, in one run
 # Builds and installs the release build, and runs on a private cluster of its own, on PostgreSQL
 # PGCONV_PG (15 by default, or 18: scripts/pg.sh; the report names the server version).
 set -euo pipefail
@@ -23,4 +25,12 @@ trap 'bash scripts/cluster.sh stop "$DIR/cluster"' EXIT
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
 psql -X -q -d postgres -c "CREATE DATABASE bench"
 psql -X -q -c "CREATE EXTENSION pg_conversation"
+if [[ " $* " = *" --citus "* ]]; then
+    CITUS_DIR=$DIR/citus CITUS_PORT=$((PORT + 5))
+    PGCONV_CITUS_PRELOAD=pg_conversation PGCONV_CITUS_DB=bench bash scripts/citus_cluster.sh start "$CITUS_DIR" "$CITUS_PORT" \
+        autovacuum=off checkpoint_timeout=1h max_wal_size=10GB
+    trap 'bash scripts/cluster.sh stop "$DIR/cluster"; bash scripts/citus_cluster.sh stop "$CITUS_DIR"' EXIT
+    psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -c "CREATE EXTENSION pg_conversation"
+    export PGCONV_BENCH_CITUS="$CITUS_DIR $CITUS_PORT"
+fi
 python3 bench/bench.py "$@"

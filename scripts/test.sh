@@ -119,6 +119,12 @@ bench_smoke() {
     done
     [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "get_or_create_conversation is missing from a table"; return 1; }
+    # The Citus mode, where Citus is installed: hit, miss and fan-out on both.
+    [ -f "$(pg_config --pkglibdir)/citus.so" ] || return 0
+    bash bench/run.sh --smoke --citus >"$WORK/bench-smoke-citus.md" 2>&1 || { cat "$WORK/bench-smoke-citus.md"; return 1; }
+    cat "$WORK/bench-smoke-citus.md"
+    [ "$(grep -c '^| Citus coordinator | get_or_create_conversation |' "$WORK/bench-smoke-citus.md")" = 2 ] ||
+        { echo "get_or_create_conversation on Citus is missing from a table"; return 1; }
 }
 
 # Every suite of one version.

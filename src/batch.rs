@@ -26,7 +26,7 @@ use pgrx::spi::SpiClient;
 
 use crate::batch_json;
 use crate::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
-use crate::call::{sql_function, varlena_bytes, ArrayError, Call};
+use crate::call::{sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
 use crate::catalog::{OpenTable, Placement};
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
@@ -298,10 +298,12 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
 /// (the table's columns) under their keys, those of `keys` only.
 fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
     let kept = kept(client, &table.table, statement);
-    let uids: Vec<Option<pg_sys::Datum>> = keys.iter().map(|k| Some(crate::call::text_datum(k.uid))).collect();
-    let channel_ids: Vec<Option<pg_sys::Datum>> = keys.iter().map(|k| Some(crate::call::text_datum(k.channel_id))).collect();
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
-    let args = [text_array(&uids), text_array(&channel_ids), arg(channel_types.into_datum().expect("an array"), pg_sys::INT2ARRAYOID)];
+    let args = [
+        arg(text_array_datum(keys.iter().map(|k| k.uid)), pg_sys::TEXTARRAYOID),
+        arg(text_array_datum(keys.iter().map(|k| k.channel_id)), pg_sys::TEXTARRAYOID),
+        arg(channel_types.into_datum().expect("an array"), pg_sys::INT2ARRAYOID),
+    ];
     run(client, &kept, &args);
     let returned = Returned::last();
     let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
@@ -322,22 +324,5 @@ fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, k
         if wanted.contains(&key) {
             found.insert(key, Row { tuple: returned.tuple(row), desc: returned.desc() });
         }
-    }
-}
-
-/// A text[] of the given elements, for a kept statement's parameter.
-fn text_array<'a>(elements: &[Option<pg_sys::Datum>]) -> pgrx::datum::DatumWithOid<'a> {
-    // SAFETY: builds a one-dimensional text[] from text datums.
-    unsafe {
-        let values: Vec<pg_sys::Datum> = elements.iter().map(|e| e.expect("no NULL keys")).collect();
-        let array = pg_sys::construct_array(
-            values.as_ptr().cast_mut(),
-            values.len() as i32,
-            pg_sys::TEXTOID,
-            -1,
-            false,
-            pg_sys::TYPALIGN_INT as _,
-        );
-        arg(pg_sys::Datum::from(array), pg_sys::TEXTARRAYOID)
     }
 }

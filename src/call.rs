@@ -194,3 +194,13 @@ pub fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
     // SAFETY: copies `bytes` into a new palloc'd text.
     unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32)) }
 }
+
+/// A one-dimensional text[] datum of `elements` (each taken as the database encoding's), palloc'd.
+pub fn text_array_datum<'a>(elements: impl Iterator<Item = &'a [u8]>) -> pg_sys::Datum {
+    let texts: Vec<pg_sys::Datum> = elements.map(text_datum).collect();
+    // SAFETY: builds an array of text datums that live in the current memory context.
+    unsafe {
+        let array = pg_sys::construct_array(texts.as_ptr().cast_mut(), texts.len() as i32, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _);
+        pg_sys::Datum::from(array)
+    }
+}

@@ -21,7 +21,7 @@ use pgrx::prelude::*;
 
 use crate::batch::{array_error, get_or_create_many};
 use crate::batch_keys::{self, MAX_BATCH_KEYS};
-use crate::call::{sql_function, text_datum};
+use crate::call::{sql_function, text_array_datum, text_datum};
 use crate::catalog::OpenTable;
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
@@ -105,15 +105,10 @@ sql_function! {
             let statement = if table.table.distributed { &ADVANCE_DISTRIBUTED } else { &ADVANCE };
             let kept = kept(&client, &table.table, statement);
             let key = members[0].key;
-            let uids: Vec<pg_sys::Datum> = members.iter().map(|m| text_datum(m.key.uid)).collect();
-            // SAFETY: a one-dimensional text[] of the members' uids.
-            let uids = unsafe {
-                pg_sys::construct_array(uids.as_ptr().cast_mut(), uids.len() as i32, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _)
-            };
             let args = [
                 arg(text_datum(key.channel_id), pg_sys::TEXTOID),
                 arg(pg_sys::Datum::from(key.channel_type), pg_sys::INT2OID),
-                arg(pg_sys::Datum::from(uids), pg_sys::TEXTARRAYOID),
+                arg(text_array_datum(members.iter().map(|m| m.key.uid)), pg_sys::TEXTARRAYOID),
                 arg(pg_sys::Datum::from(message_seq), pg_sys::INT8OID),
                 sender_uid.map_or(pgrx::datum::DatumWithOid::null_oid(pg_sys::TEXTOID), |uid| arg(uid, pg_sys::TEXTOID)),
             ];

@@ -17,23 +17,13 @@ use std::thread;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
-use crate::{report, Options, LEVELS};
+use crate::{at_levels, Options, LEVELS};
 
 const ROUNDS: usize = 5;
 const MAX_ATTEMPTS: usize = 100;
 
 pub fn races(options: &Options) -> (usize, usize) {
-    let mut passed = 0;
-    for (name, level) in LEVELS {
-        let mut problems = Vec::new();
-        for round in 0..ROUNDS {
-            problems.extend(race(options, name, level, round));
-        }
-        if report(name, &problems) {
-            passed += 1;
-        }
-    }
-    (passed, LEVELS.len() - passed)
+    at_levels(&LEVELS, |name, level| (0..ROUNDS).flat_map(|round| race(options, name, level, round)).collect())
 }
 
 /// The members in client `client`'s order.

@@ -57,6 +57,12 @@ pub const LEVELS: [(&str, IsolationLevel); 3] = [
     ("serializable", IsolationLevel::Serializable),
 ];
 
+/// Runs `race` at each of `levels` and reports each: (passed, failed).
+pub fn at_levels(levels: &[(&str, IsolationLevel)], race: impl Fn(&str, IsolationLevel) -> Vec<String>) -> (usize, usize) {
+    let passed = levels.iter().filter(|&&(name, level)| report(name, &race(name, level))).count();
+    (passed, levels.len() - passed)
+}
+
 /// Prints the problems of one race and returns whether there were none.
 pub fn report(name: &str, problems: &[String]) -> bool {
     if problems.is_empty() {
@@ -104,13 +110,7 @@ fn main() -> ExitCode {
 fn create_races(options: &Options) -> (usize, usize) {
     let function = if options.naive { install_naive(&options.dsn) } else { "get_or_create_conversation".to_string() };
     let levels: &[(&str, IsolationLevel)] = if options.autocommit { &LEVELS[..1] } else { &LEVELS };
-    let mut passed = 0;
-    for &(name, level) in levels {
-        if report(name, &race(options, &function, name, level)) {
-            passed += 1;
-        }
-    }
-    (passed, levels.len() - passed)
+    at_levels(levels, |name, level| race(options, &function, name, level))
 }
 
 /// Runs one race at `level` and returns what went wrong (nothing when all claims hold).

@@ -15,19 +15,13 @@ use std::thread;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
-use crate::{report, Options, LEVELS};
+use crate::{at_levels, Options, LEVELS};
 
 const MESSAGES_PER_CLIENT: usize = 20;
 const MAX_ATTEMPTS: usize = 100;
 
 pub fn races(options: &Options) -> (usize, usize) {
-    let mut passed = 0;
-    for (name, level) in LEVELS {
-        if report(name, &race(options, name, level)) {
-            passed += 1;
-        }
-    }
-    (passed, LEVELS.len() - passed)
+    at_levels(&LEVELS, |name, level| race(options, name, level))
 }
 
 fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<String> {

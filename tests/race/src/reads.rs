@@ -13,19 +13,13 @@ use std::thread;
 use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
-use crate::{report, Options, LEVELS};
+use crate::{at_levels, Options, LEVELS};
 
 const LAST_MSG_SEQ: i64 = 100_000;
 const MAX_ATTEMPTS: usize = 1_000;
 
 pub fn races(options: &Options) -> (usize, usize) {
-    let mut passed = 0;
-    for (name, level) in LEVELS {
-        if report(name, &race(options, name, level)) {
-            passed += 1;
-        }
-    }
-    (passed, LEVELS.len() - passed)
+    at_levels(&LEVELS, |name, level| race(options, name, level))
 }
 
 /// xorshift64: reproducible positions without a dependency.

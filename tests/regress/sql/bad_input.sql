@@ -1,18 +1,8 @@
 -- What a careless or hostile client sends: every refusal has its SQLSTATE (never XX000), names
 -- the element at fault, and writes nothing: no row, no sequence value, no lock.
-DROP DATABASE IF EXISTS pgconv_bad_input;
-CREATE DATABASE pgconv_bad_input;
-\c pgconv_bad_input
-SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
-RESET client_min_messages;
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\set db pgconv_bad_input
+\set db_options ''
+\ir sql/fresh_database.sql
 CREATE FUNCTION written() RETURNS text LANGUAGE sql AS $$
     SELECT format('rows=%s last_id=%s', (SELECT count(*) FROM conversation),
                   (SELECT last_value || CASE WHEN is_called THEN '' ELSE ' (none drawn)' END FROM conversation_id_seq))

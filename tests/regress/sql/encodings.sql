@@ -3,20 +3,9 @@
 -- UTF-8; the server converts it to each database's encoding.)
 
 -- LATIN1: 'é' is one byte here.
-DROP DATABASE IF EXISTS pgconv_latin1;
-CREATE DATABASE pgconv_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
-\c pgconv_latin1
-\encoding UTF8
-SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
-RESET client_min_messages;
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\set db pgconv_latin1
+\set db_options 'ENCODING ''LATIN1'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0'
+\ir sql/fresh_database.sql
 SELECT current_setting('server_encoding') AS server_encoding;
 SELECT uid, channel_id, octet_length(uid) AS uid_bytes FROM get_or_create_conversation('józef', 'grupa-åøæ', 1);
 SELECT uid, channel_id, octet_length(uid) AS uid_bytes FROM get_or_create_conversation('józef', 'grupa-åøæ', 1);
@@ -39,20 +28,10 @@ SELECT uid, channel_id FROM conversation ORDER BY uid COLLATE "C", channel_id CO
 
 -- SQL_ASCII: no encoding at all; any bytes are a key, UTF-8 or not.
 \c postgres
-DROP DATABASE IF EXISTS pgconv_sql_ascii;
-CREATE DATABASE pgconv_sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
-\c pgconv_sql_ascii
-SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
-RESET client_min_messages;
+\set db pgconv_sql_ascii
+\set db_options 'ENCODING ''SQL_ASCII'' LC_COLLATE ''C'' LC_CTYPE ''C'' TEMPLATE template0'
+\ir sql/fresh_database.sql
 SET client_encoding = 'SQL_ASCII';
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 SELECT current_setting('server_encoding') AS server_encoding;
 -- 0xff 0xfe is not UTF-8.
 SELECT encode(convert_to(uid, 'SQL_ASCII'), 'hex') AS uid_bytes FROM get_or_create_conversation(E'u\xff\xfe', 'g', 1);

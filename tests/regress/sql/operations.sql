@@ -1,13 +1,9 @@
 -- What a DBA runs: find duplicates, import a legacy table merging them, watch growth, clean up
 -- stale CMD conversations. pg_regress compares this file's output with expected/operations.out.
+\set db pgconv_operations
+\set db_options ''
+\ir sql/fresh_database.sql
 SET timezone = 'UTC';
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 
 -- A legacy table as apps that "check, then insert" leave it: the same key several times, with
 -- diverging read positions. Column types as in WuKongIM's MySQL schema.

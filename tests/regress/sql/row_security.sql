@@ -2,20 +2,12 @@
 -- (0A000) for a role the policies apply to, the same way, rather than bypassing the policies
 -- (a probe of the index cannot apply them) or applying them to half of what it does. Roles that
 -- bypass row level security (the owner, BYPASSRLS) are served as ever.
-DROP DATABASE IF EXISTS pgconv_row_security;
-CREATE DATABASE pgconv_row_security;
-\c pgconv_row_security
+\set db pgconv_row_security
+\set db_options ''
+\ir sql/fresh_database.sql
 SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
 DROP ROLE IF EXISTS pgconv_tenant;
 RESET client_min_messages;
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
 SELECT uid FROM get_or_create_conversation('u1', 'g1', 1);
 CREATE ROLE pgconv_tenant;
 GRANT SELECT, INSERT, UPDATE, DELETE ON conversation TO pgconv_tenant;

@@ -6,11 +6,10 @@
 -- DEFINER wrappers (a common way to grant them): all succeed, so no look-alike ran. (PostgreSQL's
 -- rule since CVE-2018-1058: an extension's statements resolve every name under a pinned path or
 -- schema-qualified.)
-DROP DATABASE IF EXISTS pgconv_search_path;
-CREATE DATABASE pgconv_search_path;
-\c pgconv_search_path
+\set db pgconv_search_path
+\set db_options ''
+\ir sql/fresh_database.sql
 SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
 DROP ROLE IF EXISTS pgconv_attacker;
 RESET client_min_messages;
 CREATE ROLE pgconv_attacker;

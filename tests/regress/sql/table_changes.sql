@@ -3,19 +3,9 @@
 -- say when the table's shape is one they cannot use. Every function keeps working, or says
 -- clearly what is wrong and how to restore it without losing a row.
 -- Runs in a database of its own: it changes the extension's table.
-DROP DATABASE IF EXISTS pgconv_table_changes;
-CREATE DATABASE pgconv_table_changes;
-\c pgconv_table_changes
-SET client_min_messages = warning;
-CREATE EXTENSION pg_conversation;
-RESET client_min_messages;
-CREATE FUNCTION error_of(statement text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE statement;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
+\set db pgconv_table_changes
+\set db_options ''
+\ir sql/fresh_database.sql
 CREATE SEQUENCE seqs;
 -- Every function, once: a hit, a miss, a batch (existing and new), a message, a read, a lookup.
 CREATE FUNCTION exercise(run text) RETURNS TABLE (step text, result text) LANGUAGE sql AS $$

@@ -104,6 +104,7 @@ race() {
     "$race_test" --dsn "$dsn" --mode fanout --clients 16 --keys 500 &&
     "$race_test" --dsn "$dsn" --mode reads --clients 32 --keys 100 &&
     "$race_test" --dsn "$dsn" --mode messages --clients 16 --keys 50 &&
+    "$race_test" --dsn "$dsn" --mode sync --clients 6 &&
     "$race_test" --dsn "$dsn" --mode ddl --clients 8 &&
     "$race_test" --dsn "$dsn" --mode memory
 }

@@ -30,10 +30,10 @@ use crate::call::{sql_function, text_array_datum, varlena_bytes, ArrayError, Cal
 use crate::catalog::{OpenTable, Placement};
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, run, PinnedSearchPath, Returned, Statement};
+use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
 use crate::key::ConversationKey;
 use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::{deformed, ColumnMap};
+use crate::result_row::{deformed, ColumnMap, INPUT_POSITION};
 use crate::stats;
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
@@ -189,12 +189,12 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
         for k in positioned {
             let row = rows.remove(&key_of(&k.key)).expect("every key was found or created");
             if !maps.iter().any(|(desc, _)| *desc == row.desc) {
-                maps.push((row.desc, ColumnMap::new(row.desc, output.desc)));
+                maps.push((row.desc, ColumnMap::new(row.desc, output.desc, &[INPUT_POSITION])));
             }
             let map = &maps.iter().find(|(desc, _)| *desc == row.desc).expect("just added").1;
             // SAFETY: a row of its descriptor, alive until SPI_finish.
             let (values, nulls) = unsafe { deformed(row.tuple, row.desc) };
-            let (values, nulls) = map.fill(&values, &nulls, Some(k.position));
+            let (values, nulls) = map.fill(&values, &nulls, &[Some(pg_sys::Datum::from(k.position))]);
             output.push(&values, &nulls);
         }
     });
@@ -297,15 +297,14 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
 /// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
 /// (the table's columns) under their keys, those of `keys` only.
 fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
-    let kept = kept(client, &table.table, statement);
+    let kept = kept(client, &table.table.names, statement);
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
     let args = [
-        arg(text_array_datum(keys.iter().map(|k| k.uid)), pg_sys::TEXTARRAYOID),
-        arg(text_array_datum(keys.iter().map(|k| k.channel_id)), pg_sys::TEXTARRAYOID),
-        arg(channel_types.into_datum().expect("an array"), pg_sys::INT2ARRAYOID),
+        arg(text_array_datum(keys.iter().map(|k| k.uid))),
+        arg(text_array_datum(keys.iter().map(|k| k.channel_id))),
+        arg(channel_types.into_datum().expect("an array")),
     ];
-    run(client, &kept, &args);
-    let returned = Returned::last();
+    let returned = run(client, &kept, &args);
     let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
     let column = |name: &CStr| {
         // SAFETY: the result's descriptor; SPI_fnumber returns a 1-based number or an error code.

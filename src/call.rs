@@ -77,6 +77,19 @@ impl Call {
         self.datum(n).map(|datum| unsafe { varlena_bytes(datum) })
     }
 
+    /// A text argument of at most `limit` bytes, measured before it is detoasted: Err(bytes) when
+    /// longer.
+    pub fn text_at_most(&self, n: usize, limit: usize) -> Option<Result<&[u8], usize>> {
+        let datum = self.datum(n)?;
+        // SAFETY: a varlena of the text family; its size comes from its header (or its toast
+        // pointer), without reading the value.
+        let bytes = unsafe { pg_sys::toast_raw_datum_size(datum) } - pg_sys::VARHDRSZ;
+        if bytes > limit {
+            return Some(Err(bytes));
+        }
+        self.text(n).map(Ok)
+    }
+
     pub fn int32(&self, n: usize) -> Option<i32> {
         self.datum(n).map(|datum| datum.value() as i32)
     }
@@ -149,6 +162,22 @@ impl Call {
         // SAFETY: fcinfo is the call's.
         unsafe { (*self.fcinfo).isnull = true };
         pg_sys::Datum::from(0)
+    }
+
+    /// A one-row result of the function's declared record type (OUT parameters).
+    pub fn record_result(&self, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
+        // SAFETY: the function is declared with OUT parameters, one per value; the tuple is
+        // formed in the call's memory context.
+        unsafe {
+            let mut desc: pg_sys::TupleDesc = std::ptr::null_mut();
+            if pg_sys::get_call_result_type(self.fcinfo, std::ptr::null_mut(), &mut desc) != pg_sys::TypeFuncClass::TYPEFUNC_COMPOSITE {
+                errors::extension_dropped();
+            }
+            let desc = pg_sys::BlessTupleDesc(desc);
+            assert_eq!(values.len(), (*desc).natts as usize);
+            let tuple = pg_sys::heap_form_tuple(desc, values.as_ptr().cast_mut(), nulls.as_ptr().cast_mut());
+            pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data)
+        }
     }
 
     /// Sets up a set-returning call in materialize mode and returns where its rows go.

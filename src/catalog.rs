@@ -42,11 +42,8 @@ const HASHEXTENDED_PROC: i16 = 2;
 pub struct Table {
     pub schema: pg_sys::Oid,
     pub relid: pg_sys::Oid,
-    /// The table's name for SQL text, schema-qualified and quoted.
-    pub qualified_name: String,
-    /// Its columns for SQL text, `c."id", c."uid", ...`: statements return rows by column, never
-    /// as the whole-row `c` (Citus cannot cast a shard's row type to the table's).
-    pub columns: String,
+    /// Its name and columns for the text of statements (kept.rs).
+    pub names: Names,
     /// Its primary key on (uid, channel_id, channel_type).
     pub key_index: pg_sys::Oid,
     /// A plain table's index led by (channel_id, channel_type), if it has one: batches probe it
@@ -229,6 +226,15 @@ impl OpenTable {
         }
     }
 
+    /// Whether a statement run here reads the rows of `uid` in this node's own transaction: always
+    /// on one server; on Citus, only on the node that holds the uid's shard.
+    pub fn holds_rows_of(&self, uid: &[u8]) -> bool {
+        match &self.table.layout {
+            Layout::Distributed => citus::local_shard(self.table.relid, self.table.schema, text_datum(uid)).is_some(),
+            _ => !self.table.distributed,
+        }
+    }
+
     /// The leaf partition PostgreSQL would route `key` to, as ExecFindPartition does for hash
     /// partitioning: the partition key's hash, modulo the greatest modulus, indexes the bound.
     unsafe fn hash_partition_of(&self, routing: &HashRouting, key: &ConversationKey<'_>) -> Placement {
@@ -375,7 +381,6 @@ impl Table {
         };
         let channel_index = if matches!(layout, Layout::Plain) { channel_index(relation, &columns) } else { None };
         let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
-        let qualified_name = format!("{}.{}", quote(pg_sys::get_namespace_name(schema)), quote(c"conversation".as_ptr()));
         let columns = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att)
             .iter()
             .filter(|attribute| !attribute.attisdropped)
@@ -383,7 +388,39 @@ impl Table {
             .collect::<Vec<_>>()
             .join(", ");
         let distributed = distribution != citus::Distribution::Local;
-        Table { schema, relid, qualified_name, columns, key_index, channel_index, channel_type_width, distributed, layout }
+        let names = Names { columns, ..Names::of_schema(schema) };
+        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, layout }
+    }
+}
+
+/// The names statements are written with (kept.rs), quoted.
+pub struct Names {
+    /// The table, schema-qualified.
+    pub table: String,
+    /// Its columns, `c."id", c."uid", ...`: statements return rows by column, never as the
+    /// whole-row `c` (Citus cannot cast a shard's row type to the table's).
+    pub columns: String,
+    /// The clock table (stamp.rs), schema-qualified.
+    pub clock: String,
+}
+
+impl Names {
+    /// The names in `schema`, without columns (the table is not opened).
+    pub fn of_schema(schema: pg_sys::Oid) -> Names {
+        // SAFETY: catalog lookups; the quoted names are copied out of palloc'd memory.
+        unsafe {
+            let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
+            let schema_name = pg_sys::get_namespace_name(schema);
+            if schema_name.is_null() {
+                errors::extension_dropped();
+            }
+            let schema_name = quote(schema_name);
+            Names {
+                table: format!("{schema_name}.{}", quote(c"conversation".as_ptr())),
+                columns: String::new(),
+                clock: format!("{schema_name}.{}", quote(c"conversation_clock".as_ptr())),
+            }
+        }
     }
 }
 

@@ -91,12 +91,64 @@ pub fn null_argument(argument: &str) -> ! {
     raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL"), None)
 }
 
-/// A message or read sequence number below 1 (seqs start at 1; 0 means "none yet").
-pub fn invalid_seq(argument: &str, value: i64) -> ! {
+/// A message or read sequence number below `minimum` (seqs start at 1; 0 means "none yet").
+pub fn invalid_seq(argument: &str, value: i64, minimum: i64) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("{argument} must be at least 1, not {value}"),
+        format!("{argument} must be at least {minimum}, not {value}"),
         None,
+    )
+}
+
+/// A list type that is not a smallint (the table's type column is one).
+pub fn invalid_list_type(value: i32) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+        format!("type {value} is out of range: conversation types are 1 (chat) and 2 (CMD)"),
+        None,
+    )
+}
+
+pub fn invalid_page_size(value: i32, max: i32) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("page_size must be between 1 and {max}, not {value}"), None)
+}
+
+const START_OVER: &str = "Pass position NULL to list from the start.";
+
+/// A position conversation_list did not write.
+pub fn invalid_position() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        "position is not one that conversation_list returned".into(),
+        Some(START_OVER),
+    )
+}
+
+pub fn position_too_long(bytes: usize, limit: usize) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("position is {bytes} bytes long; no position conversation_list returns is longer than {limit}"),
+        Some(START_OVER),
+    )
+}
+
+/// A position of the list of another type: it says nothing of this list's changes.
+pub fn position_of_another_list(given: Option<i16>, asked: Option<i16>) -> ! {
+    let name = |list_type: Option<i16>| list_type.map_or_else(|| "every type".to_string(), |t| format!("type {t}"));
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("position belongs to the list of {}, not of {}", name(given), name(asked)),
+        Some("Keep one position per list the client reads, and pass each back with its own type."),
+    )
+}
+
+/// A position counted in another cluster's transaction ids (a restored dump, a pg_upgrade'd
+/// cluster, a Citus shard moved to another node): what changed since it cannot be told.
+pub fn position_of_another_cluster() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned by another server (before a restore, an upgrade or a shard move)".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
     )
 }
 
@@ -157,6 +209,49 @@ pub fn row_security_unsupported() -> ! {
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         "pg_conversation's functions do not support row level security on table conversation".into(),
         Some("Call them as a role that bypasses row level security (the table owner, or a role with BYPASSRLS), for example through a SECURITY DEFINER function of your own."),
+    )
+}
+
+/// On Citus, a list read on a node without the user's shard: its snapshot would not be the one
+/// the rows are read with on their node, so its positions could lose changes.
+pub fn list_on_another_node() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "conversation_list runs on the Citus node that holds the user's shard".into(),
+        Some("Call it on its own, outside a transaction block (SELECT * FROM conversation_list(...)): Citus then runs it on that node."),
+    )
+}
+
+// ---- the change stamp (stamp.rs)
+
+/// conversation_stamp attached some other way than the extension attaches it.
+pub fn trigger_misused(problem: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
+        format!("conversation_stamp cannot run here: {problem}"),
+        Some("It is the trigger BEFORE INSERT OR UPDATE ... FOR EACH ROW on table conversation, and nothing else."),
+    )
+}
+
+/// 2^48 transactions in one cluster, or 32768 clusters: not in this century.
+pub fn versions_exhausted() -> ! {
+    raise(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "pg_conversation has no versions left to stamp changes with".into(), None)
+}
+
+pub fn clock_table_missing() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_conversation's table conversation_clock does not exist".into(),
+        Some("If it was renamed or moved, give it back its name and schema; the extension's update script creates it (README: Table conversation_clock)."),
+    )
+}
+
+/// This cluster's row of conversation_clock was neither there nor added: a concurrent delete.
+pub fn clock_row_missing() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "conversation_clock has no row for this cluster and none could be added".into(),
+        Some("Retry; do not delete rows of conversation_clock (README: Table conversation_clock)."),
     )
 }
 

@@ -16,7 +16,7 @@ use pgrx::prelude::*;
 use crate::call::{sql_function, text_datum};
 use crate::catalog::{OpenTable, Placement};
 use crate::key::ConversationKey;
-use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
+use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
 use crate::probe::{IndexProbe, Snapshot};
 use crate::result_row::ResultRow;
 
@@ -56,17 +56,17 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
         Placement::Query => Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
             let statement = if snapshot == Snapshot::Fresh { &LOOKUP_FRESH } else { &LOOKUP_IN_STATEMENT };
-            let kept = kept(&client, &table.table, statement);
+            let kept = kept(&client, &table.table.names, statement);
             returned_row(&client, &kept, &key_args(key), result)
         }),
     }
 }
 
 /// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
-pub fn key_args<'a>(key: &ConversationKey<'_>) -> [pgrx::datum::DatumWithOid<'a>; 3] {
+pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
     [
-        arg(text_datum(key.uid), pg_sys::TEXTOID),
-        arg(text_datum(key.channel_id), pg_sys::TEXTOID),
-        arg(pg_sys::Datum::from(key.channel_type), pg_sys::INT2OID),
+        arg(text_datum(key.uid)),
+        arg(text_datum(key.channel_id)),
+        arg(pg_sys::Datum::from(key.channel_type)),
     ]
 }

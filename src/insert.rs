@@ -29,6 +29,6 @@ const INSERT_ONE: Statement = Statement {
 /// cannot see raises 40001, with a hint to retry.
 pub fn insert(client: &SpiClient<'_>, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
     let _pinned = PinnedSearchPath::pin();
-    let kept = kept(client, table, &INSERT_ONE);
+    let kept = kept(client, &table.names, &INSERT_ONE);
     errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &key_args(&key), result))
 }

@@ -2,20 +2,20 @@
 //! cost more than running it. Every SQL statement the Rust code runs goes through here, so this is
 //! also where search_path is pinned.
 //!
-//! A statement is written with `{table}` where the table goes and `{columns}` where its columns go
-//! (statements return rows by column); it is prepared with both as catalog.rs knows them now, and
-//! prepared again when either changes (DROP/CREATE EXTENSION into another schema, a schema rename,
-//! a column added or dropped). The plan cache replans by itself after other DDL on the table.
+//! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
+//! (statements return rows by column) and `{clock}` for the clock table (stamp.rs); it is prepared
+//! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
+//! into another schema, a schema rename, a column added or dropped). The plan cache replans by itself after other DDL on the table.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
-use pgrx::datum::DatumWithOid;
-use pgrx::pg_sys::{self, PgOid};
-use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiTupleTable};
+use pgrx::pg_sys;
+use pgrx::spi::SpiClient;
 
-use crate::catalog::Table;
+use crate::catalog::Names;
 use crate::errors;
 use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
@@ -30,10 +30,23 @@ pub struct Statement {
     pub snapshot: Snapshot,
 }
 
+/// A prepared statement kept for the backend's life (SPI_keepplan), and how it is run.
 pub struct Kept {
-    /// The table's name and columns it was prepared for.
-    prepared_for: (String, String),
-    statement: OwnedPreparedStatement,
+    /// The table's name, its columns and the clock's name it was prepared for.
+    prepared_for: (String, String, String),
+    plan: pg_sys::SPIPlanPtr,
+    parameters: usize,
+    /// SPI's read_only: run with the caller's active snapshot, nothing advanced (`Statement`).
+    /// (pgrx's own wrappers run a read-only statement as a writing one once the transaction has
+    /// written, with a new snapshot: not what a STABLE function promises.)
+    read_only: bool,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        // SAFETY: our kept plan, no longer referenced (the cache held the last reference).
+        unsafe { pg_sys::SPI_freeplan(self.plan) };
+    }
 }
 
 thread_local! {
@@ -41,34 +54,74 @@ thread_local! {
     static KEPT: RefCell<HashMap<&'static str, Rc<Kept>>> = RefCell::new(HashMap::new());
 }
 
-/// The kept plan of `statement` for `table`, preparing it on first use. Call it, and run the plan,
-/// while a `PinnedSearchPath` is alive.
-pub fn kept(client: &SpiClient<'_>, table: &Table, statement: &Statement) -> Rc<Kept> {
+/// The kept plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
+/// Call it, and run the plan, while a `PinnedSearchPath` is alive.
+pub fn kept(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc<Kept> {
     if let Some(kept) = KEPT.with_borrow(|all| all.get(statement.name).cloned()) {
-        if kept.prepared_for.0 == table.qualified_name && kept.prepared_for.1 == table.columns {
+        let (table, columns, clock) = &kept.prepared_for;
+        if *table == names.table && *columns == names.columns && *clock == names.clock {
             return kept;
         }
     }
-    let sql = statement.sql.replace("{table}", &table.qualified_name).replace("{columns}", &table.columns);
-    let types: Vec<PgOid> = statement.parameters.iter().map(|&oid| PgOid::from(oid)).collect();
-    // Fresh: SPI then runs it after a command counter increment with a new snapshot (under READ
-    // COMMITTED), so it sees what committed, and what this statement wrote, so far.
-    let prepared = match statement.snapshot {
-        Snapshot::Fresh => client.prepare_mut(sql.as_str(), &types),
-        Snapshot::Statement => client.prepare(sql.as_str(), &types),
-    };
-    let prepared = prepared.unwrap_or_else(|error| errors::statement_failed(&sql, &error.to_string()));
-    let prepared_for = (table.qualified_name.clone(), table.columns.clone());
-    let kept = Rc::new(Kept { prepared_for, statement: prepared.keep() });
+    let sql = statement.sql.replace("{table}", &names.table).replace("{columns}", &names.columns).replace("{clock}", &names.clock);
+    let text = CString::new(sql.as_str()).expect("statements hold no NUL");
+    let mut types = statement.parameters.to_vec();
+    // SAFETY: SPI is connected (the client proves it); an invalid statement raises an ERROR.
+    let plan = unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    if plan.is_null() {
+        errors::statement_failed(&sql, &spi_result());
+    }
+    // SAFETY: a plan SPI_prepare just made.
+    if unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
+        errors::statement_failed(&sql, &spi_result());
+    }
+    let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
+    let read_only = statement.snapshot == Snapshot::Statement;
+    let kept = Rc::new(Kept { prepared_for, plan, parameters: types.len(), read_only });
     KEPT.with_borrow_mut(|all| all.insert(statement.name, kept.clone()));
     kept
 }
 
-/// Runs a kept statement.
-pub fn run<'conn>(client: &SpiClient<'conn>, kept: &Kept, args: &[DatumWithOid<'_>]) -> SpiTupleTable<'conn> {
-    client
-        .select(&kept.statement, None, args)
-        .unwrap_or_else(|error| errors::statement_failed(&kept.prepared_for.0, &error.to_string()))
+/// A parameter of a kept statement: a datum of the statement's type for it, or NULL.
+#[derive(Clone, Copy)]
+pub struct Arg(Option<pg_sys::Datum>);
+
+impl Arg {
+    pub const NULL: Arg = Arg(None);
+}
+
+/// A parameter's datum (in the call's context, alive past the statement).
+pub fn arg(datum: pg_sys::Datum) -> Arg {
+    Arg(Some(datum))
+}
+
+/// Runs a kept statement; its rows are `Returned::last()`.
+///
+/// `Fresh` statements run as SPI runs a VOLATILE function's: the command counter advanced and,
+/// under READ COMMITTED, a new snapshot. `Statement` ones read with the active snapshot.
+pub fn run(_client: &SpiClient<'_>, kept: &Kept, args: &[Arg]) -> Returned {
+    assert_eq!(args.len(), kept.parameters, "a statement run with as many arguments as it has parameters");
+    let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.0.unwrap_or(pg_sys::Datum::from(0))).collect();
+    let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.0.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+    // SAFETY: a kept plan with `parameters` parameters, and as many values and null flags.
+    let status = unsafe {
+        pg_sys::SPI_tuptable = std::ptr::null_mut();
+        pg_sys::SPI_execute_plan(kept.plan, values.as_mut_ptr(), nulls.as_ptr(), kept.read_only, 0)
+    };
+    if status < 0 {
+        errors::statement_failed(&kept.prepared_for.0, &spi_result_of(status));
+    }
+    Returned::last()
+}
+
+fn spi_result() -> String {
+    // SAFETY: a global of SPI's.
+    spi_result_of(unsafe { pg_sys::SPI_result })
+}
+
+fn spi_result_of(code: i32) -> String {
+    // SAFETY: returns a static string for any code.
+    unsafe { CStr::from_ptr(pg_sys::SPI_result_code_string(code)) }.to_string_lossy().into_owned()
 }
 
 /// The rows the statement just run returned, read as raw datums (valid until the SPI connection
@@ -115,18 +168,12 @@ impl Returned {
 
 /// Runs a kept statement that returns the table's columns (`RETURNING {columns}`) for one row or
 /// none, and hands the row back as the call's result datum.
-pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[DatumWithOid<'_>], result: &ResultRow) -> Option<pg_sys::Datum> {
-    run(client, kept, args);
-    let returned = Returned::last();
+pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
+    let returned = run(client, kept, args);
     // The result is a copy in the caller's context; the returned row lives until SPI_finish.
     (returned.len() > 0).then(|| result.from_tuple(returned.tuple(0), returned.desc()))
 }
 
-/// A parameter of a kept statement: a datum of the statement's parameter type.
-pub fn arg<'a>(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> DatumWithOid<'a> {
-    // SAFETY: the datum is of `type_oid`, and lives (in the call's context) past the statement.
-    unsafe { DatumWithOid::new(datum, type_oid) }
-}
 
 /// Kept statements are the only SQL the Rust code runs, so this is where search_path is pinned:
 /// to `pg_catalog, pg_temp`, whatever the caller's path, for as long as one is prepared or run
@@ -158,6 +205,30 @@ impl PinnedSearchPath {
             );
             PinnedSearchPath { nest_level }
         }
+    }
+}
+
+impl PinnedSearchPath {
+    /// Also plans the statements prepared and run meanwhile as ordered index scans, whatever the
+    /// statistics say: a list's LIMIT is a parameter, which a generic plan cannot see, and reading
+    /// a page must never mean sorting every row of a user (list.rs). Undone with the path.
+    pub fn with_ordered_index_scans(self) -> PinnedSearchPath {
+        for setting in [c"enable_sort", c"enable_bitmapscan", c"enable_seqscan"] {
+            // SAFETY: as in pin(), at the level it created.
+            unsafe {
+                pg_sys::set_config_option(
+                    setting.as_ptr(),
+                    c"off".as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+        }
+        self
     }
 }
 

@@ -48,6 +48,11 @@ impl<'a> ConversationKey<'a> {
         Ok(ConversationKey { uid, channel_id, channel_type: channel_type as i16 })
     }
 
+    /// A uid alone (the functions that read one user's conversations).
+    pub fn validate_uid(uid: Option<&'a [u8]>) -> Result<&'a [u8], KeyError> {
+        check_id("uid", uid)
+    }
+
     /// The second key of the advisory lock: FNV-1a over uid, channel_id and channel_type, with a
     /// NUL between the strings (text never contains NUL, so distinct keys never concatenate alike).
     /// Stable across releases and platforms: it is documented so a DBA can find a key in pg_locks.

@@ -27,7 +27,11 @@
 //!
 //! - `batch_keys.rs`, `batch_json.rs` and `batch.rs`: many keys in one call, set-based, created
 //!   in one order.
-//! - `message.rs`: a message reached a channel; `read_state.rs`: a user read up to a seq.
+//! - `message.rs`: a message reached a channel; `read_state.rs`: a user read (or cleared) up to
+//!   a seq; `hide.rs`: a user hid a conversation.
+//! - `stamp.rs`: the trigger that stamps every change with its transaction; `list.rs`: the
+//!   conversation list and the unread totals, read through positions (`position.rs`) made of
+//!   snapshots, so that syncing loses nothing.
 //! - `stats.rs`: counters in shared memory when the library is preloaded.
 //! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE.
 //! - sql/: the table, the function declarations, and the operations DBAs run (import, checks,
@@ -54,15 +58,19 @@ mod compat;
 mod errors;
 mod find;
 mod get_or_create;
+mod hide;
 mod insert;
 mod kept;
 mod key;
 mod key_check;
+mod list;
 mod lock;
 mod message;
+mod position;
 mod probe;
 mod read_state;
 mod result_row;
+mod stamp;
 mod stats;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -70,7 +78,8 @@ mod stats;
 extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
 extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["install"]);
 extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
-extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
+extension_sql_file!("../sql/pg_conversation--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -88,6 +97,8 @@ call::sql_function! {
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
+#[cfg(any(test, feature = "pg_test"))]
+mod list_tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

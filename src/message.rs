@@ -2,7 +2,8 @@
 //! a message reached a channel. Creates the members' missing conversations (a batch), then
 //! advances each conversation whose last_msg_seq is below message_seq:
 //!
-//! - last_msg_seq := message_seq, updated_at := now();
+//! - last_msg_seq := message_seq, updated_at := now(), hidden := false (a hidden conversation is
+//!   back in its user's list);
 //! - the sender has read their own message: readed_to_msg_seq := message_seq, unread_count := 0;
 //! - everyone else: unread_count + 1, unless their read position is already at or past the
 //!   message (a device reported reading it first).
@@ -25,7 +26,7 @@ use crate::call::{sql_function, text_array_datum, text_datum};
 use crate::catalog::OpenTable;
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
+use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::stats;
 
@@ -37,6 +38,7 @@ macro_rules! advance {
                  UPDATE {table} AS c SET \
                      last_msg_seq = $4, \
                      updated_at = now(), \
+                     hidden = false, \
                      readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
                                               ELSE c.readed_to_msg_seq END, \
                      unread_count = CASE WHEN c.uid = $5 THEN 0 \
@@ -89,7 +91,7 @@ sql_function! {
         };
         let Some(message_seq) = call.int64(3) else { errors::null_argument("message_seq") };
         if message_seq < 1 {
-            errors::invalid_seq("message_seq", message_seq);
+            errors::invalid_seq("message_seq", message_seq, 1);
         }
         let members = batch_keys::member_batch(call.text(0), call.int32(1).map(i64::from), &member_uids)
             .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
@@ -103,16 +105,16 @@ sql_function! {
             get_or_create_many(&client, &table, &members, "conversation_message_arrived");
             let _pinned = PinnedSearchPath::pin();
             let statement = if table.table.distributed { &ADVANCE_DISTRIBUTED } else { &ADVANCE };
-            let kept = kept(&client, &table.table, statement);
+            let kept = kept(&client, &table.table.names, statement);
             let key = members[0].key;
             let args = [
-                arg(text_datum(key.channel_id), pg_sys::TEXTOID),
-                arg(pg_sys::Datum::from(key.channel_type), pg_sys::INT2OID),
-                arg(text_array_datum(members.iter().map(|m| m.key.uid)), pg_sys::TEXTARRAYOID),
-                arg(pg_sys::Datum::from(message_seq), pg_sys::INT8OID),
-                sender_uid.map_or(pgrx::datum::DatumWithOid::null_oid(pg_sys::TEXTOID), |uid| arg(uid, pg_sys::TEXTOID)),
+                arg(text_datum(key.channel_id)),
+                arg(pg_sys::Datum::from(key.channel_type)),
+                arg(text_array_datum(members.iter().map(|m| m.key.uid))),
+                arg(pg_sys::Datum::from(message_seq)),
+                sender_uid.map_or(Arg::NULL, |uid| arg(uid)),
             ];
-            run(&client, &kept, &args).first().get_one::<i32>().ok().flatten().unwrap_or(0)
+            run(&client, &kept, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
         table.close();
         stats::count_message();

@@ -10,6 +10,12 @@
 //! READ / SERIALIZABLE it fails with 40001 and the caller retries.
 //!
 //! Returns the conversation as it stands afterwards, creating it if it did not exist.
+//!
+//! conversation_clear(uid, channel_id, channel_type, up_to_msg_seq): the user cleared the
+//! history up to a message (NULL: the last one). deleted_at_msg_seq moves forward to it, and the
+//! conversation is read up to it by the same rule as a read: clearing is a read that also hides
+//! what came before. A message that arrived after up_to_msg_seq stays unread. Returns the
+//! conversation afterwards, or NULL if it does not exist (nothing to clear, nothing created).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -17,7 +23,8 @@ use pgrx::prelude::*;
 use crate::call::sql_function;
 use crate::catalog::OpenTable;
 use crate::errors;
-use crate::find::key_args;
+use crate::find::{find, key_args};
+use crate::hide::{seq_arg, up_to_msg_seq};
 use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
 use crate::key::ConversationKey;
 use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
@@ -39,13 +46,30 @@ const MARK_READ: Statement = Statement {
 
 const FUNCTION: &str = "conversation_mark_read";
 
+/// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
+const CLEAR: Statement = Statement {
+    name: "clear",
+    sql: "UPDATE {table} AS c SET \
+              deleted_at_msg_seq = GREATEST(c.deleted_at_msg_seq, COALESCE($4, c.last_msg_seq)), \
+              readed_to_msg_seq = GREATEST(c.readed_to_msg_seq, COALESCE($4, c.last_msg_seq)), \
+              unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)), \
+              updated_at = now() \
+          WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 \
+            AND (c.deleted_at_msg_seq < COALESCE($4, c.last_msg_seq) \
+                 OR c.readed_to_msg_seq < COALESCE($4, c.last_msg_seq) \
+                 OR c.unread_count > GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)) \
+          RETURNING {columns}",
+    parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
 sql_function! {
     /// Not STRICT: a NULL argument is an error (22004).
     fn conversation_mark_read(call) {
         let key = call.key(0);
         let Some(read_to_seq) = call.int64(3) else { errors::null_argument("read_to_seq") };
         if read_to_seq < 1 {
-            errors::invalid_seq("read_to_seq", read_to_seq);
+            errors::invalid_seq("read_to_seq", read_to_seq, 1);
         }
         let schema = call.schema();
         let result = ResultRow::of_call(call);
@@ -67,9 +91,31 @@ sql_function! {
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let kept = kept(&client, &table.table, &MARK_READ);
+        let kept = kept(&client, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
-        let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq), pg_sys::INT8OID)];
+        let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
         returned_row(&client, &kept, &args, result)
     })
+}
+
+sql_function! {
+    /// Not STRICT: a NULL key argument is 22004; a NULL up_to_msg_seq clears up to the last message.
+    fn conversation_clear(call) {
+        let key = call.key(0);
+        let up_to = up_to_msg_seq(call);
+        let schema = call.schema();
+        let result = ResultRow::of_call(call);
+        let table = OpenTable::open(schema);
+        refuse_writes_if_read_only("conversation_clear");
+        let cleared = Spi::connect(|client| {
+            let _pinned = PinnedSearchPath::pin();
+            let kept = kept(&client, &table.table.names, &CLEAR);
+            let [uid, channel_id, channel_type] = key_args(&key);
+            returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
+        });
+        // Nothing to move, or no such conversation: as it stands.
+        let row = cleared.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
+        table.close();
+        row.unwrap_or_else(|| call.return_null())
+    }
 }

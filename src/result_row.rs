@@ -24,7 +24,9 @@ use crate::call::Call;
 use crate::errors;
 
 /// The column batches add in front of the table's columns.
-pub const POSITION_COLUMN: &CStr = c"input_position";
+pub const INPUT_POSITION: &CStr = c"input_position";
+/// The column conversation_list adds after them.
+pub const LIST_POSITION: &CStr = c"position";
 
 /// The declared return type of a call, and the memory context its result must live in.
 pub struct ResultRow {
@@ -74,7 +76,7 @@ impl ResultRow {
                 }
             }
             let (values, nulls) = deformed(tuple, desc);
-            self.formed(&ColumnMap::new(desc, self.desc), &values, &nulls)
+            self.formed(&ColumnMap::new(desc, self.desc, &[]), &values, &nulls)
         }
     }
 
@@ -93,7 +95,7 @@ impl ResultRow {
 
     unsafe fn formed(&self, map: &ColumnMap, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
         let caller = pg_sys::MemoryContextSwitchTo(self.context);
-        let (mut out_values, mut out_nulls) = map.fill(values, nulls, None);
+        let (mut out_values, mut out_nulls) = map.fill(values, nulls, &[]);
         let tuple = pg_sys::heap_form_tuple(self.desc, out_values.as_mut_ptr(), out_nulls.as_mut_ptr());
         // heap_form_tuple inlines toasted values too, so the composite stands on its own.
         let datum = pg_sys::HeapTupleHeaderGetDatum((*tuple).t_data);
@@ -148,8 +150,8 @@ pub struct ColumnMap {
 enum Fill {
     /// A dropped attribute of the target: NULL.
     Nothing,
-    /// The batch's input position.
-    Position,
+    /// A value the caller adds (the `extras`-th): a batch's input position, a list's position.
+    Extra(usize),
     /// The source attribute (0-based) of the same name, converted if its type differs.
     Column { source: usize, name: String, conversion: Conversion },
 }
@@ -163,9 +165,9 @@ enum Conversion {
 impl ColumnMap {
     /// Matches every attribute of `target` with the `source` attribute of the same name. A
     /// target attribute the source lacks, or whose type nothing converts to, is an error naming
-    /// the column (55000): the table's shape, not the value, is at fault. `input_position` in the
-    /// target is left to `fill`'s caller.
-    pub fn new(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> ColumnMap {
+    /// the column (55000): the table's shape, not the value, is at fault. Target attributes named
+    /// in `extras` are left to `fill`'s caller.
+    pub fn new(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc, extras: &[&CStr]) -> ColumnMap {
         // SAFETY: both descriptors are valid for the duration of the call.
         let (source, target) = unsafe { (PgTupleDesc::from_pg_unchecked(source), PgTupleDesc::from_pg_unchecked(target)) };
         let fills = target
@@ -174,8 +176,8 @@ impl ColumnMap {
                 if wanted.attisdropped {
                     return Fill::Nothing;
                 }
-                if wanted.name().as_bytes() == POSITION_COLUMN.to_bytes() {
-                    return Fill::Position;
+                if let Some(extra) = extras.iter().position(|extra| wanted.name().as_bytes() == extra.to_bytes()) {
+                    return Fill::Extra(extra);
                 }
                 let name = wanted.name().to_string();
                 let Some(position) = source.iter().position(|have| !have.attisdropped && have.name() == name) else {
@@ -193,14 +195,15 @@ impl ColumnMap {
         ColumnMap { fills }
     }
 
-    /// The target row's values and null flags from the source row's.
-    pub fn fill(&self, values: &[pg_sys::Datum], nulls: &[bool], position: Option<i32>) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    /// The target row's values and null flags from the source row's, and the `extras` (NULL where
+    /// None).
+    pub fn fill(&self, values: &[pg_sys::Datum], nulls: &[bool], extras: &[Option<pg_sys::Datum>]) -> (Vec<pg_sys::Datum>, Vec<bool>) {
         let mut out_values = Vec::with_capacity(self.fills.len());
         let mut out_nulls = Vec::with_capacity(self.fills.len());
         for fill in &self.fills {
             let (value, null) = match fill {
                 Fill::Nothing => (pg_sys::Datum::from(0), true),
-                Fill::Position => position.map_or((pg_sys::Datum::from(0), true), |p| (pg_sys::Datum::from(p), false)),
+                Fill::Extra(extra) => extras.get(*extra).copied().flatten().map_or((pg_sys::Datum::from(0), true), |v| (v, false)),
                 Fill::Column { source, name, conversion } => {
                     if nulls[*source] {
                         (pg_sys::Datum::from(0), true)

@@ -52,7 +52,9 @@ SELECT count(*) FROM generate_series(1, 1000) AS i,
     get_or_create_conversation($$u$$ || (i % 50), $$g$$ || i || CASE WHEN i % 4 = 0 THEN $$____cmd$$ ELSE $$$$ END, i % 3);
 UPDATE conversation SET unread_count = id % 7, readed_to_msg_seq = id * 3, last_msg_seq = id * 3 + id % 7,
     deleted_at_msg_seq = id % 2, updated_at = created_at + make_interval(secs => id);'
-fingerprint="SELECT count(*) || ' ' || md5(string_agg(c::text, ',' ORDER BY id)) FROM conversation c"
+# The columns every release has (later ones add columns, which the fingerprint leaves out).
+fingerprint="SELECT count(*) || ' ' || md5(string_agg((c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count,
+    c.readed_to_msg_seq, c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at)::text, ',' ORDER BY id)) FROM conversation c"
 
 sql -c "DROP DATABASE IF EXISTS pgconv_fresh" 2>/dev/null -c "CREATE DATABASE pgconv_fresh"
 sql -d pgconv_fresh -c "CREATE EXTENSION pg_conversation"
@@ -73,19 +75,26 @@ for script in $releases; do
 
     # Updates recreate functions whose return type changes (it cannot be altered): 0.3.0
     # get_or_create_conversation, 0.4.0 conversation_import. An object of the user's that depends
-    # on one stops the update, which then changes nothing.
-    if [ "$old" = 0.1.0 ]; then
-        sql -d "$db" -c "CREATE VIEW users_view AS SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"
-    else
-        sql -d "$db" -c "CREATE VIEW users_view AS SELECT applied FROM conversation_import('conversation')"
+    # on one stops the update, which then changes nothing. (From 0.4.0 on, nothing is dropped.)
+    blocker=""
+    case $old in
+        0.1.0) blocker="SELECT id FROM get_or_create_conversation('u1', 'g1', 1)" ;;
+        0.2.0 | 0.3.0) blocker="SELECT applied FROM conversation_import('conversation')" ;;
+    esac
+    if [ -n "$blocker" ]; then
+        sql -d "$db" -c "CREATE VIEW users_view AS $blocker"
+        if sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE" 2>"$WORK/blocked.txt"; then
+            fail "$old: the update dropped a function a view depends on"
+        fi
+        grep -q "cannot drop function" "$WORK/blocked.txt" || { cat "$WORK/blocked.txt"; fail "$old: the update failed for another reason"; }
+        [ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$old" ] ||
+            fail "$old: a failed update changed the version"
+        sql -d "$db" -c "DROP VIEW users_view"
     fi
-    if sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE" 2>"$WORK/blocked.txt"; then
-        fail "$old: the update dropped a function a view depends on"
-    fi
-    grep -q "cannot drop function" "$WORK/blocked.txt" || { cat "$WORK/blocked.txt"; fail "$old: the update failed for another reason"; }
-    [ "$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$old" ] ||
-        fail "$old: a failed update changed the version"
-    sql -d "$db" -c "DROP VIEW users_view"
+    # A view over conversation_row (returned since 0.3.0) keeps working through the update, which
+    # adds columns to the type.
+    row_view=$([ "$old" \< 0.3.0 ] || echo yes)
+    [ -z "$row_view" ] || sql -d "$db" -c "CREATE VIEW users_row_view AS SELECT * FROM get_or_create_conversation('u1', 'g1', 1)"
 
     sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE"
     version=$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")
@@ -110,5 +119,18 @@ for script in $releases; do
     [ "${batch%%,*}" = "$old_id" ] || fail "$old: the batch gave u1 id ${batch%%,*}, not $old_id"
     [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation")" = 1001 ] || fail "$old: the batch did not create exactly one row"
     [ "$(sql -d "$db" -c "SELECT count(*) FROM conversation_duplicates()")" = 0 ] || fail "$old: duplicates after the update"
+    if [ -n "$row_view" ]; then
+        [ "$(sql -d "$db" -c "SELECT id FROM users_row_view")" = "$old_id" ] || fail "$old: a view over conversation_row broke"
+        sql -d "$db" -c "DROP VIEW users_row_view"
+    fi
+    # The list of a user's rows from before the update: every one, the newest updated_at first;
+    # then only what changes.
+    expected=$(sql -d "$db" -c "SELECT string_agg(channel_id, ',' ORDER BY updated_at DESC, id DESC) FROM conversation WHERE uid = 'u7'")
+    listed=$(sql -d "$db" -c "SELECT string_agg(channel_id, ',') FROM conversation_list('u7', NULL, NULL, 1000)")
+    [ "$listed" = "$expected" ] || fail "$old: conversation_list('u7') gave $listed, not $expected"
+    position=$(sql -d "$db" -c "SELECT position FROM conversation_list('u7', NULL, NULL, 1000) OFFSET 19")
+    sql -d "$db" -c "SELECT conversation_hide('u7', 'g7', 1)" >/dev/null
+    changed=$(sql -d "$db" -c "SELECT string_agg(channel_id || ' ' || hidden, ',') FROM conversation_list('u7', NULL, '$position')")
+    [ "$changed" = "g7 true" ] || fail "$old: after hiding g7, conversation_list from the last position gave '$changed'"
     echo "ok: $old -> $current keeps all 1000 rows; the same $objects objects as a fresh install"
 done

@@ -14,11 +14,12 @@
 //! - `--mode fanout` (fanout.rs): batches over the same fresh keys, listed in different orders;
 //! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation;
 //! - `--mode messages` (messages.rs): messages delivered to one channel at once, out of order;
+//! - `--mode sync` (sync.rs): clients syncing their lists while writers commit out of order;
 //! - `--mode ddl` (ddl.rs): every function called while the table is reindexed, its primary key
 //!   re-created, columns added and dropped, and the extension dropped and created again;
 //! - `--mode memory` (memory.rs): the memory a backend takes to refuse a million keys.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|ddl|memory]
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|sync|ddl|memory]
 //!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit]
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +35,7 @@ mod fanout;
 mod memory;
 mod messages;
 mod reads;
+mod sync;
 
 const MAX_ATTEMPTS: usize = 50;
 
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         "fanout" => fanout::races(&options),
         "reads" => reads::races(&options),
         "messages" => messages::races(&options),
+        "sync" => sync::races(&options),
         "ddl" => ddl::races(&options),
         "memory" => memory::check(&options),
         other => {
@@ -281,7 +284,7 @@ fn parse_args() -> Result<Options, String> {
             "--naive" => options.naive = true,
             "--prefix" => options.prefix = Some(value()?),
             "--autocommit" => options.autocommit = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|ddl|memory] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
         }
     }
     if options.dsn.is_empty() {

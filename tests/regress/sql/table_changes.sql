@@ -29,6 +29,12 @@ CREATE FUNCTION exercise(run text) RETURNS TABLE (step text, result text) LANGUA
     -- whom this very statement's message created.
     SELECT 'find', coalesce((SELECT format('%s/%s last=%s', f.uid, f.channel_id, f.last_msg_seq)
                              FROM find_conversation('bob', 'g1', 1) AS f WHERE f.uid IS NOT NULL), 'not found')
+    UNION ALL
+    -- STABLE too: bob's list as it was before this statement.
+    SELECT 'list', coalesce((SELECT string_agg(format('%s/%s last=%s', l.uid, l.channel_id, l.last_msg_seq), ' ')
+                             FROM conversation_list('bob') AS l), 'empty')
+    UNION ALL
+    SELECT 'unread', (SELECT format('%s in %s', u.unread_count, u.conversations) FROM conversation_unread('alice') AS u)
 $$;
 SELECT * FROM exercise('as-created');
 
@@ -142,6 +148,7 @@ SELECT partition_conversation('HASH (uid)', ARRAY(SELECT format('FOR VALUES WITH
                                                   FROM generate_series(0, 2) AS r));
 -- The fourth partition has its columns in another physical order (made apart, then attached).
 CREATE TABLE conversation_reordered (
+    hidden boolean NOT NULL DEFAULT false, version bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(), id bigint NOT NULL, channel_id text NOT NULL,
     uid text NOT NULL, channel_type smallint NOT NULL,
     type smallint NOT NULL GENERATED ALWAYS AS (CASE WHEN pg_catalog.right(channel_id, 7) = '____cmd' THEN 2 ELSE 1 END) STORED,

@@ -1,0 +1,66 @@
+//! conversation_hide(uid, channel_id, channel_type, up_to_msg_seq): a user hid a conversation
+//! from their list (the "delete conversation" of IM clients). Its id, read position and history
+//! stay; conversation_list leaves it out, and reports the change to clients that sync; the next
+//! message that arrives (message.rs) brings it back.
+//!
+//! up_to_msg_seq is the last message the client showed when the user hid it: if a newer one has
+//! arrived meanwhile, the conversation is not hidden (the user has not seen that message). NULL
+//! hides it as it stands. Returns the conversation as it is afterwards, or NULL if it does not
+//! exist (nothing to hide, nothing created).
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::call::sql_function;
+use crate::catalog::OpenTable;
+use crate::errors;
+use crate::find::{find, key_args};
+use crate::get_or_create::refuse_writes_if_read_only;
+use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
+use crate::probe::Snapshot;
+use crate::result_row::ResultRow;
+
+const HIDE: Statement = Statement {
+    name: "hide",
+    sql: "UPDATE {table} AS c SET hidden = true \
+          WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND NOT c.hidden \
+            AND c.last_msg_seq <= COALESCE($4, c.last_msg_seq) \
+          RETURNING {columns}",
+    parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+sql_function! {
+    /// Not STRICT: a NULL key argument is 22004; a NULL up_to_msg_seq hides it as it stands.
+    fn conversation_hide(call) {
+        let key = call.key(0);
+        let up_to = up_to_msg_seq(call);
+        let schema = call.schema();
+        let result = ResultRow::of_call(call);
+        let table = OpenTable::open(schema);
+        refuse_writes_if_read_only("conversation_hide");
+        let hidden = Spi::connect(|client| {
+            let _pinned = PinnedSearchPath::pin();
+            let kept = kept(&client, &table.table.names, &HIDE);
+            let [uid, channel_id, channel_type] = key_args(&key);
+            returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
+        });
+        // Hidden already, a newer message, or no such conversation: as it stands.
+        let row = hidden.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
+        table.close();
+        row.unwrap_or_else(|| call.return_null())
+    }
+}
+
+/// The optional `up_to_msg_seq` argument (the 4th): NULL, or a seq of 0 or more.
+pub fn up_to_msg_seq(call: &crate::call::Call) -> Option<i64> {
+    let up_to = call.int64(3);
+    if let Some(seq) = up_to.filter(|&seq| seq < 0) {
+        errors::invalid_seq("up_to_msg_seq", seq, 0);
+    }
+    up_to
+}
+
+pub fn seq_arg(seq: Option<i64>) -> Arg {
+    seq.map_or_else(|| Arg::NULL, |seq| arg(pg_sys::Datum::from(seq)))
+}

@@ -1,0 +1,316 @@
+//! The conversation list inside the server: stamps, lists, positions, hide, clear and the badge.
+//! Each #[pg_test] is one transaction: rows "written long ago" are inserted with an old version
+//! of their own (an insert keeps one, as a restore does); what the test's transaction writes is
+//! stamped with its own id, which its positions count as in flight. Positions across
+//! transactions that commit out of order are tested by the isolation spec list_sync and the
+//! race test's sync mode.
+
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::tests::tests::{error_of, one, sqlstate_of};
+
+    /// A version written long ago by this cluster (transaction id 10 of its generation: the one
+    /// in the clock, or the one its first write will add).
+    const OLD: &str = "(COALESCE((SELECT max(k.generation) FROM conversation_clock AS k
+                                  WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system())),
+                                 (SELECT COALESCE(max(k.generation) + 1, 0) FROM conversation_clock AS k))::int8 << 48 | 10)";
+
+    /// `count` conversations of `uid` written long ago, channels c01.. (odd ones CMD), with
+    /// versions OLD + 1 .. OLD + count: c01 is the oldest.
+    fn old_conversations(uid: &str, count: i32) {
+        Spi::run_with_args(
+            &format!(
+                "INSERT INTO conversation (uid, channel_id, channel_type, version)
+                 SELECT $1, format('c%s', lpad(i::text, 2, '0')) || CASE WHEN i % 2 = 1 THEN '____cmd' ELSE '' END, 1, {OLD} + i
+                 FROM generate_series(1, $2) AS i"
+            ),
+            &[uid.into(), count.into()],
+        )
+        .unwrap();
+    }
+
+    /// The channels a list call returns, in order, and the position after its last row.
+    fn list(arguments: &str) -> (Vec<String>, Option<String>) {
+        let rows = Spi::connect(|client| {
+            client
+                .select(&format!("SELECT channel_id, position FROM conversation_list({arguments})"), None, &[])
+                .unwrap()
+                .map(|row| (row.get::<String>(1).unwrap().unwrap(), row.get::<String>(2).unwrap().unwrap()))
+                .collect::<Vec<_>>()
+        });
+        let last = rows.last().map(|(_, position)| position.clone());
+        (rows.into_iter().map(|(channel, _)| channel).collect(), last)
+    }
+
+    fn channels(names: &[&str]) -> Vec<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    // ---- the change stamp (src/stamp.rs)
+
+    #[pg_test]
+    fn every_insert_and_update_is_stamped_with_its_transaction() {
+        Spi::run("SELECT get_or_create_conversation('stamped', 'g1', 1)").unwrap();
+        let expected = format!(
+            "(SELECT k.generation::int8 << 48 | pg_current_xact_id()::text::int8 FROM conversation_clock AS k
+              WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system()))"
+        );
+        assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
+        // Any writer's update: the application's own SQL too.
+        Spi::run(&format!("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'")).unwrap();
+        assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
+        // An insert that brings a version keeps it (a restore, conversation_partition's copy).
+        Spi::run("INSERT INTO conversation (uid, channel_id, channel_type, version) VALUES ('stampedb', 'g1', 1, 77)").unwrap();
+        assert_eq!(one::<i64>("SELECT version FROM conversation WHERE uid = 'stampedb'"), 77);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_clock"), 1);
+    }
+
+    /// The clock is kept as its owner: a role that may write conversations needs nothing on it,
+    /// even to add this cluster's row (the first write after a restore or an upgrade).
+    #[pg_test]
+    fn writers_and_readers_need_no_privilege_on_the_clock() {
+        Spi::run("DELETE FROM conversation_clock").unwrap();
+        Spi::run(
+            "CREATE ROLE pgconv_writer;
+             GRANT USAGE ON SCHEMA tests TO pgconv_writer;
+             GRANT SELECT, INSERT, UPDATE ON conversation TO pgconv_writer;
+             GRANT USAGE ON SEQUENCE conversation_id_seq TO pgconv_writer",
+        )
+        .unwrap();
+        Spi::run("SET LOCAL ROLE pgconv_writer").unwrap();
+        let outcomes = [
+            sqlstate_of("SELECT * FROM conversation_list('keeper')"),
+            sqlstate_of("SELECT get_or_create_conversation('keeper', 'g1', 1)"),
+            sqlstate_of("SELECT conversation_hide('keeper', 'g1', 1)"),
+            sqlstate_of("SELECT * FROM conversation_list('keeper', NULL, NULL, 1)"),
+            sqlstate_of("SELECT count(*) FROM conversation_clock"),
+        ];
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(outcomes, ["00000", "00000", "00000", "00000", "42501"]);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_clock"), 1);
+    }
+
+    #[pg_test]
+    fn the_stamp_is_refused_anywhere_but_before_each_row() {
+        Spi::run("CREATE TABLE elsewhere (version bigint, note text)").unwrap();
+        Spi::run("CREATE TRIGGER after_stamp AFTER INSERT ON elsewhere FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
+        assert_eq!(sqlstate_of("INSERT INTO elsewhere VALUES (0, 'x')"), "39P01");
+        Spi::run("DROP TRIGGER after_stamp ON elsewhere").unwrap();
+        Spi::run("CREATE TRIGGER delete_stamp BEFORE DELETE ON elsewhere FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
+        Spi::run("ALTER TABLE elsewhere DISABLE TRIGGER delete_stamp").unwrap();
+        Spi::run("INSERT INTO elsewhere VALUES (0, 'x')").unwrap();
+        Spi::run("ALTER TABLE elsewhere ENABLE TRIGGER delete_stamp").unwrap();
+        assert_eq!(sqlstate_of("DELETE FROM elsewhere"), "39P01");
+        Spi::run("CREATE TABLE versionless (note text)").unwrap();
+        Spi::run("CREATE TRIGGER stamp BEFORE INSERT ON versionless FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
+        assert!(error_of("INSERT INTO versionless VALUES ('x')").starts_with("55000: table conversation cannot be used"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM versionless"), 0);
+    }
+
+    // ---- the list (src/list.rs)
+
+    #[pg_test]
+    fn a_list_is_newest_change_first_of_one_type_or_all() {
+        old_conversations("lister", 5);
+        assert_eq!(list("'lister'").0, channels(&["c05____cmd", "c04", "c03____cmd", "c02", "c01____cmd"]));
+        assert_eq!(list("'lister', 1").0, channels(&["c04", "c02"]));
+        assert_eq!(list("'lister', 2").0, channels(&["c05____cmd", "c03____cmd", "c01____cmd"]));
+        assert_eq!(list("'lister', 3").0, channels(&[]));
+        assert_eq!(list("'nobody'").0, channels(&[]));
+        // A change moves a conversation to the top.
+        Spi::run("SELECT conversation_mark_read('lister', 'c02', 1, 4)").unwrap();
+        assert_eq!(list("'lister', 1").0, channels(&["c02", "c04"]));
+        // Rows not changed since before 0.5.0 (version 0) come last, by updated_at.
+        Spi::run(
+            "INSERT INTO conversation (uid, channel_id, channel_type, updated_at) VALUES
+                 ('listerb', 'legacy-old', 1, now() - interval '2 days'), ('listerb', 'legacy-new', 1, now() - interval '1 day')",
+        )
+        .unwrap();
+        // As before 0.5.0 (without the trigger; a table lock would hold up the other tests).
+        Spi::run("SET LOCAL session_replication_role = replica").unwrap();
+        Spi::run("UPDATE conversation SET version = 0 WHERE uid = 'listerb'").unwrap();
+        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        Spi::run("SELECT get_or_create_conversation('listerb', 'new', 1)").unwrap();
+        assert_eq!(list("'listerb'").0, channels(&["new", "legacy-new", "legacy-old"]));
+    }
+
+    #[pg_test]
+    fn pages_follow_each_other_without_gap_or_repeat() {
+        old_conversations("pager", 7);
+        let mut seen = Vec::new();
+        let mut position: Option<String> = None;
+        for pages in 1.. {
+            let arguments = match &position {
+                None => "'pager', NULL, NULL, 3".to_string(),
+                Some(position) => format!("'pager', NULL, '{position}', 3"),
+            };
+            let (page, last) = list(&arguments);
+            assert!(page.len() <= 3);
+            seen.extend(page.clone());
+            if page.len() < 3 || pages > 5 {
+                break;
+            }
+            position = last;
+        }
+        assert_eq!(seen, channels(&["c07____cmd", "c06", "c05____cmd", "c04", "c03____cmd", "c02", "c01____cmd"]));
+        // Every row carries the position after it: resuming from the second row gives the rest.
+        let second: String = one("SELECT position FROM conversation_list('pager', 1) OFFSET 1 LIMIT 1");
+        assert_eq!(list(&format!("'pager', 1, '{second}'")).0, channels(&["c02"]));
+    }
+
+    #[pg_test]
+    fn a_position_brings_every_change_since_hidden_ones_too() {
+        old_conversations("syncer", 6);
+        let (all, position) = list("'syncer', 1");
+        assert_eq!(all, channels(&["c06", "c04", "c02"]));
+        let position = position.unwrap();
+        // Nothing changed: nothing comes back.
+        assert_eq!(list(&format!("'syncer', 1, '{position}'")).0, channels(&[]));
+        // This transaction changes three, each another way; they come back, newest first.
+        Spi::run("SELECT conversation_message_arrived('c02', 1, ARRAY['syncer'], 9, NULL)").unwrap();
+        Spi::run("SELECT conversation_hide('syncer', 'c04', 1)").unwrap();
+        Spi::run("UPDATE conversation SET unread_count = 0 WHERE uid = 'syncer' AND channel_id = 'c06'").unwrap();
+        Spi::run("SELECT get_or_create_conversation('syncer', 'c08', 1)").unwrap();
+        let (changed, _) = list(&format!("'syncer', 1, '{position}'"));
+        let mut sorted = changed.clone();
+        sorted.sort();
+        assert_eq!(sorted, channels(&["c02", "c04", "c06", "c08"]));
+        assert!(one::<bool>(&format!(
+            "SELECT hidden FROM conversation_list('syncer', 1, '{position}') WHERE channel_id = 'c04'"
+        )));
+        // A list from the start leaves the hidden one out.
+        assert!(!list("'syncer', 1").0.contains(&"c04".to_string()));
+    }
+
+    #[pg_test]
+    fn a_pass_with_nothing_left_starts_the_next_at_once() {
+        old_conversations("passer", 4);
+        // A full page whose last row ended the pass... and rows that change before the next call.
+        let (_, position) = list("'passer', 1, NULL, 1"); // c04, with more to come (c02)
+        Spi::run("UPDATE conversation SET unread_count = 1 WHERE uid = 'passer' AND channel_id = 'c02'").unwrap();
+        // c02 moved above the pass's cursor: nothing is left below it, so the next pass begins,
+        // and brings c02 (changed since the pass's horizon).
+        let (next, _) = list(&format!("'passer', 1, '{}', 1", position.unwrap()));
+        assert_eq!(next, channels(&["c02"]));
+    }
+
+    #[pg_test]
+    fn bad_list_arguments_get_their_sqlstate() {
+        old_conversations("bad", 2);
+        let (_, position) = list("'bad', 1");
+        let position = position.unwrap();
+        for (call, sqlstate) in [
+            ("conversation_list(NULL)", "22004"),
+            ("conversation_list('')", "22023"),
+            ("conversation_list('bad', 40000)", "22003"),
+            ("conversation_list('bad', 1, NULL, 0)", "22023"),
+            ("conversation_list('bad', 1, NULL, 1001)", "22023"),
+            ("conversation_list('bad', 1, NULL, NULL)", "22004"),
+            ("conversation_list('bad', 1, 'not a position')", "22023"),
+            ("conversation_list('bad', 1, '')", "22023"),
+            ("conversation_list('bad', 1, repeat('1', 2000000))", "22023"),
+            ("conversation_unread(NULL)", "22004"),
+            ("conversation_unread('bad', -40000)", "22003"),
+        ] {
+            assert_eq!(sqlstate_of(&format!("SELECT * FROM {call}")), sqlstate, "{call}");
+        }
+        // Another list's position, another cluster's.
+        assert!(error_of(&format!("SELECT * FROM conversation_list('bad', 2, '{position}')"))
+            .starts_with("22023: position belongs to the list of type 1, not of type 2"));
+        assert!(error_of(&format!("SELECT * FROM conversation_list('bad', NULL, '{position}')")).starts_with("22023"));
+        let fields: Vec<&str> = position.split('/').collect();
+        let elsewhere = format!("{}/{}/{}/{}", fields[0], fields[1], "12345", fields[3..].join("/"));
+        assert_eq!(sqlstate_of(&format!("SELECT * FROM conversation_list('bad', 1, '{elsewhere}')")), "72000");
+    }
+
+    /// The list reads a page's worth of index entries, not every conversation of the user.
+    #[pg_test]
+    fn a_page_reads_a_page_of_index_entries() {
+        Spi::run(&format!(
+            "INSERT INTO conversation (uid, channel_id, channel_type, version, unread_count, hidden)
+             SELECT 'big', 'c' || i, 1, {OLD} + i, i % 3, i % 10 = 0 FROM generate_series(1, 5000) AS i"
+        ))
+        .unwrap();
+        Spi::run("ANALYZE conversation").unwrap();
+        let read = || -> i64 {
+            // Index entries this transaction's scans of the list indexes read so far.
+            one("SELECT COALESCE(sum(pg_stat_get_xact_tuples_returned(c.oid)), 0)::int8 FROM pg_class AS c
+                 WHERE c.relname LIKE 'conversation_list%' AND c.relkind = 'i'")
+        };
+        let before = read();
+        assert_eq!(list("'big', 1, NULL, 20").0.len(), 20);
+        let page = read() - before;
+        assert!(page <= 3 * 21, "a page of 20 read {page} index entries");
+        let before = read();
+        let unread: i64 = one("SELECT unread_count FROM conversation_unread('big', 1)");
+        assert_eq!(unread, one::<i64>("SELECT sum(unread_count) FROM conversation WHERE uid = 'big' AND NOT hidden"));
+        let badge = read() - before;
+        let unread_rows: i64 = one("SELECT count(*) FROM conversation WHERE uid = 'big' AND unread_count > 0 AND NOT hidden");
+        assert!(badge <= unread_rows + 1, "the badge read {badge} index entries for {unread_rows} unread conversations");
+    }
+
+    // ---- hide, clear, unread (src/hide.rs, src/read_state.rs)
+
+    #[pg_test]
+    fn hidden_until_a_newer_message_arrives() {
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['hider', 'hiderb'], 5, 'hiderb')").unwrap();
+        let hidden: (Option<bool>, Option<i64>) =
+            Spi::get_two("SELECT hidden, readed_to_msg_seq FROM conversation_hide('hider', 'g1', 1)").unwrap();
+        assert_eq!(hidden, (Some(true), Some(0)));
+        assert!(!list("'hider'").0.contains(&"g1".to_string()));
+        assert_eq!(one::<i64>("SELECT conversations FROM conversation_unread('hider')"), 0);
+        // A message already delivered again changes nothing; a newer one brings it back.
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['hider', 'hiderb'], 5, 'hiderb')").unwrap();
+        assert!(one::<bool>("SELECT hidden FROM conversation WHERE uid = 'hider'"));
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['hider', 'hiderb'], 6, 'hiderb')").unwrap();
+        assert_eq!(list("'hider'").0, channels(&["g1"]));
+        assert_eq!(one::<i64>("SELECT unread_count FROM conversation_unread('hider')"), 2);
+        // A client that saw up to 5 does not hide a conversation with message 6 in it.
+        assert!(!one::<bool>("SELECT hidden FROM conversation_hide('hider', 'g1', 1, 5)"));
+        assert!(one::<bool>("SELECT hidden FROM conversation_hide('hider', 'g1', 1, 6)"));
+        // No such conversation: NULL, and nothing is created.
+        assert!(one::<bool>("SELECT conversation_hide('nobody', 'g1', 1) IS NULL"));
+        assert!(one::<bool>("SELECT conversation_clear('nobody', 'g1', 1) IS NULL"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'nobody'"), 0);
+        assert_eq!(sqlstate_of("SELECT conversation_hide('hider', 'g1', 1, -1)"), "22023");
+        assert_eq!(sqlstate_of("SELECT conversation_hide('hider', NULL, 1)"), "22004");
+    }
+
+    #[pg_test]
+    fn clear_reads_and_deletes_up_to_a_message() {
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['clearer', 'clearerb'], 5, 'clearerb')").unwrap();
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['clearer', 'clearerb'], 6, 'clearerb')").unwrap();
+        let state = |sql: &str| -> String {
+            one(&format!("SELECT format('deleted=%s read=%s unread=%s', deleted_at_msg_seq, readed_to_msg_seq, unread_count) FROM {sql}"))
+        };
+        // Up to 5: message 6 stays, unread.
+        assert_eq!(state("conversation_clear('clearer', 'g1', 1, 5)"), "deleted=5 read=5 unread=1");
+        // Nothing moves back.
+        assert_eq!(state("conversation_clear('clearer', 'g1', 1, 3)"), "deleted=5 read=5 unread=1");
+        // Up to the last message.
+        assert_eq!(state("conversation_clear('clearer', 'g1', 1)"), "deleted=6 read=6 unread=0");
+        assert_eq!(one::<i64>("SELECT unread_count FROM conversation_unread('clearer')"), 0);
+        assert_eq!(sqlstate_of("SELECT conversation_clear('clearer', 'g1', 1, -5)"), "22023");
+    }
+
+    #[pg_test]
+    fn unread_totals_count_visible_conversations_of_a_type() {
+        Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['counter'], 3, NULL)").unwrap();
+        Spi::run("SELECT conversation_message_arrived('g2', 1, ARRAY['counter'], 1, NULL)").unwrap();
+        Spi::run("SELECT conversation_message_arrived('g2', 1, ARRAY['counter'], 2, NULL)").unwrap();
+        Spi::run("SELECT conversation_message_arrived('g3____cmd', 1, ARRAY['counter'], 1, NULL)").unwrap();
+        Spi::run("SELECT get_or_create_conversation('counter', 'g4', 1)").unwrap();
+        let totals = |sql: &str| -> (i64, i64) {
+            let (unread, conversations) = Spi::get_two::<i64, i64>(&format!("SELECT * FROM {sql}")).unwrap();
+            (unread.unwrap(), conversations.unwrap())
+        };
+        assert_eq!(totals("conversation_unread('counter')"), (4, 3));
+        assert_eq!(totals("conversation_unread('counter', 1)"), (3, 2));
+        assert_eq!(totals("conversation_unread('counter', 2)"), (1, 1));
+        Spi::run("SELECT conversation_hide('counter', 'g2', 1)").unwrap();
+        assert_eq!(totals("conversation_unread('counter', 1)"), (1, 1));
+        assert_eq!(totals("conversation_unread('nobody')"), (0, 0));
+    }
+}

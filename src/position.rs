@@ -1,0 +1,287 @@
+//! Positions in a conversation list (list.rs): the text a client stores and passes back.
+//!
+//! A position is made of snapshots. Every change is stamped with its transaction's id
+//! (stamp.rs), so "what changed since" a snapshot is exactly the rows whose version that snapshot
+//! did not see: a transaction id at or above its xmax, or one of its in-progress ids. A writer
+//! that commits after a later writer was read is still "not seen" by the snapshot the client was
+//! given, so nothing is lost however writers commit, and nothing needs waiting for.
+//!
+//! A list is read in passes: a pass starts at a snapshot (its horizon) and returns, newest first,
+//! what changed since the last pass's horizon (everything, for the first), page by page. Each row
+//! comes with the position after it: mid-pass, the pass's horizon and the row (the cursor); after
+//! a pass's last row, the pass's horizon as the new "since". Rows that change during a pass move
+//! above its cursor; the next pass returns them, since the pass's horizon did not see them.
+//!
+//! Text form, opaque to clients: `1/<type or *>/<system id>/<generation>/<since>/<pass>/<cursor>`,
+//! a horizon as `xmin:xmax:xid,xid,...` (full transaction ids, like pg_snapshot), a cursor as
+//! `version:updated_at:id`, and `-` for none. The system id and generation say which cluster's
+//! transaction ids the horizons count; a position of another cluster cannot be continued.
+
+use pgrx::pg_sys;
+
+use crate::stamp;
+
+/// The longest position accepted: a horizon lists the transactions in progress, a few per
+/// connection.
+pub const MAX_POSITION_BYTES: usize = 1 << 20;
+const FORMAT: &str = "1";
+
+/// A snapshot's view of transaction ids, as full (64-bit) ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Horizon {
+    pub xmin: u64,
+    pub xmax: u64,
+    /// Ids between xmin and xmax still in progress, ascending.
+    pub in_flight: Vec<u64>,
+}
+
+/// The last row a pass returned, in list order (version, updated_at, id: descending).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub version: i64,
+    /// updated_at, in PostgreSQL's microseconds.
+    pub updated_at: i64,
+    pub id: i64,
+}
+
+/// Which cluster's transaction ids a position counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub system_identifier: u64,
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The list's type (None: every type). A position continues only its own list.
+    pub list_type: Option<i16>,
+    pub origin: Origin,
+    /// What the client has: every change this horizon saw. None: nothing yet (the first pass
+    /// leaves hidden conversations out).
+    pub since: Option<Horizon>,
+    /// A pass under way: its horizon and its last row.
+    pub pass: Option<(Horizon, Cursor)>,
+}
+
+impl Horizon {
+    /// The active snapshot: the one the calling statement (and so our statement) reads with.
+    pub fn of_active_snapshot() -> Horizon {
+        // SAFETY: a function called from a query runs with an active snapshot; its arrays hold
+        // xcnt and subxcnt ids.
+        unsafe {
+            let snapshot = pg_sys::GetActiveSnapshot();
+            assert!(!snapshot.is_null(), "no active snapshot");
+            let next = pg_sys::ReadNextFullTransactionId().value;
+            let snapshot = &*snapshot;
+            let widen = |xid: pg_sys::TransactionId| widen(xid.into_inner(), next);
+            let (xmin, xmax) = (widen(snapshot.xmin), widen(snapshot.xmax));
+            if snapshot.takenDuringRecovery && snapshot.suboverflowed {
+                // A standby's snapshot that lost track of which ids are in progress: take every
+                // id from xmin on as not seen. The next pass may return more than changed, never
+                // less.
+                return Horizon { xmin, xmax: xmin, in_flight: Vec::new() };
+            }
+            let ids = |array: *mut pg_sys::TransactionId, count: usize| {
+                if array.is_null() || count == 0 { &[][..] } else { std::slice::from_raw_parts(array, count) }
+            };
+            let mut in_flight: Vec<u64> = ids(snapshot.xip, snapshot.xcnt as usize).iter().map(|&xid| widen(xid)).collect();
+            if snapshot.takenDuringRecovery {
+                // On a standby every id in progress on the primary is in subxip.
+                in_flight.extend(ids(snapshot.subxip, snapshot.subxcnt.max(0) as usize).iter().map(|&xid| widen(xid)));
+            }
+            in_flight.retain(|&xid| xid >= xmin && xid < xmax);
+            // This transaction's own writes are visible to it but not committed: for the
+            // position they are in flight, so a later call returns them again once they are.
+            // (At or past xmax it is not seen anyway.)
+            let own = pg_sys::GetTopFullTransactionIdIfAny().value;
+            let xmin = if own >= u64::from(pg_sys::FirstNormalTransactionId.into_inner()) && own < xmax {
+                in_flight.push(own);
+                xmin.min(own)
+            } else {
+                xmin
+            };
+            in_flight.sort_unstable();
+            in_flight.dedup();
+            Horizon { xmin, xmax, in_flight }
+        }
+    }
+
+    /// The versions a statement compares with in `generation`: everything below `floor` was seen;
+    /// everything at or above `ceiling` was not; between them, only `in_flight` was not.
+    pub fn versions(&self, generation: i64) -> (i64, i64, Vec<i64>) {
+        (
+            stamp::version_of(generation, self.xmin),
+            stamp::version_of(generation, self.xmax),
+            self.in_flight.iter().map(|&xid| stamp::version_of(generation, xid)).collect(),
+        )
+    }
+
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}:{}:", self.xmin, self.xmax);
+        for (i, xid) in self.in_flight.iter().enumerate() {
+            let _ = write!(out, "{}{xid}", if i > 0 { "," } else { "" });
+        }
+    }
+
+    fn parse(text: &str) -> Option<Horizon> {
+        let mut parts = text.splitn(3, ':');
+        let xmin: u64 = parts.next()?.parse().ok()?;
+        let xmax: u64 = parts.next()?.parse().ok()?;
+        let list = parts.next()?;
+        let in_flight = if list.is_empty() {
+            Vec::new()
+        } else {
+            list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()?
+        };
+        let ordered = in_flight.windows(2).all(|pair| pair[0] < pair[1]);
+        let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
+        (xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
+    }
+}
+
+/// A snapshot's 32-bit transaction id as a full one, given the next full id (read after the
+/// snapshot was taken): it is from next's epoch or the one before.
+fn widen(xid: u32, next: u64) -> u64 {
+    let xid = u64::from(xid);
+    if xid < u64::from(pg_sys::FirstNormalTransactionId.into_inner()) {
+        return xid; // a special id: epoch 0
+    }
+    let epoch = next >> 32;
+    if xid > (next & 0xFFFF_FFFF) && epoch > 0 {
+        ((epoch - 1) << 32) | xid
+    } else {
+        (epoch << 32) | xid
+    }
+}
+
+impl Cursor {
+    /// Before every row: where a pass starts.
+    pub const TOP: Cursor = Cursor { version: i64::MAX, updated_at: i64::MAX, id: i64::MAX };
+
+    fn parse(text: &str) -> Option<Cursor> {
+        let mut parts = text.split(':');
+        let cursor = Cursor {
+            version: parts.next()?.parse().ok()?,
+            updated_at: parts.next()?.parse().ok()?,
+            id: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(cursor)
+    }
+}
+
+impl Position {
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(96);
+        let list_type = self.list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
+        let _ = write!(out, "{FORMAT}/{list_type}/{}/{}/", self.origin.system_identifier, self.origin.generation);
+        match &self.since {
+            Some(since) => since.write(&mut out),
+            None => out.push('-'),
+        }
+        out.push('/');
+        match &self.pass {
+            Some((horizon, cursor)) => {
+                horizon.write(&mut out);
+                let _ = write!(out, "/{}:{}:{}", cursor.version, cursor.updated_at, cursor.id);
+            }
+            None => out.push_str("-/-"),
+        }
+        out
+    }
+
+    /// None when `text` is not a position this module wrote.
+    pub fn parse(text: &[u8]) -> Option<Position> {
+        let text = std::str::from_utf8(text).ok()?;
+        let fields: Vec<&str> = text.split('/').collect();
+        let [format, list_type, system_identifier, generation, since, pass, cursor] = fields.as_slice() else { return None };
+        if *format != FORMAT {
+            return None;
+        }
+        let list_type = match *list_type {
+            "*" => None,
+            t => Some(t.parse::<i16>().ok()?),
+        };
+        let origin = Origin { system_identifier: system_identifier.parse().ok()?, generation: generation.parse().ok()? };
+        if !(0..=stamp::MAX_GENERATION).contains(&origin.generation) {
+            return None;
+        }
+        let since = match *since {
+            "-" => None,
+            horizon => Some(Horizon::parse(horizon)?),
+        };
+        let pass = match (*pass, *cursor) {
+            ("-", "-") => None,
+            ("-", _) | (_, "-") => return None,
+            (horizon, cursor) => Some((Horizon::parse(horizon)?, Cursor::parse(cursor)?)),
+        };
+        Some(Position { list_type, origin, since, pass })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn horizon(xmin: u64, xmax: u64, in_flight: &[u64]) -> Horizon {
+        Horizon { xmin, xmax, in_flight: in_flight.to_vec() }
+    }
+
+    #[test]
+    fn round_trips() {
+        let origin = Origin { system_identifier: 7_312_345_678_901_234_567, generation: 3 };
+        for position in [
+            Position { list_type: None, origin, since: None, pass: None },
+            Position { list_type: Some(1), origin, since: Some(horizon(10, 20, &[11, 15])), pass: None },
+            Position {
+                list_type: Some(-2),
+                origin,
+                since: None,
+                pass: Some((horizon(5, 5, &[]), Cursor { version: -1, updated_at: -86_400_000_000, id: 42 })),
+            },
+            Position { list_type: Some(2), origin, since: Some(horizon(1, 2, &[1])), pass: Some((horizon(9, 12, &[10]), Cursor::TOP)) },
+        ] {
+            let text = position.to_text();
+            assert_eq!(Position::parse(text.as_bytes()), Some(position), "{text}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_it_did_not_write() {
+        for text in [
+            "",
+            "1",
+            "2/*/1/0/-/-/-",
+            "1/*/1/0/-/-",
+            "1/*/1/0/-/-/-/",
+            "1/x/1/0/-/-/-",
+            "1/*/-1/0/-/-/-",
+            "1/*/1/32768/-/-/-",
+            "1/*/1/0/5:4:/-/-",
+            "1/*/1/0/4:9:7,6/-/-",
+            "1/*/1/0/4:9:3/-/-",
+            "1/*/1/0/4:9:9/-/-",
+            "1/*/1/0/4:9:5,5/-/-",
+            "1/*/1/0/-/4:9:/-",
+            "1/*/1/0/-/-/1:2:3",
+            "1/*/1/0/-/4:9:/1:2",
+            "1/*/1/0/-/4:9:/1:2:3:4",
+            "1/*/1/0/281474976710656:281474976710657:/-/-",
+            "1/*/1/0/ 4:9:/-/-",
+        ] {
+            assert_eq!(Position::parse(text.as_bytes()), None, "{text:?}");
+        }
+        assert_eq!(Position::parse(b"1/*/1/0/\xff/-/-"), None);
+    }
+
+    #[test]
+    fn widens_ids_of_this_epoch_and_the_last() {
+        let next = (5 << 32) | 1000;
+        assert_eq!(widen(999, next), (5 << 32) | 999);
+        assert_eq!(widen(1000, next), (5 << 32) | 1000);
+        assert_eq!(widen(4_000_000_000, next), (4 << 32) | 4_000_000_000);
+        assert_eq!(widen(2, next), 2);
+        assert_eq!(widen(500, 1000), 500);
+    }
+}

@@ -1,0 +1,231 @@
+//! The change stamp: trigger `conversation_stamp` sets column `version` on every insert and update
+//! of a conversation, whoever writes it (the extension, the application's own SQL, a DBA), so
+//! that conversation_list (list.rs) can tell a client exactly what changed since its position.
+//!
+//! version = generation * 2^48 + the full id of the writing (top-level) transaction. Transaction
+//! ids are what snapshots are made of: a position is a snapshot (position.rs), and "changed
+//! since" means "written by a transaction that snapshot did not see", which stays true however
+//! out of order writers commit. The generation keeps versions growing across clusters: a
+//! restored dump, a pg_upgrade'd cluster or a Citus node counts transaction ids from its own
+//! start, so its first write adds its row to conversation_clock with the next generation.
+//!
+//! An insert that brings a version of its own keeps it: rows restored from a dump, or moved by
+//! conversation_partition, keep their place in their users' lists.
+//!
+//! The clock is read and written as its owner, the way PostgreSQL's foreign-key triggers check
+//! the referenced table as its owner: a role that may write conversations needs no privilege on
+//! conversation_clock, and only our own statements (search_path pinned) run meanwhile.
+
+use std::cell::Cell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::call::sql_function;
+use crate::catalog::Names;
+use crate::errors;
+use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
+use crate::probe::Snapshot;
+
+/// Bits of a version that hold the transaction id: 2^48 transactions is about 90 years at
+/// 100,000 a second; the generation takes the 15 bits above.
+const XID_BITS: u32 = 48;
+pub const XID_MASK: u64 = (1 << XID_BITS) - 1;
+pub const MAX_GENERATION: i64 = 32767;
+
+thread_local! {
+    /// The generation of this cluster's versions, per backend, for the clock table it was read
+    /// from (a DROP/CREATE EXTENSION makes a new one). Only a committed row is remembered.
+    static KNOWN_GENERATION: Cell<Option<(pg_sys::Oid, i64)>> = const { Cell::new(None) };
+}
+
+const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1";
+
+/// For a writer: sees a row another writer just committed.
+const GENERATION_OF: Statement =
+    Statement { name: "generation_of", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID], snapshot: Snapshot::Fresh };
+
+/// For a reader: the calling statement's snapshot.
+const GENERATION_SEEN: Statement =
+    Statement { name: "generation_seen", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID], snapshot: Snapshot::Statement };
+
+/// The generation a cluster that has not written yet would take: the next one.
+const NEXT_GENERATION: Statement = Statement {
+    name: "next_generation",
+    sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k",
+    parameters: &[],
+    snapshot: Snapshot::Statement,
+};
+
+/// The first writers of a cluster may each add this row: they all see the same committed rows,
+/// so they add the same generation, and none waits for another (a unique key would make them
+/// wait for the first one's whole transaction, and could deadlock them).
+const NEW_GENERATION: Statement = Statement {
+    name: "new_generation",
+    sql: "INSERT INTO {clock} (system_identifier, generation) \
+          SELECT $1, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+          RETURNING generation::int8",
+    parameters: &[pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+sql_function! {
+    /// Trigger function: BEFORE INSERT OR UPDATE ... FOR EACH ROW on the conversation table (and
+    /// so on its partitions and shards). Anything else is a misuse (39P01).
+    fn conversation_stamp(call) {
+        // SAFETY: a trigger call's context is its TriggerData; checked before use.
+        unsafe {
+            let context = (*call.fcinfo()).context;
+            if context.is_null() || (*context).type_ != pg_sys::NodeTag::T_TriggerData {
+                errors::trigger_misused("it was not called as a trigger");
+            }
+            let trigger = &*(context as *const pg_sys::TriggerData);
+            let event = trigger.tg_event;
+            if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_BEFORE || event & pg_sys::TRIGGER_EVENT_ROW == 0 {
+                errors::trigger_misused("it must fire BEFORE ... FOR EACH ROW");
+            }
+            let (tuple, inserting) = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+                pg_sys::TRIGGER_EVENT_INSERT => (trigger.tg_trigtuple, true),
+                pg_sys::TRIGGER_EVENT_UPDATE => (trigger.tg_newtuple, false),
+                _ => errors::trigger_misused("it must fire on INSERT or UPDATE"),
+            };
+            let desc = (*trigger.tg_relation).rd_att;
+            let attnum = pg_sys::SPI_fnumber(desc, c"version".as_ptr());
+            if attnum <= 0 || pg_sys::SPI_gettypeid(desc, attnum) != pg_sys::INT8OID {
+                errors::table_shape(
+                    "it has no bigint column version",
+                    "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0",
+                );
+            }
+            if inserting {
+                let mut null = false;
+                let current = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
+                if !null && current.value() as i64 != 0 {
+                    return pg_sys::Datum::from(tuple);
+                }
+            }
+            let mut value = pg_sys::Datum::from(version_now(call.schema()));
+            let mut null = false;
+            let mut column = attnum;
+            pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))
+        }
+    }
+}
+
+/// The version a row written now by this transaction gets.
+fn version_now(schema: pg_sys::Oid) -> i64 {
+    // SAFETY: assigns the top-level transaction id if there is none yet (a write needs one).
+    let xid = unsafe { pg_sys::GetTopFullTransactionId() }.value;
+    if xid > XID_MASK {
+        errors::versions_exhausted();
+    }
+    (written_generation(schema) << XID_BITS) | xid as i64
+}
+
+/// The version a transaction id of this cluster's is stamped with, in generation `generation`.
+pub fn version_of(generation: i64, xid: u64) -> i64 {
+    (generation << XID_BITS) | (xid.min(XID_MASK) as i64)
+}
+
+/// This cluster's generation for writing: its row in conversation_clock, added if missing.
+fn written_generation(schema: pg_sys::Oid) -> i64 {
+    let clock = clock_relid(schema);
+    if let Some((relid, generation)) = KNOWN_GENERATION.get() {
+        if relid == clock {
+            return generation;
+        }
+    }
+    let names = Names::of_schema(schema);
+    let (generation, committed) = as_owner_of(clock, || Spi::connect(|client| {
+        let _pinned = PinnedSearchPath::pin();
+        if let Some(generation) = one_i64(&client, &names, &GENERATION_OF, &[system_identifier_arg()]) {
+            return (generation, true);
+        }
+        // Ours, not committed yet: not remembered.
+        match one_i64(&client, &names, &NEW_GENERATION, &[system_identifier_arg()]) {
+            Some(generation) => (generation, false),
+            None => errors::clock_row_missing(),
+        }
+    }));
+    if generation > MAX_GENERATION {
+        errors::versions_exhausted();
+    }
+    if committed {
+        KNOWN_GENERATION.set(Some((clock, generation)));
+    }
+    generation
+}
+
+/// This cluster's generation for reading (a STABLE function cannot add the row): its row, or the
+/// generation its first write will take.
+pub fn read_generation(schema: pg_sys::Oid) -> i64 {
+    let clock = clock_relid(schema);
+    if let Some((relid, generation)) = KNOWN_GENERATION.get() {
+        if relid == clock {
+            return generation;
+        }
+    }
+    let names = Names::of_schema(schema);
+    as_owner_of(clock, || {
+        Spi::connect(|client| {
+            let _pinned = PinnedSearchPath::pin();
+            one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg()])
+                .or_else(|| one_i64(&client, &names, &NEXT_GENERATION, &[]))
+                .unwrap_or(0)
+        })
+    })
+}
+
+pub fn system_identifier() -> u64 {
+    // SAFETY: a read of pg_control's copy in shared memory.
+    unsafe { pg_sys::GetSystemIdentifier() }
+}
+
+fn system_identifier_arg() -> Arg {
+    arg(pg_sys::Datum::from(system_identifier() as i64))
+}
+
+/// Runs `body` as the owner of `relid`, in a security-restricted operation (no SET ROLE, no temp
+/// objects), as ri_triggers.c does. An ERROR inside is undone by the (sub)transaction's abort,
+/// which restores the user.
+fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
+    struct Restore(pg_sys::Oid, i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                // SAFETY: restores what was saved below.
+                unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
+            }
+        }
+    }
+    // SAFETY: the relation exists (looked up just before, under the caller's snapshot); its owner
+    // is read from the relcache entry opened under a lock.
+    let _restore = unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let owner = (*(*relation).rd_rel).relowner;
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        );
+        Restore(user, context)
+    };
+    body()
+}
+
+fn clock_relid(schema: pg_sys::Oid) -> pg_sys::Oid {
+    // SAFETY: a syscache lookup.
+    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
+    if relid == pg_sys::InvalidOid {
+        errors::clock_table_missing();
+    }
+    relid
+}
+
+fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {
+    let kept = kept(client, names, statement);
+    let returned = run(client, &kept, args);
+    (returned.len() > 0).then(|| returned.value(0, 1)).flatten().map(|datum| datum.value() as i64)
+}

@@ -1,0 +1,245 @@
+//! Sync race: writers change users' conversations in transactions that commit out of order (each
+//! sleeps a random while after writing, so a later transaction often commits first), while every
+//! user's client syncs in a loop with conversation_list, keeping the position of the last row it
+//! got. Claims:
+//!
+//! - when the writers stop, one more round of syncs brings every client exactly the table: every
+//!   conversation it holds is the stored row (every column, version included), and it holds every
+//!   conversation that is not hidden;
+//! - a position is never ahead of a change not returned: otherwise the final state differs;
+//! - no error at all under READ COMMITTED; REPEATABLE READ / SERIALIZABLE readers see none either
+//!   (they only read).
+//!
+//! `--naive` syncs the way applications do without the extension, "updated_at after the newest I
+//! have", to show that this test catches the changes such a client loses.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use postgres::{Client, IsolationLevel, NoTls};
+
+use crate::{at_levels, Options, LEVELS};
+
+const USERS: usize = 4;
+const CHANNELS: usize = 12;
+const PAGE_SIZE: i32 = 3;
+const TRANSACTIONS_PER_WRITER: usize = 60;
+
+/// What a client holds of one conversation: the columns a list shows.
+type Held = BTreeMap<String, String>;
+
+const COLUMNS: &str = "format('%s/%s/%s/%s/%s/%s/%s', last_msg_seq, readed_to_msg_seq, unread_count, deleted_at_msg_seq, hidden, version, updated_at)";
+
+pub fn races(options: &Options) -> (usize, usize) {
+    at_levels(&LEVELS, |name, level| race(options, name, level))
+}
+
+/// xorshift64: reproducible choices without a dependency.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<String> {
+    let prefix = format!("sync-{}-{}", std::process::id(), level_name.replace(' ', "-"));
+    let users: Vec<String> = (0..USERS).map(|u| format!("{prefix}-user{u}")).collect();
+    let channel = |c: usize| format!("{prefix}-ch{c}");
+    let writers = options.clients.max(2);
+    let barrier = Arc::new(Barrier::new(writers + USERS));
+    let writing = Arc::new(AtomicUsize::new(writers));
+
+    let writer_handles: Vec<_> = (0..writers)
+        .map(|w| {
+            let (dsn, users, barrier, writing) = (options.dsn.clone(), users.clone(), barrier.clone(), writing.clone());
+            let channels: Vec<String> = (0..CHANNELS).map(channel).collect();
+            thread::spawn(move || {
+                let mut db = Client::connect(&dsn, NoTls).expect("connect");
+                let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 7919);
+                let mut problems = Vec::new();
+                barrier.wait();
+                for t in 0..TRANSACTIONS_PER_WRITER {
+                    let result = (|| -> Result<(), postgres::Error> {
+                        let mut tx = db.transaction()?;
+                        for _ in 0..1 + random.below(3) {
+                            let ch = &channels[random.below(CHANNELS)];
+                            let user = &users[random.below(USERS)];
+                            match random.below(6) {
+                                0 | 1 => {
+                                    // A message to some members; the seq grows with the writer's clock.
+                                    let members: Vec<&String> = users.iter().filter(|_| random.below(2) == 0).collect();
+                                    let seq = ((t * writers + w) * 10 + 1) as i64;
+                                    tx.execute("SELECT conversation_message_arrived($1, 1, $2, $3, $4)", &[ch, &members, &seq, user])?;
+                                }
+                                2 => {
+                                    tx.execute("SELECT conversation_mark_read($1, $2, 1, $3)", &[user, ch, &(random.below(5000) as i64 + 1)])?;
+                                }
+                                3 => {
+                                    tx.execute("SELECT conversation_hide($1, $2, 1)", &[user, ch])?;
+                                }
+                                4 => {
+                                    tx.execute("SELECT conversation_clear($1, $2, 1)", &[user, ch])?;
+                                }
+                                _ => {
+                                    // The application's own SQL: stamped all the same.
+                                    tx.execute(
+                                        "UPDATE conversation SET unread_count = unread_count + 1 WHERE uid = $1 AND channel_id = $2",
+                                        &[user, ch],
+                                    )?;
+                                }
+                            }
+                        }
+                        // Commit after a while: a transaction that wrote first often commits last.
+                        thread::sleep(Duration::from_micros(random.below(4000) as u64));
+                        tx.commit()
+                    })();
+                    if let Err(error) = result {
+                        // Two writers of one row in opposite orders: a deadlock is the writers' own
+                        // affair (the test's random writes), retried by nobody; any other error is not.
+                        if error.code().map(|c| c.code()) != Some("40P01") {
+                            problems.push(format!("writer {w}: {error}"));
+                        }
+                    }
+                }
+                writing.fetch_sub(1, Ordering::SeqCst);
+                problems
+            })
+        })
+        .collect();
+
+    let client_handles: Vec<_> = users
+        .iter()
+        .map(|user| {
+            let (dsn, user, barrier, writing) = (options.dsn.clone(), user.clone(), barrier.clone(), writing.clone());
+            let naive = options.naive;
+            thread::spawn(move || {
+                let mut db = Client::connect(&dsn, NoTls).expect("connect");
+                let mut client = SyncClient::new(naive);
+                let mut problems = Vec::new();
+                let mut calls = 0usize;
+                barrier.wait();
+                // Sync while the writers write; then until a sync after the last write brings nothing.
+                let mut quiet_rounds = 0;
+                loop {
+                    let done_writing = writing.load(Ordering::SeqCst) == 0;
+                    match client.sync(&mut db, &user, level) {
+                        Ok(got) => {
+                            calls += 1;
+                            if done_writing && got == 0 {
+                                quiet_rounds += 1;
+                                if quiet_rounds == 2 {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            problems.push(format!("client of {user}: {error}"));
+                            break;
+                        }
+                    }
+                }
+                (user, client.held, problems, calls)
+            })
+        })
+        .collect();
+
+    let mut problems: Vec<String> = writer_handles.into_iter().flat_map(|h| h.join().expect("writer panicked")).collect();
+    let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
+    let mut calls = 0;
+    for handle in client_handles {
+        let (user, held, client_problems, client_calls) = handle.join().expect("client panicked");
+        calls += client_calls;
+        problems.extend(client_problems);
+        let stored: Vec<(String, String, bool)> = db
+            .query(&format!("SELECT channel_id, {COLUMNS}, hidden FROM conversation WHERE uid = $1 ORDER BY channel_id"), &[&user])
+            .expect("the table")
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        let mut missing = 0;
+        let mut differ = 0;
+        for (channel, columns, hidden) in &stored {
+            match held.get(channel) {
+                Some(have) if have == columns => {}
+                Some(have) => {
+                    differ += 1;
+                    if differ <= 3 {
+                        problems.push(format!("{user} holds {channel} as {have}, the table has {columns}"));
+                    }
+                }
+                None if *hidden => {}
+                None => {
+                    missing += 1;
+                    if missing <= 3 {
+                        problems.push(format!("{user} never got {channel} ({columns})"));
+                    }
+                }
+            }
+        }
+        if differ + missing > 3 {
+            problems.push(format!("{user}: {differ} conversations differ from the table, {missing} missing"));
+        }
+        if held.len() > stored.len() {
+            problems.push(format!("{user} holds {} conversations, the table has {}", held.len(), stored.len()));
+        }
+    }
+    println!(
+        "{prefix}: {writers} writers x {TRANSACTIONS_PER_WRITER} transactions committing out of order, {USERS} clients syncing in pages of {PAGE_SIZE} ({calls} calls){}",
+        if options.naive { ", naive" } else { "" }
+    );
+    problems
+}
+
+struct SyncClient {
+    naive: bool,
+    position: Option<String>,
+    newest: Option<String>,
+    held: Held,
+}
+
+impl SyncClient {
+    fn new(naive: bool) -> SyncClient {
+        SyncClient { naive, position: None, newest: None, held: Held::new() }
+    }
+
+    /// One call: applies what it returns and keeps the position after the last row. Returns how
+    /// many rows came back.
+    fn sync(&mut self, db: &mut Client, user: &str, level: IsolationLevel) -> Result<usize, postgres::Error> {
+        let mut tx = db.build_transaction().isolation_level(level).read_only(true).start()?;
+        let rows = if self.naive {
+            tx.query(
+                &format!(
+                    "SELECT channel_id, {COLUMNS}, updated_at::text FROM conversation
+                     WHERE uid = $1 AND type = 1 AND updated_at > COALESCE($2::text::timestamptz, '-infinity')
+                     ORDER BY updated_at, id LIMIT $3"
+                ),
+                &[&user, &self.newest, &i64::from(PAGE_SIZE)],
+            )?
+        } else {
+            tx.query(
+                &format!("SELECT channel_id, {COLUMNS}, position FROM conversation_list($1, 1, $2, $3)"),
+                &[&user, &self.position, &PAGE_SIZE],
+            )?
+        };
+        tx.commit()?;
+        for row in &rows {
+            self.held.insert(row.get(0), row.get(1));
+        }
+        if let Some(last) = rows.last() {
+            if self.naive {
+                self.newest = Some(last.get(2));
+            } else {
+                self.position = Some(last.get(2));
+            }
+        }
+        Ok(rows.len())
+    }
+}

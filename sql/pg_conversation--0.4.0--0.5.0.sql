@@ -13,17 +13,7 @@
 \echo Use "ALTER EXTENSION pg_conversation UPDATE TO '0.5.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------------------------
--- 1. The change stamp (src/stamp.rs). Both columns are added without rewriting the table (their
--- defaults are constants); rows written before keep version 0 and sort by updated_at.
-
-ALTER TABLE @extschema@.conversation
-    ADD COLUMN version bigint NOT NULL DEFAULT 0,
-    ADD COLUMN hidden boolean NOT NULL DEFAULT false;
-
-COMMENT ON COLUMN @extschema@.conversation.version IS
-    'When the row last changed: generation * 2^48 + the writing transaction''s id; set by trigger conversation_stamp';
-COMMENT ON COLUMN @extschema@.conversation.hidden IS
-    'Left out of conversation_list until a newer message arrives (conversation_hide)';
+-- 1. The change stamp (src/stamp.rs).
 
 -- The generation of the transaction ids in this cluster: a restored dump, a pg_upgrade'd or a
 -- Citus node's cluster starts a new one (the first write there adds its row), so versions keep
@@ -46,23 +36,67 @@ AS 'MODULE_PATHNAME', 'conversation_stamp';
 COMMENT ON FUNCTION @extschema@.conversation_stamp() IS
     'Trigger: sets version on every insert and update of a conversation (an insert that brings its own keeps it: restores)';
 
-CREATE TRIGGER conversation_stamp
-    BEFORE INSERT OR UPDATE ON @extschema@.conversation
-    FOR EACH ROW EXECUTE FUNCTION @extschema@.conversation_stamp();
-
-------------------------------------------------------------------------------------------------
--- 4. The list indexes. Every row is in exactly one of them; a query names the predicate of each
--- it needs (src/list.rs). updated_at orders the rows still at version 0 (written before 0.5.0);
--- id makes the order total. Built inside the update: writes wait while they build (README,
--- "Upgrading").
-
-DROP INDEX @extschema@.conversation_uid_updated_at_idx;
-CREATE INDEX conversation_list_unread_idx ON @extschema@.conversation (uid, type, version, updated_at, id)
-    WHERE unread_count > 0 AND NOT hidden;
-CREATE INDEX conversation_list_read_idx ON @extschema@.conversation (uid, type, version, updated_at, id)
-    WHERE unread_count <= 0 AND NOT hidden;
-CREATE INDEX conversation_list_hidden_idx ON @extschema@.conversation (uid, type, version, updated_at, id)
-    WHERE hidden;
+-- The table's new columns, trigger and indexes (4). Both columns are added without rewriting the
+-- table (their defaults are constants); rows written before keep version 0 and sort by
+-- updated_at. The list indexes: every row is in exactly one of them; a query names the predicate
+-- of each it needs (src/list.rs); id makes the order total. They are built inside the update:
+-- writes wait while they build (README, "Upgrading").
+-- On Citus (a table conversation_distribute distributed) this runs on the coordinator, one
+-- statement at a time, so that Citus applies each to every node and shard; the workers, which
+-- Citus updates after the coordinator, put the trigger on their shards themselves, once their
+-- update has created its function.
+DO $$
+DECLARE
+    table_oid regclass := '@extschema@.conversation'::regclass;
+    distributed boolean := false;
+    coordinator boolean := true;
+    shard record;
+    changes text[] := ARRAY[
+        'ALTER TABLE @extschema@.conversation ADD COLUMN version bigint NOT NULL DEFAULT 0, ADD COLUMN hidden boolean NOT NULL DEFAULT false',
+        'DROP INDEX @extschema@.conversation_uid_updated_at_idx',
+        'CREATE INDEX conversation_list_unread_idx ON @extschema@.conversation (uid, type, version, updated_at, id) WHERE unread_count > 0 AND NOT hidden',
+        'CREATE INDEX conversation_list_read_idx ON @extschema@.conversation (uid, type, version, updated_at, id) WHERE unread_count <= 0 AND NOT hidden',
+        'CREATE INDEX conversation_list_hidden_idx ON @extschema@.conversation (uid, type, version, updated_at, id) WHERE hidden',
+        'COMMENT ON COLUMN @extschema@.conversation.version IS ''When the row last changed: generation * 2^48 + the writing transaction''''s id; set by trigger conversation_stamp''',
+        'COMMENT ON COLUMN @extschema@.conversation.hidden IS ''Left out of conversation_list until a newer message arrives (conversation_hide)'''];
+    stamp_trigger text := 'CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION @extschema@.conversation_stamp()';
+    change text;
+BEGIN
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = $1)' INTO distributed USING table_oid;
+        EXECUTE 'SELECT groupid = 0 FROM pg_catalog.pg_dist_local_group' INTO coordinator;
+    END IF;
+    IF distributed THEN
+        PERFORM pg_catalog.set_config('citus.enable_unsafe_triggers', 'on', true);
+    END IF;
+    IF distributed AND NOT coordinator THEN
+        -- A worker: its shards got the columns and indexes from the coordinator's update. Their
+        -- triggers take Citus's names for a shard's (the table's, suffixed with the shard id).
+        FOR shard IN EXECUTE 'SELECT s.shardid, pg_catalog.to_regclass(pg_catalog.format(''%I.%I'', n.nspname, c.relname || ''_'' || s.shardid)) AS relation
+                              FROM pg_catalog.pg_dist_shard AS s JOIN pg_catalog.pg_dist_placement AS p USING (shardid)
+                              JOIN pg_catalog.pg_class AS c ON c.oid = s.logicalrelid JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+                              WHERE s.logicalrelid = $1 AND p.groupid = (SELECT groupid FROM pg_catalog.pg_dist_local_group)'
+                       USING table_oid LOOP
+            IF shard.relation IS NOT NULL THEN
+                EXECUTE pg_catalog.format(stamp_trigger, 'conversation_stamp_' || shard.shardid, shard.relation);
+            END IF;
+        END LOOP;
+        EXECUTE pg_catalog.format(stamp_trigger, 'conversation_stamp', table_oid);
+        RETURN;
+    END IF;
+    FOREACH change IN ARRAY changes LOOP
+        EXECUTE change;
+    END LOOP;
+    IF distributed THEN
+        -- The coordinator's own table only: the workers' shards get theirs above.
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true);
+    END IF;
+    EXECUTE pg_catalog.format(stamp_trigger, 'conversation_stamp', table_oid);
+    IF distributed THEN
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'on', true);
+    END IF;
+END
+$$;
 
 ------------------------------------------------------------------------------------------------
 -- The returned row gains the columns (in the table's order, so that a row is still returned as
@@ -180,6 +214,13 @@ BEGIN
             USING ERRCODE = '55000',
                   HINT = 'The functions route by uid; undistribute_table(''conversation'') first, then run conversation_distribute again.';
     END IF;
+
+    -- Every shard stamps its changes: a table distributed before 0.5.0, or a shard whose trigger
+    -- was disabled or dropped (Citus puts the trigger on every shard; the setting lets it).
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    CREATE OR REPLACE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON @extschema@.conversation
+        FOR EACH ROW EXECUTE FUNCTION @extschema@.conversation_stamp();
+    step := 'stamp'; done := 'every shard stamps its changes (trigger conversation_stamp)'; RETURN NEXT;
 
     FOREACH user_function IN ARRAY ARRAY[
         '@extschema@.get_or_create_conversation(text, text, integer)',

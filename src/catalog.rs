@@ -53,6 +53,8 @@ pub struct Table {
     pub channel_type_width: IntWidth,
     /// Whether Citus distributes it (some statements take another form there).
     pub distributed: bool,
+    /// Whether it has column hidden (0.5.0): the library serves databases not yet updated too.
+    pub has_hidden: bool,
     layout: Layout,
 }
 
@@ -226,12 +228,13 @@ impl OpenTable {
         }
     }
 
-    /// Whether a statement run here reads the rows of `uid` in this node's own transaction: always
-    /// on one server; on Citus, only on the node that holds the uid's shard.
-    pub fn holds_rows_of(&self, uid: &[u8]) -> bool {
+    /// The relation that holds the rows of `uid` when a statement run here reads them in this
+    /// node's own transaction: the table on one server; on Citus, the uid's shard, only on the
+    /// node that holds it (None elsewhere).
+    pub fn relation_holding(&self, uid: &[u8]) -> Option<pg_sys::Oid> {
         match &self.table.layout {
-            Layout::Distributed => citus::local_shard(self.table.relid, self.table.schema, text_datum(uid)).is_some(),
-            _ => !self.table.distributed,
+            Layout::Distributed => citus::local_shard(self.table.relid, self.table.schema, text_datum(uid)),
+            _ => (!self.table.distributed).then_some(self.table.relid),
         }
     }
 
@@ -389,7 +392,8 @@ impl Table {
             .join(", ");
         let distributed = distribution != citus::Distribution::Local;
         let names = Names { columns, ..Names::of_schema(schema) };
-        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, layout }
+        let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
+        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, layout }
     }
 }
 

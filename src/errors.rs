@@ -218,7 +218,7 @@ pub fn list_on_another_node() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         "conversation_list runs on the Citus node that holds the user's shard".into(),
-        Some("Call it on its own, outside a transaction block (SELECT * FROM conversation_list(...)): Citus then runs it on that node."),
+        Some("Call it on its own, outside a transaction block (SELECT * FROM conversation_list(...)): Citus then runs it on that node. After ALTER EXTENSION pg_conversation UPDATE, run SELECT * FROM conversation_distribute() once first."),
     )
 }
 
@@ -230,6 +230,15 @@ pub fn trigger_misused(problem: &str) -> ! {
         PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
         format!("conversation_stamp cannot run here: {problem}"),
         Some("It is the trigger BEFORE INSERT OR UPDATE ... FOR EACH ROW on table conversation, and nothing else."),
+    )
+}
+
+/// The table (or the user's shard) has no enabled stamp trigger: positions would miss changes.
+pub fn changes_not_stamped() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "changes to table conversation are not stamped (trigger conversation_stamp is missing or disabled), so a position could miss them".into(),
+        Some("ALTER TABLE conversation ENABLE TRIGGER conversation_stamp (or create it again as the extension's script does, README: Table conversation); on Citus, SELECT * FROM conversation_distribute() puts it on every shard."),
     )
 }
 

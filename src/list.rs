@@ -133,8 +133,9 @@ sql_function! {
         let schema = call.schema();
         let output = call.materialize();
         let table = OpenTable::open(schema);
-        if !table.holds_rows_of(uid) {
-            errors::list_on_another_node();
+        let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
+        if !stamp::is_stamped(holding, schema) {
+            errors::changes_not_stamped();
         }
         let origin = Origin { system_identifier: stamp::system_identifier(), generation: stamp::read_generation(schema) };
         if let Some(given) = &given {

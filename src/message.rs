@@ -30,17 +30,18 @@ use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::stats;
 
-/// What a message does to a member's conversation, for the rows `target` selects.
+/// What a message does to a member's conversation, for the rows `target` selects; `$unhide` is
+/// empty for a table of a database not yet updated to 0.5.0 (no column hidden).
 macro_rules! advance {
-    ($target:literal) => {
+    ($target:literal, $unhide:literal) => {
         concat!(
             "advanced AS ( \
                  UPDATE {table} AS c SET \
                      last_msg_seq = $4, \
-                     updated_at = now(), \
-                     hidden = false, \
-                     readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
-                                              ELSE c.readed_to_msg_seq END, \
+                     updated_at = now(), ",
+            $unhide,
+            "readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
+                                          ELSE c.readed_to_msg_seq END, \
                      unread_count = CASE WHEN c.uid = $5 THEN 0 \
                                          WHEN c.readed_to_msg_seq < $4 THEN c.unread_count + 1 \
                                          ELSE c.unread_count END ",
@@ -54,31 +55,44 @@ macro_rules! advance {
 const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID];
 
 /// On one server: the rows are locked first, in one order, so that two messages queue.
-const ADVANCE: Statement = Statement {
-    name: "advance",
-    sql: concat!(
-        "WITH locked AS ( \
-             SELECT c.uid FROM {table} AS c \
-             WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
-             ORDER BY c.uid COLLATE \"C\" \
-             FOR NO KEY UPDATE), ",
-        advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4")
-    ),
-    parameters: ADVANCE_PARAMETERS,
-    snapshot: Snapshot::Fresh,
-};
+macro_rules! locked_first {
+    ($name:literal, $unhide:literal) => {
+        Statement {
+            name: $name,
+            sql: concat!(
+                "WITH locked AS ( \
+                     SELECT c.uid FROM {table} AS c \
+                     WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
+                     ORDER BY c.uid COLLATE \"C\" \
+                     FOR NO KEY UPDATE), ",
+                advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4", $unhide)
+            ),
+            parameters: ADVANCE_PARAMETERS,
+            snapshot: Snapshot::Fresh,
+        }
+    };
+}
 
 /// On a table distributed with Citus: one UPDATE, which Citus runs shard by shard, taking the
 /// shards' locks in one order itself (and it refuses a multi-shard SELECT ... FOR UPDATE).
-const ADVANCE_DISTRIBUTED: Statement = Statement {
-    name: "advance_distributed",
-    sql: concat!(
-        "WITH ",
-        advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4")
-    ),
-    parameters: ADVANCE_PARAMETERS,
-    snapshot: Snapshot::Fresh,
-};
+macro_rules! distributed {
+    ($name:literal, $unhide:literal) => {
+        Statement {
+            name: $name,
+            sql: concat!(
+                "WITH ",
+                advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4", $unhide)
+            ),
+            parameters: ADVANCE_PARAMETERS,
+            snapshot: Snapshot::Fresh,
+        }
+    };
+}
+
+const ADVANCE: Statement = locked_first!("advance", "hidden = false, ");
+const ADVANCE_DISTRIBUTED: Statement = distributed!("advance_distributed", "hidden = false, ");
+const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "");
+const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "");
 
 sql_function! {
     /// Not STRICT: sender_uid may be NULL (a system message: everyone's unread count goes up); any
@@ -104,7 +118,12 @@ sql_function! {
             }
             get_or_create_many(&client, &table, &members, "conversation_message_arrived");
             let _pinned = PinnedSearchPath::pin();
-            let statement = if table.table.distributed { &ADVANCE_DISTRIBUTED } else { &ADVANCE };
+            let statement = match (table.table.distributed, table.table.has_hidden) {
+                (false, true) => &ADVANCE,
+                (true, true) => &ADVANCE_DISTRIBUTED,
+                (false, false) => &ADVANCE_BEFORE_0_5,
+                (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
+            };
             let kept = kept(&client, &table.table.names, statement);
             let key = members[0].key;
             let args = [

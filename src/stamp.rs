@@ -17,6 +17,7 @@
 //! conversation_clock, and only our own statements (search_path pinned) run meanwhile.
 
 use std::cell::Cell;
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -109,6 +110,30 @@ sql_function! {
             let mut column = attnum;
             pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))
         }
+    }
+}
+
+/// Whether rows written to `relid` are stamped: it has conversation_stamp as an enabled BEFORE
+/// INSERT OR UPDATE row trigger. (Positions would miss the changes of a table without it, so the
+/// list refuses to hand any out.)
+pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
+    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+    // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
+    // is read while it is open.
+    unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let triggers = (*relation).trigdesc;
+        let stamped = !triggers.is_null()
+            && (0..(*triggers).numtriggers as usize).any(|i| {
+                let trigger = &*(*triggers).triggers.add(i);
+                let enabled = matches!(trigger.tgenabled as u8, b'O' | b'A');
+                enabled
+                    && (trigger.tgtype as u32) & WANTED == WANTED
+                    && pg_sys::get_func_namespace(trigger.tgfoid) == schema
+                    && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
+            });
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        stamped
     }
 }
 

@@ -90,3 +90,67 @@ expect "nothing stale is left" "0" "SELECT count(*) FROM conversation WHERE chan
 ids=$(coordinator -c "SELECT count(*) = count(DISTINCT id) FROM conversation")
 [ "$ids" = t ] || fail "ids are not unique after every function ran"
 echo "ok: every function works on the distributed table; ids unique across the cluster"
+
+# The conversation list. Called on its own, it is delegated to the node of the user's shard and
+# takes its positions there (they name that node's cluster); inside a transaction block it would
+# run on the coordinator, whose snapshot says nothing of the shard's, so it is refused.
+coordinator -c "SELECT conversation_message_arrived('lg1', 1, ARRAY['lister', 'other'], 1, 'other')" >/dev/null
+expect "the list, delegated" "lg1 1" "SELECT channel_id || ' ' || unread_count FROM conversation_list('lister', 1)"
+expect "the badge" "1 1" "SELECT unread_count || ' ' || conversations FROM conversation_unread('lister')"
+lister_port=$(coordinator -c "SELECT n.nodeport FROM pg_dist_placement AS p JOIN pg_dist_node AS n USING (groupid)
+                              WHERE p.shardid = get_shard_id_for_distribution_column('conversation', 'lister'::text)")
+position=$(coordinator -c "SELECT position FROM conversation_list('lister', 1)")
+[ "$(cut -d/ -f3 <<<"$position")" = "$(node "$lister_port" -c "SELECT system_identifier FROM pg_control_system()")" ] ||
+    fail "the position ($position) was not taken on the node of the user's shard (port $lister_port)"
+expect "hide" "t" "SELECT hidden FROM conversation_hide('lister', 'lg1', 1)"
+expect "a sync from the position brings the hidden one" "lg1 true" \
+    "SELECT channel_id || ' ' || hidden FROM conversation_list('lister', 1, '$position')"
+expect "clear" "1 0" "SELECT deleted_at_msg_seq || ' ' || unread_count FROM conversation_clear('lister', 'lg1', 1)"
+refused=$(coordinator -c "BEGIN" -c "SELECT * FROM conversation_list('lister')" -c "COMMIT" 2>&1 || true)
+grep -q "conversation_list runs on the Citus node that holds the user's shard" <<<"$refused" ||
+    fail "a list in a transaction block on the coordinator was not refused: $refused"
+echo "ok: list, badge, hide and clear on the distributed table; positions taken on the shard's node"
+"$RACE" --dsn "$(dsn "$PORT")" --mode sync --clients 4 --autocommit
+
+# A shard moved to the other worker: its rows keep their versions, and a position taken on the
+# old node is refused there with 72000 (the client lists from the start).
+position=$(coordinator -c "SELECT position FROM conversation_list('lister', 1, '$position')")
+other_port=$([ "$lister_port" = $((PORT + 1)) ] && echo $((PORT + 2)) || echo $((PORT + 1)))
+coordinator -c "SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('conversation', 'lister'::text),
+                    '$DIR', $lister_port, '$DIR', $other_port, shard_transfer_mode => 'force_logical')" >/dev/null
+expect "the moved conversation" "lg1 1 true" "SELECT channel_id || ' ' || deleted_at_msg_seq || ' ' || hidden FROM find_conversation('lister', 'lg1', 1)"
+moved=$(coordinator -c "SELECT * FROM conversation_list('lister', 1, '$position')" 2>&1 || true)
+grep -q "position was returned by another server" <<<"$moved" || fail "a position of the shard's old node was not refused: $moved"
+echo "ok: after a shard move, the rows are listed from the new node, and an old position is refused (72000)"
+
+# A cluster distributed with 0.4.0, updated to this version: Citus's coordinator applies the new
+# columns and indexes to every shard, the workers put the stamp trigger on theirs, and a second
+# conversation_distribute delegates the new functions. Then the list works as on a fresh install.
+install -m 644 sql/releases/pg_conversation--0.4.0.sql "$(pg_config --sharedir)/extension/"
+coordinator -c "DROP EXTENSION pg_conversation CASCADE" -c "CREATE EXTENSION pg_conversation VERSION '0.4.0'" \
+    -c "SELECT count(*) FROM generate_series(1, 100) AS i, get_or_create_conversation('old' || i, 'g' || (i % 7), 1)" \
+    -c "SELECT count(*) FROM conversation_distribute(8)" \
+    -c "SELECT count(*) FROM conversation_message_arrived('g1', 1, ARRAY['old1', 'old8'], 3, 'old8')" >/dev/null
+coordinator -c "ALTER EXTENSION pg_conversation UPDATE" -c "SELECT count(*) FROM conversation_distribute(8)" >/dev/null
+for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
+    [ "$(node "$p" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] ||
+        fail "port $p: the extension was not updated"
+done
+shards=$(coordinator -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'conversation'::regclass")
+stamped=$(coordinator -c "SELECT sum(result::int) FROM run_command_on_shards('conversation',
+    \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgfoid = 'conversation_stamp'::regproc AND tgenabled = 'O'\$\$)")
+[ "$stamped" = "$shards" ] || fail "$stamped of $shards shards have the stamp trigger after the update"
+expect "an updated row" "g1 3 1" "SELECT channel_id || ' ' || last_msg_seq || ' ' || unread_count FROM conversation_list('old1')"
+expect "a change after the update is stamped" "t" \
+    "SELECT version > 0 FROM conversation_mark_read('old1', 'g1', 1, 3)"
+"$RACE" --dsn "$(dsn "$PORT")" --mode sync --clients 4 --autocommit
+echo "ok: a cluster distributed with 0.4.0 updates in place: every shard stamped, the list delegated"
+
+# A shard whose trigger is disabled: its users' lists are refused (55000), not silently missing
+# changes; conversation_distribute() puts the trigger back on every shard.
+coordinator -c "SET citus.enable_unsafe_triggers = on" -c "ALTER TABLE conversation DISABLE TRIGGER conversation_stamp" >/dev/null
+refused=$(coordinator -c "SELECT * FROM conversation_list('old1')" 2>&1 || true)
+grep -q "changes to table conversation are not stamped" <<<"$refused" || fail "a list over an unstamped shard was not refused: $refused"
+coordinator -c "SELECT step || ': ' || done FROM conversation_distribute(8)" | grep -q "^stamp: " || fail "conversation_distribute did not stamp"
+expect "the list once the shards stamp again" "g1" "SELECT channel_id FROM conversation_list('old1')"
+echo "ok: an unstamped shard is refused, and conversation_distribute repairs it"

@@ -48,8 +48,8 @@ pub struct Options {
     /// Key names start with this instead of the process id: several processes (one per Citus
     /// node, say) then race on the same keys.
     pub prefix: Option<String>,
-    /// Create mode: each call in a transaction of its own, outside a transaction block (READ
-    /// COMMITTED only). On Citus such calls are delegated to the node of the key's shard.
+    /// Create and sync modes: each call in a transaction of its own, outside a transaction block
+    /// (READ COMMITTED only). On Citus such calls are delegated to the node of the key's shard.
     pub autocommit: bool,
 }
 

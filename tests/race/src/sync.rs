@@ -34,7 +34,9 @@ type Held = BTreeMap<String, String>;
 const COLUMNS: &str = "format('%s/%s/%s/%s/%s/%s/%s', last_msg_seq, readed_to_msg_seq, unread_count, deleted_at_msg_seq, hidden, version, updated_at)";
 
 pub fn races(options: &Options) -> (usize, usize) {
-    at_levels(&LEVELS, |name, level| race(options, name, level))
+    // --autocommit: each sync a statement of its own (on Citus, delegated to the user's node).
+    let levels = if options.autocommit { &LEVELS[..1] } else { &LEVELS[..] };
+    at_levels(levels, |name, level| race(options, name, level))
 }
 
 /// xorshift64: reproducible choices without a dependency.
@@ -119,10 +121,10 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         .iter()
         .map(|user| {
             let (dsn, user, barrier, writing) = (options.dsn.clone(), user.clone(), barrier.clone(), writing.clone());
-            let naive = options.naive;
+            let (naive, autocommit) = (options.naive, options.autocommit);
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
-                let mut client = SyncClient::new(naive);
+                let mut client = SyncClient::new(naive, autocommit);
                 let mut problems = Vec::new();
                 let mut calls = 0usize;
                 barrier.wait();
@@ -200,19 +202,27 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
 
 struct SyncClient {
     naive: bool,
+    autocommit: bool,
     position: Option<String>,
     newest: Option<String>,
     held: Held,
 }
 
 impl SyncClient {
-    fn new(naive: bool) -> SyncClient {
-        SyncClient { naive, position: None, newest: None, held: Held::new() }
+    fn new(naive: bool, autocommit: bool) -> SyncClient {
+        SyncClient { naive, autocommit, position: None, newest: None, held: Held::new() }
     }
 
     /// One call: applies what it returns and keeps the position after the last row. Returns how
     /// many rows came back.
     fn sync(&mut self, db: &mut Client, user: &str, level: IsolationLevel) -> Result<usize, postgres::Error> {
+        if self.autocommit {
+            let rows = db.query(
+                &format!("SELECT channel_id, {COLUMNS}, position FROM conversation_list($1, 1, $2, $3)"),
+                &[&user, &self.position, &PAGE_SIZE],
+            )?;
+            return Ok(self.apply(&rows));
+        }
         let mut tx = db.build_transaction().isolation_level(level).read_only(true).start()?;
         let rows = if self.naive {
             tx.query(
@@ -230,7 +240,11 @@ impl SyncClient {
             )?
         };
         tx.commit()?;
-        for row in &rows {
+        Ok(self.apply(&rows))
+    }
+
+    fn apply(&mut self, rows: &[postgres::Row]) -> usize {
+        for row in rows {
             self.held.insert(row.get(0), row.get(1));
         }
         if let Some(last) = rows.last() {
@@ -240,6 +254,6 @@ impl SyncClient {
                 self.position = Some(last.get(2));
             }
         }
-        Ok(rows.len())
+        rows.len()
     }
 }

@@ -75,6 +75,27 @@ SELECT statement, error_of(statement) FROM unnest(ARRAY[
     $$SELECT conversation_mark_read('u', 'g', 1, 0)$$,
     $$SELECT conversation_lock_key('', 'g', 1)$$,
     $$SELECT get_or_create_conversation(repeat('u', 256), 'g', 1)$$]) AS statement;
+-- The list, the badge, hide and clear: a uid and a type as ever; a position only as
+-- conversation_list returned it, for the same list; a page of 1 to 1000; a seq of 0 or more.
+SELECT statement, error_of(statement) FROM unnest(ARRAY[
+    $$SELECT conversation_list(NULL)$$,
+    $$SELECT conversation_list('')$$,
+    $$SELECT conversation_list(repeat('u', 256))$$,
+    $$SELECT conversation_list('u', 32768)$$,
+    $$SELECT conversation_list('u', 1, NULL, 0)$$,
+    $$SELECT conversation_list('u', 1, NULL, 1001)$$,
+    $$SELECT conversation_list('u', 1, NULL, NULL)$$,
+    $$SELECT conversation_list('u', 1, 'a position')$$,
+    $$SELECT conversation_list('u', 1, '1/1/1/0/-/-/-')$$,
+    $$SELECT conversation_list('u', 1, '1/2/' || (SELECT system_identifier FROM pg_control_system()) || '/0/5:5:/-/-')$$,
+    $$SELECT conversation_list('u', 1, '1/1/1/0/5:5:/-/-')$$,
+    $$SELECT conversation_list('u', 1, repeat('9', 1048577))$$,
+    $$SELECT conversation_unread(NULL)$$,
+    $$SELECT conversation_unread('u', -32769)$$,
+    $$SELECT conversation_hide('u', '', 1)$$,
+    $$SELECT conversation_hide('u', 'g', 1, -1)$$,
+    $$SELECT conversation_clear('u', 'g', 256)$$,
+    $$SELECT conversation_clear('u', 'g', 1, -1)$$]) AS statement;
 -- Only the integral JSON keys above were written, and the '[0:1]' array's two.
 SELECT written();
 SELECT count(*) AS advisory_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();

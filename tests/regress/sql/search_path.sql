@@ -115,6 +115,17 @@ CREATE FUNCTION wrapped_stats() RETURNS boolean
     LANGUAGE sql SECURITY DEFINER AS 'SELECT s.preloaded FROM public.conversation_stats AS s';
 CREATE FUNCTION wrapped_lock_key(text, text, integer) RETURNS integer
     LANGUAGE sql SECURITY DEFINER AS 'SELECT public.conversation_lock_key($1, $2, $3)';
+CREATE FUNCTION wrapped_list(text) RETURNS text
+    LANGUAGE sql SECURITY DEFINER AS 'SELECT pg_catalog.string_agg(l.channel_id, '','') FROM public.conversation_list($1) AS l';
+CREATE FUNCTION wrapped_sync(text) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER AS 'SELECT pg_catalog.count(*) FROM public.conversation_list($1, NULL,
+        (SELECT l.position FROM public.conversation_list($1) AS l LIMIT 1))';
+CREATE FUNCTION wrapped_unread(text) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER AS 'SELECT u.unread_count FROM public.conversation_unread($1) AS u';
+CREATE FUNCTION wrapped_hide(text, text, integer) RETURNS boolean
+    LANGUAGE sql SECURITY DEFINER AS 'SELECT h.hidden FROM public.conversation_hide($1, $2, $3) AS h';
+CREATE FUNCTION wrapped_clear(text, text, integer) RETURNS bigint
+    LANGUAGE sql SECURITY DEFINER AS 'SELECT c.deleted_at_msg_seq FROM public.conversation_clear($1, $2, $3) AS c';
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO pgconv_attacker;
 
 -- As a superuser, with the look-alikes first on the path.
@@ -135,6 +146,11 @@ SELECT applied, keys, inserted, ids_reassigned FROM conversation_import('legacy'
 SELECT preloaded FROM conversation_stats;
 SELECT conversation_stats_reset();
 SELECT conversation_lock_key('u1', 'g1', 1);
+SELECT channel_id, unread_count FROM conversation_list('u1');
+SELECT count(*) FROM conversation_list('u1', NULL, (SELECT position FROM conversation_list('u1') LIMIT 1));
+SELECT unread_count, conversations FROM conversation_unread('u5');
+SELECT hidden FROM conversation_hide('u5', 'g1', 1);
+SELECT deleted_at_msg_seq, unread_count FROM conversation_clear('u5', 'g1', 1);
 INSERT INTO public.conversation (uid, channel_id, channel_type) VALUES ('u9', 'g9____cmd', 2);
 UPDATE public.conversation SET updated_at = pg_catalog.now() OPERATOR(pg_catalog.-) '40 days'::pg_catalog.interval
 WHERE uid OPERATOR(pg_catalog.=) 'u9';
@@ -158,6 +174,11 @@ SELECT wrapped_import('legacy', true);
 SELECT wrapped_import('legacy', false);
 SELECT wrapped_stats();
 SELECT wrapped_lock_key('a1', 'g1', 1);
+SELECT wrapped_list('a1');
+SELECT wrapped_sync('a1');
+SELECT wrapped_unread('a2');
+SELECT wrapped_hide('a2', 'g2', 1);
+SELECT wrapped_clear('a2', 'g2', 1);
 RESET search_path;
 RESET ROLE;
 

@@ -131,6 +131,9 @@ BEGIN
     FOREACH p IN ARRAY partitions LOOP
         EXECUTE format('CREATE TABLE %I PARTITION OF conversation %s', 'conversation_' || left(md5(p), 8), p);
     END LOOP;
+    -- As README says to whoever partitions by hand: the stamp trigger on the new table.
+    CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON conversation
+        FOR EACH ROW EXECUTE FUNCTION conversation_stamp();
 END $$;
 CREATE FUNCTION copy_rows() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -190,7 +193,23 @@ SELECT error_of($$SELECT get_or_create_conversations('g1', 1, ARRAY['alice', 'no
 SELECT error_of($$SELECT conversation_message_arrived('g1', 1, ARRAY['alice'], 99999, 'bob')$$);
 SELECT error_of($$SELECT conversation_mark_read('alice', 'g1', 1, 99999)$$);
 SELECT count(*) AS advisory_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();
+-- The list, the badge and the lookup read; hide and clear would write.
+SELECT count(*) AS listed FROM conversation_list('alice');
+SELECT conversations FROM conversation_unread('alice');
+SELECT error_of($$SELECT conversation_hide('alice', 'g1', 1)$$);
+SELECT error_of($$SELECT conversation_clear('alice', 'g1', 1)$$);
 ROLLBACK;
+
+-- The stamp trigger disabled: changes would go unstamped, so the list hands out no position
+-- that could miss them (55000); enabled again, it lists.
+ALTER TABLE conversation DISABLE TRIGGER conversation_stamp;
+SELECT error_of($$SELECT * FROM conversation_list('alice')$$);
+ALTER TABLE conversation ENABLE TRIGGER conversation_stamp;
+SELECT count(*) AS listed FROM conversation_list('alice');
+-- Renamed, it still stamps (it is found by its function): the application's own UPDATE too.
+ALTER TRIGGER conversation_stamp ON conversation RENAME TO stamp_renamed;
+UPDATE conversation SET unread_count = 1 WHERE uid = 'alice' AND channel_id = 'g1' RETURNING version > 0 AS stamped;
+SELECT count(*) AS listed FROM conversation_list('alice');
 
 -- Lookups by the id an application stored use the index on id.
 SET enable_seqscan = off;

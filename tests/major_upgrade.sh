@@ -111,6 +111,11 @@ sql15 pg15 "$PORT" -d $DB -c "$members" >"$DIR/members-15.txt"
 existing_id=$(sql15 pg15 "$PORT" -d $DB -c "SELECT id FROM conversation WHERE uid = 'user-10' AND channel_id = 'group-1' AND channel_type = 2")
 [ -n "$existing_id" ] || fail "user-10 has no conversation in group-1"
 version15=$(sql15 pg15 "$PORT" -c "SHOW server_version")
+# The list as a client left it on 15: its position, and the versions stamped there.
+old_position=$(sql15 pg15 "$PORT" -d $DB -c "SELECT position FROM conversation_list('user-10', NULL, NULL, 1000) WITH ORDINALITY
+                                             ORDER BY ordinality DESC LIMIT 1")
+old_versions=$(sql15 pg15 "$PORT" -d $DB -c "SELECT max(version) || ' ' || max(generation) FROM conversation, conversation_clock")
+read -r max_version old_generation <<<"$old_versions"
 
 # The database on 18 has everything the 15 one had, and every function works on the moved rows.
 #   verify LABEL NAME PORT
@@ -156,6 +161,16 @@ verify() {
     q -c "CALL conversation_cleanup_cmd('30 days')" >/dev/null 2>&1 || fail "$label: conversation_cleanup_cmd failed"
     [ "$(q -c "SELECT count(*) FROM conversation WHERE channel_id = 'dm-4____cmd'")" = 0 ] ||
         fail "$label: conversation_cleanup_cmd left a stale CMD conversation"
+    # Another cluster: its first write took the next generation, so its versions are above every
+    # moved one and its changes list first; a position of the 15 cluster cannot be continued.
+    [ "$(q -c "SELECT generation FROM conversation_clock WHERE system_identifier = (SELECT system_identifier FROM pg_control_system())")" = \
+      $((old_generation + 1)) ] || fail "$label: the new cluster did not take generation $((old_generation + 1))"
+    [ "$(q -c "SELECT min(version) > $max_version FROM conversation WHERE uid = 'newcomer'")" = t ] ||
+        fail "$label: versions stamped after the move are not above the moved ones"
+    [ "$(q -c "SELECT channel_id FROM conversation_list('user-10') LIMIT 1")" = group-1 ] ||
+        fail "$label: the conversation changed after the move is not first in its user's list"
+    refused=$(q -c "SELECT * FROM conversation_list('user-10', NULL, '$old_position')" 2>&1 || true)
+    grep -q "returned by another server" <<<"$refused" || fail "$label: a position of the 15 cluster was not refused: $refused"
     say "ok: $label: all $rows conversations (every column, md5 over every row), their ids, the id sequence,"
     say "    the application's table and the extension's $(wc -l <"$DIR/members-15.txt") objects kept; every function works"
 }

@@ -19,14 +19,12 @@ usage: bench.py [--smoke] [--only WORKLOAD] [--citus]
 """
 
 import os
-import re
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-SMOKE = "--smoke" in sys.argv[1:]
+from harness import SMOKE, psql, ratios, run_pgbench
+
 CITUS = "--citus" in sys.argv[1:]
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[1:] else None
 USERS, CHANNEL_PAIRS = (20, 5) if SMOKE else (1000, 50)  # 2 conversations (chat + CMD) per pair
@@ -36,7 +34,6 @@ CLIENTS = 8
 CONTENTION_CLIENTS = 32
 MEMBERS = 100 if SMOKE else 1000  # members of the fresh channel in the fan-out workload
 FANOUT_CLIENTS = 2
-PGBENCH = os.path.join(subprocess.check_output(["pg_config", "--bindir"], text=True).strip(), "pgbench")
 
 # name -> (table it works on, its id sequence, SQL for key (U, C, T))
 APPROACHES = {
@@ -112,11 +109,6 @@ CITUS_APPROACHES = ["plain SELECT (hit limit)", "plain INSERT (miss limit)", "ge
 CITUS_WORKLOADS = ["hit", "miss", "fan-out"]
 
 
-def psql(sql, env=None):
-    return subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          check=True, capture_output=True, text=True, env=env).stdout.strip()
-
-
 def distribute(env):
     """Every table of the run distributed by uid on Citus, the extension's as users do it."""
     for table in sorted({t for t, _, _ in APPROACHES.values() if t.startswith("bench.")}):
@@ -168,24 +160,6 @@ def counters(table, sequence, env):
     return [int(float(v)) for v in out.split("|")]
 
 
-def run_pgbench(script, clients, env=None):
-    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:
-        f.write(script)
-    try:
-        done = subprocess.run([PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-                               "-T", str(SECONDS), "-f", f.name], capture_output=True, text=True, env=env)
-    finally:
-        os.unlink(f.name)
-    out = done.stdout + done.stderr
-    tps = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", out)
-    calls = re.search(r"number of transactions actually processed: (\d+)", out)
-    failed = re.search(r"number of failed transactions: (\d+)", out)
-    errors = len(re.findall(r"aborted in command", out)) + (int(failed.group(1)) if failed else 0)
-    if not tps or not calls:
-        raise SystemExit(f"pgbench failed:\n{out}")
-    return float(tps.group(1)), int(calls.group(1)), errors
-
-
 def script_for(approach, key, run):
     if key is None:
         return APPROACHES[approach][2]
@@ -213,7 +187,7 @@ def bench(workload):
             table, sequence, _ = APPROACHES[approach]
             run = f"{workload}-{round_no}-{time.time_ns()}"
             before = counters(table, sequence, env)
-            tps, calls, errors = run_pgbench(script_for(approach, key, run), clients, env)
+            tps, calls, errors = run_pgbench(script_for(approach, key, run), clients, SECONDS, env)
             time.sleep(0.5)  # pgbench's backends flush their table statistics as they exit
             after = counters(table, sequence, env)
             r = results[(approach, label)]
@@ -234,13 +208,12 @@ def report(workload, results, reference):
              "WAL bytes / 1k transactions | dead tuples / 1k | sequence values / 1k | errors |",
              f"|{'---|' if CITUS else ''}---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for (approach, label), r in results.items():
-        ref_tps = results[(reference, label)]["tps"]
-        ratios = [t / ref for t, ref in zip(r["tps"], ref_tps)]
+        ratio, low, high = ratios(r["tps"], results[(reference, label)]["tps"])
         # On Citus the coordinator's WAL, dead tuples and sequence say nothing of the workers'.
         per_k = lambda v: f"{1000 * v / max(r['calls'], 1):.0f}" if label == SINGLE_NODE[0] else "-"
         lines.append(f"| {label + ' | ' if CITUS else ''}{approach} | {statistics.median(r['tps']):.0f} | "
                      f"{min(r['tps']):.0f}-{max(r['tps']):.0f} | "
-                     f"{statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} | "
+                     f"{ratio:.2f} | {low:.2f}-{high:.2f} | "
                      f"{per_k(r['wal'])} | {per_k(r['dead'])} | {per_k(r['seq'])} | {r['errors']} |")
     return "\n".join(lines)
 

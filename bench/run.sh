@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Benchmarks get_or_create_conversation against its limits and the usual idioms, side by side.
-#   bash bench/run.sh           full run (about 20 minutes); prints the markdown tables
+# Benchmarks, each approach side by side with the usual idioms and the limits:
+#   bench/bench.py      get_or_create_conversation: hit, miss, contention, fan-out
+#   bench/messages.py   message arrival to groups of 10, 100 and 1,000: WAL, index entries, HOT
+#   bench/lists.py      the conversation list and the badge for users of 20 to 100,000 conversations
+#   bash bench/run.sh           all three, full runs (about 40 minutes); prints the markdown tables
 #   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
-#   bash bench/run.sh --citus   hit, miss and fan-out on a Citus cluster (coordinator and two
-#                               workers, PostgreSQL 15) beside the single node, in one run
+#   bash bench/run.sh --citus   bench.py's hit, miss and fan-out on a Citus cluster (coordinator and
+#                               two workers, PostgreSQL 15) beside the single node, in one run
+#   bash bench/run.sh --only messages|lists|WORKLOAD   one benchmark, or one of bench.py's workloads
 # Builds and installs the release build, and runs on a private cluster of its own, on PostgreSQL
 # PGCONV_PG (15 by default, or 18: scripts/pg.sh; the report names the server version).
 set -euo pipefail
@@ -33,4 +37,14 @@ if [[ " $* " = *" --citus "* ]]; then
     psql -X -q -h "$CITUS_DIR" -p "$CITUS_PORT" -c "CREATE EXTENSION pg_conversation"
     export PGCONV_BENCH_CITUS="$CITUS_DIR $CITUS_PORT"
 fi
-python3 bench/bench.py "$@"
+only=$(sed -n 's/.*--only \([^ ]*\).*/\1/p' <<<" $* ")
+smoke=$([[ " $* " = *" --smoke "* ]] && echo --smoke || true)
+case "$only" in
+messages | lists) python3 "bench/$only.py" $smoke ;;
+*)
+    python3 bench/bench.py "$@"
+    if [ -z "$only" ] && [[ " $* " != *" --citus "* ]]; then
+        python3 bench/messages.py $smoke
+        python3 bench/lists.py $smoke
+    fi ;;
+esac

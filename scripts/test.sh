@@ -9,8 +9,8 @@
 #   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
 #      the same 500 fresh keys in different orders; 32 devices x 100 read positions; then 8
 #      callers of every function while the table is reindexed, re-keyed, altered, and the
-#      extension dropped and created; messages delivered out of order; and the memory it takes
-#      to refuse a million keys
+#      extension dropped and created; messages delivered out of order; clients syncing their
+#      lists while writers commit out of order; and the memory it takes to refuse a million keys
 #   4. SQL regression files (pg_regress): the operations DBAs run, exact counters, the table as
 #      users change it, bad input, other encodings, look-alikes on the search path, row level
 #      security; and the counters view without preloading
@@ -19,7 +19,7 @@
 #      tests/citus.sh)
 #   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own: only where a pg_cron exists
 #      for the version (Debian's postgresql-15-cron is built for 15; there is none for the 18 wheel)
-#   7. the benchmark harness in smoke mode (that it runs and reports, never how fast): on 15 only
+#   7. the benchmark harnesses in smoke mode (that they run and report, never how fast): on 15 only
 #      (PGCONV_TEST_BENCH_ON="15 18" for both); it does not depend on the server version
 # Then, when both versions ran: 8. moving a database from 15 to 18 (tests/major_upgrade.sh).
 # Each version works in its own directory, PGCONV_TEST_DIR (default /tmp/pg_conversation-test)
@@ -120,6 +120,11 @@ bench_smoke() {
     done
     [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "get_or_create_conversation is missing from a table"; return 1; }
+    # Message arrival (groups of 10 and 100 in smoke mode) and the list reads (users of 20 and 1,000).
+    [ "$(grep -c '^| conversation_message_arrived |' "$WORK/bench-smoke.md")" = 2 ] ||
+        { echo "conversation_message_arrived is missing from a message arrival table"; return 1; }
+    [ "$(grep -c '^| conversation_list: first page of 20 |' "$WORK/bench-smoke.md")" = 2 ] ||
+        { echo "conversation_list is missing from a list table"; return 1; }
     # The Citus mode, where Citus is installed: hit, miss and fan-out on both.
     [ -f "$(pg_config --pkglibdir)/citus.so" ] || return 0
     bash bench/run.sh --smoke --citus >"$WORK/bench-smoke-citus.md" 2>&1 || { cat "$WORK/bench-smoke-citus.md"; return 1; }

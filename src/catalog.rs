@@ -55,7 +55,24 @@ pub struct Table {
     pub distributed: bool,
     /// Whether it has column hidden (0.5.0): the library serves databases not yet updated too.
     pub has_hidden: bool,
+    /// Whether its rows are stamped (stamp.rs), once asked: an ALTER TABLE ... DISABLE TRIGGER
+    /// invalidates the table, and so this.
+    stamped: Cell<Option<bool>>,
+    /// A plain table's list indexes, when they are the extension's (list_scan.rs reads them).
+    pub list_indexes: Option<ListIndexes>,
     layout: Layout,
+}
+
+/// The three list indexes on (uid, type, version, updated_at, id), one per state, and the
+/// table's attribute numbers of version, updated_at, id and unread_count.
+pub struct ListIndexes {
+    pub unread: pg_sys::Oid,
+    pub read: pg_sys::Oid,
+    pub hidden: pg_sys::Oid,
+    pub version: i16,
+    pub updated_at: i16,
+    pub id: i16,
+    pub unread_count: i16,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -238,6 +255,19 @@ impl OpenTable {
         }
     }
 
+    /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped.
+    pub fn stamps(&self, relid: pg_sys::Oid) -> bool {
+        if relid != self.table.relid {
+            return crate::stamp::is_stamped(relid, self.table.schema);
+        }
+        if let Some(stamped) = self.table.stamped.get() {
+            return stamped;
+        }
+        let stamped = crate::stamp::is_stamped(relid, self.table.schema);
+        self.table.stamped.set(Some(stamped));
+        stamped
+    }
+
     /// The leaf partition PostgreSQL would route `key` to, as ExecFindPartition does for hash
     /// partitioning: the partition key's hash, modulo the greatest modulus, indexes the bound.
     unsafe fn hash_partition_of(&self, routing: &HashRouting, key: &ConversationKey<'_>) -> Placement {
@@ -393,7 +423,9 @@ impl Table {
         let distributed = distribution != citus::Distribution::Local;
         let names = Names { columns, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
-        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, layout }
+        let stamped = Cell::new(None);
+        let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation, schema) } else { None };
+        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, list_indexes, layout }
     }
 }
 
@@ -498,6 +530,35 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
 }
 
 /// A plain table's index led by (channel_id, channel_type), if any.
+/// The extension's list indexes of `relation`, if each is there under its name, on this table,
+/// defined as the extension defines it, over columns of the types it made: only then may they be
+/// read directly. (Otherwise the list is read through SQL, which is right whatever they are.)
+unsafe fn list_indexes(relation: pg_sys::Relation, schema: pg_sys::Oid) -> Option<ListIndexes> {
+    const ON: &str = " USING btree (uid, type, version, updated_at, id) WHERE ";
+    let index = |name: &CStr, predicate: &str| -> Option<pg_sys::Oid> {
+        let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
+        if oid == pg_sys::InvalidOid || pg_sys::IndexGetRelation(oid, true) != (*relation).rd_id {
+            return None;
+        }
+        let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
+        definition.ends_with(&format!("{ON}{predicate}")).then_some(oid)
+    };
+    let typed = |name: &CStr, type_oid: pg_sys::Oid| -> Option<i16> {
+        let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
+        (attnum > 0 && pg_sys::get_atttype((*relation).rd_id, attnum) == type_oid).then_some(attnum)
+    };
+    typed(c"type", pg_sys::INT2OID)?;
+    Some(ListIndexes {
+        unread: index(c"conversation_list_unread_idx", "((unread_count > 0) AND (NOT hidden))")?,
+        read: index(c"conversation_list_read_idx", "((unread_count <= 0) AND (NOT hidden))")?,
+        hidden: index(c"conversation_list_hidden_idx", "hidden")?,
+        version: typed(c"version", pg_sys::INT8OID)?,
+        updated_at: typed(c"updated_at", pg_sys::TIMESTAMPTZOID)?,
+        id: typed(c"id", pg_sys::INT8OID)?,
+        unread_count: typed(c"unread_count", pg_sys::INT4OID)?,
+    })
+}
+
 unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> Option<pg_sys::Oid> {
     let indexes = pg_sys::RelationGetIndexList(relation);
     let count = if indexes.is_null() { 0 } else { (*indexes).length };

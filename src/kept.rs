@@ -211,9 +211,11 @@ impl PinnedSearchPath {
 impl PinnedSearchPath {
     /// Also plans the statements prepared and run meanwhile as ordered index scans, whatever the
     /// statistics say: a list's LIMIT is a parameter, which a generic plan cannot see, and reading
-    /// a page must never mean sorting every row of a user (list.rs). Undone with the path.
+    /// a page must never mean sorting every row of a user (list.rs). The disabled plan types add
+    /// a huge cost to the plan, which would make PostgreSQL JIT-compile it (130 ms a call): JIT
+    /// goes off too. Undone with the path.
     pub fn with_ordered_index_scans(self) -> PinnedSearchPath {
-        for setting in [c"enable_sort", c"enable_bitmapscan", c"enable_seqscan"] {
+        for setting in [c"enable_sort", c"enable_bitmapscan", c"enable_seqscan", c"jit"] {
             // SAFETY: as in pin(), at the level it created.
             unsafe {
                 pg_sys::set_config_option(

@@ -64,6 +64,7 @@ mod kept;
 mod key;
 mod key_check;
 mod list;
+mod list_scan;
 mod lock;
 mod message;
 mod position;

@@ -22,8 +22,9 @@ use crate::call::{sql_function, text_datum, Call, Materialized};
 use crate::catalog::OpenTable;
 use crate::errors;
 use crate::key::ConversationKey;
-use crate::kept::{arg, kept, run, Arg, Kept, PinnedSearchPath, Statement};
-use crate::position::{Cursor, Horizon, Origin, Position, MAX_POSITION_BYTES};
+use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
+use crate::list_scan::{self, Reading};
+use crate::position::{Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
 use crate::probe::Snapshot;
 use crate::result_row::{deformed, ColumnMap, LIST_POSITION};
 use crate::stamp;
@@ -31,44 +32,68 @@ use crate::stamp;
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
 /// One state's rows of one type, newest first, at most a page ($10): one backward scan of its
-/// list index. $1 uid, $3 floor, $4 ceiling, $5 versions in flight (position.rs: what the
-/// "since" horizon did not see), $6 whether hidden ones count, and ($7, $8, $9) the cursor the
-/// pass has reached.
+/// list index. $1 uid; `$since`: every row (a first listing), or those changed since a position
+/// (those its horizon did not see: $3 floor, $4 ceiling, $5 in flight, position.rs);
+/// `$cursor`: nothing from the top of a pass, or the rows below the cursor ($7, $8, $9) the pass
+/// has reached.
 macro_rules! state_rows {
-    ($type:literal, $state:literal) => {
+    ($type:literal, $state:literal, $since:literal, $cursor:literal) => {
         concat!(
             "(SELECT c.* FROM {table} AS c WHERE c.uid = $1 AND c.type = ",
             $type,
             " AND ",
             $state,
-            " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5)) \
-              AND (c.version, c.updated_at, c.id) < ($7, $8, $9) \
-              ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10)"
+            $since,
+            $cursor,
+            " ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10)"
         )
     };
 }
 
-/// The three states, each the predicate of its list index. Each branch is a query of its own with
-/// its own LIMIT: that is what makes PostgreSQL merge their ordered scans (a plain UNION ALL of
-/// the three gets a sort of every row).
+/// The states a list shows, each the predicate of its list index: the visible ones (a first
+/// listing), or those changed since a position, hidden ones too. Each branch is a query of its
+/// own with its own LIMIT: that is what makes PostgreSQL merge their ordered scans (a plain UNION
+/// ALL of them gets a sort of every row).
 macro_rules! type_rows {
-    ($type:literal) => {
+    ($type:literal, visible, $cursor:literal) => {
         concat!(
-            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden"),
+            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", "", $cursor),
             " UNION ALL ",
-            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden"),
+            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", "", $cursor)
+        )
+    };
+    ($type:literal, changed, $cursor:literal) => {
+        concat!(
+            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor),
             " UNION ALL ",
-            state_rows!($type, "c.hidden AND $6")
+            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor),
+            " UNION ALL ",
+            state_rows!($type, "c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor)
         )
     };
 }
 
-macro_rules! newest_first {
-    ($rows:expr) => {
-        concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10")
+
+/// A list statement: of one type ($2) or of both types the table's generated column holds.
+macro_rules! list_statement {
+    ($name:literal, one, $which:ident, $cursor:literal) => {
+        list_statement!(@ $name, type_rows!("$2", $which, $cursor))
+    };
+    ($name:literal, all, $which:ident, $cursor:literal) => {
+        list_statement!(@ $name, concat!(type_rows!("1", $which, $cursor), " UNION ALL ", type_rows!("2", $which, $cursor)))
+    };
+    (@ $name:literal, $rows:expr) => {
+        Statement {
+            name: $name,
+            sql: concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10"),
+            parameters: LIST_PARAMETERS,
+            snapshot: Snapshot::Statement,
+        }
     };
 }
 
+/// $1 uid, $2 type, $3 floor, $4 ceiling, $5 in flight, $6 unused, ($7, $8, $9) the cursor,
+/// $10 the limit.
 const LIST_PARAMETERS: &[pg_sys::Oid] = &[
     pg_sys::TEXTOID,
     pg_sys::INT2OID,
@@ -82,20 +107,31 @@ const LIST_PARAMETERS: &[pg_sys::Oid] = &[
     pg_sys::INT8OID,
 ];
 
-const LIST_ONE_TYPE: Statement = Statement {
-    name: "list_one_type",
-    sql: newest_first!(type_rows!("$2")),
-    parameters: LIST_PARAMETERS,
-    snapshot: Snapshot::Statement,
-};
-
-/// Both types the table's generated column holds, each merged in order.
-const LIST_ALL_TYPES: Statement = Statement {
-    name: "list_all_types",
-    sql: newest_first!(concat!(type_rows!("1"), " UNION ALL ", type_rows!("2"))),
-    parameters: LIST_PARAMETERS,
-    snapshot: Snapshot::Statement,
-};
+/// Every form of the list statement, by [both types][changes since a position][below a cursor]:
+/// each as lean as its call allows (no hidden branch and no horizon for a first listing, no
+/// cursor at a pass's top).
+const LIST: [[[Statement; 2]; 2]; 2] = [
+    [
+        [
+            list_statement!("list_one_visible", one, visible, ""),
+            list_statement!("list_one_visible_cursor", one, visible, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+        ],
+        [
+            list_statement!("list_one_changed", one, changed, ""),
+            list_statement!("list_one_changed_cursor", one, changed, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+        ],
+    ],
+    [
+        [
+            list_statement!("list_all_visible", all, visible, ""),
+            list_statement!("list_all_visible_cursor", all, visible, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+        ],
+        [
+            list_statement!("list_all_changed", all, changed, ""),
+            list_statement!("list_all_changed_cursor", all, changed, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+        ],
+    ],
+];
 
 const UNREAD_ONE_TYPE: Statement = Statement {
     name: "unread_one_type",
@@ -134,7 +170,7 @@ sql_function! {
         let output = call.materialize();
         let table = OpenTable::open(schema);
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
-        if !stamp::is_stamped(holding, schema) {
+        if !table.stamps(holding) {
             errors::changes_not_stamped();
         }
         let origin = Origin { system_identifier: stamp::system_identifier(), generation: stamp::read_generation(schema) };
@@ -147,26 +183,33 @@ sql_function! {
             }
         }
         let now = Horizon::of_active_snapshot();
-        Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-            let statement = if list_type.is_some() { &LIST_ONE_TYPE } else { &LIST_ALL_TYPES };
-            let page = Page { output: &output, kept: kept(&client, &table.table.names, statement), uid, list_type, origin, page_size };
+        let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
+            let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
             match given {
                 None => {
-                    page.pass(&client, None, &now, Cursor::TOP);
+                    page.pass(None, &now, Cursor::TOP);
                 }
                 Some(Position { since, pass: Some((horizon, cursor)), .. }) => {
                     // The rest of a pass; if nothing is left of it, the next pass at once.
-                    if page.pass(&client, since.as_ref(), &horizon, cursor) == 0 {
-                        page.pass(&client, Some(&horizon), &now, Cursor::TOP);
+                    if page.pass(since.as_ref(), &horizon, cursor) == 0 {
+                        page.pass(Some(&horizon), &now, Cursor::TOP);
                     }
                 }
                 Some(Position { since: Some(since), pass: None, .. }) => {
-                    page.pass(&client, Some(&since), &now, Cursor::TOP);
+                    page.pass(Some(&since), &now, Cursor::TOP);
                 }
                 Some(Position { since: None, pass: None, .. }) => errors::invalid_position(),
             }
-        });
+        };
+        // The list indexes read directly where they can be (list_scan.rs); statements elsewhere.
+        if table.table.list_indexes.is_some() {
+            passes(None);
+        } else {
+            Spi::connect(|client| {
+                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
+                passes(Some(&client));
+            });
+        }
         table.close();
         call.return_null()
     }
@@ -178,15 +221,19 @@ sql_function! {
         let uid = ConversationKey::validate_uid(call.text(0)).unwrap_or_else(|error| errors::invalid_key(error));
         let list_type = list_type(call);
         let table = OpenTable::open(call.schema());
-        let (unread, conversations) = Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-            let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-            let kept = kept(&client, &table.table.names, statement);
-            let returned = run(&client, &kept, &[arg(text_datum(uid)), type_arg(list_type)]);
-            (returned.value(0, 1).expect("a sum"), returned.value(0, 2).expect("a count"))
-        });
+        let (unread, conversations) = match &table.table.list_indexes {
+            Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
+            None => Spi::connect(|client| {
+                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
+                let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
+                let kept = kept(&client, &table.table.names, statement);
+                let returned = run(&client, &kept, &[arg(text_datum(uid)), type_arg(list_type)]);
+                let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
+                (value(1), value(2))
+            }),
+        };
         table.close();
-        call.record_result(&[unread, conversations], &[false, false])
+        call.record_result(&[pg_sys::Datum::from(unread), pg_sys::Datum::from(conversations)], &[false, false])
     }
 }
 
@@ -202,7 +249,9 @@ fn type_arg(list_type: Option<i16>) -> Arg {
 /// One call's page: where its rows go and what its positions say.
 struct Page<'a> {
     output: &'a Materialized,
-    kept: std::rc::Rc<Kept>,
+    table: &'a OpenTable,
+    /// For the statements, when the indexes are not read directly.
+    client: Option<&'a pgrx::spi::SpiClient<'a>>,
     uid: &'a [u8],
     list_type: Option<i16>,
     origin: Origin,
@@ -213,43 +262,66 @@ impl Page<'_> {
     /// Returns the next rows of the pass that started at `horizon` and has reached `cursor`, of
     /// those `since` did not see (all but hidden ones, without `since`), each with the position
     /// after it. Returns how many.
-    fn pass(&self, client: &pgrx::spi::SpiClient<'_>, since: Option<&Horizon>, horizon: &Horizon, cursor: Cursor) -> usize {
+    fn pass(&self, since: Option<&Horizon>, horizon: &Horizon, cursor: Cursor) -> usize {
         let (floor, ceiling, in_flight) = since.map_or((i64::MIN, i64::MIN, Vec::new()), |since| since.versions(self.origin.generation));
-        let args = [
-            arg(text_datum(self.uid)),
-            type_arg(self.list_type),
-            arg(pg_sys::Datum::from(floor)),
-            arg(pg_sys::Datum::from(ceiling)),
-            arg(int8_array_datum(&in_flight)),
-            arg(pg_sys::Datum::from(since.is_some())),
-            arg(pg_sys::Datum::from(cursor.version)),
-            arg(pg_sys::Datum::from(cursor.updated_at)),
-            arg(pg_sys::Datum::from(cursor.id)),
-            arg(pg_sys::Datum::from(self.page_size as i64 + 1)),
-        ];
-        let returned = run(client, &self.kept, &args);
-        let count = returned.len().min(self.page_size);
-        if count == 0 {
-            return 0;
-        }
-        let more = returned.len() > self.page_size;
-        let desc = returned.desc();
+        // One more than a page: whether the pass goes on after it.
+        let wanted = self.page_size + 1;
+        let (rows, desc) = match &self.table.table.list_indexes {
+            Some(indexes) => {
+                let reading = Reading { since: since.map(|_| (floor, ceiling, &in_flight[..])), cursor };
+                let types: &[i16] = match &self.list_type {
+                    Some(list_type) => std::slice::from_ref(list_type),
+                    None => &[1, 2],
+                };
+                let mut rows = Vec::with_capacity(wanted);
+                list_scan::page(self.table, indexes, self.uid, types, since.is_some(), &reading, wanted, |slot, place| {
+                    // SAFETY: the slot holds a row of the table; the copy outlives the walk's step.
+                    rows.push((unsafe { pg_sys::ExecCopySlotHeapTuple(slot) }, place));
+                });
+                // SAFETY: the open table's descriptor.
+                (rows, unsafe { (*self.table.relation).rd_att })
+            }
+            None => {
+                let client = self.client.expect("statements run under SPI");
+                let statement = &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
+                let kept = kept(client, &self.table.table.names, statement);
+                let args = [
+                    arg(text_datum(self.uid)),
+                    type_arg(self.list_type),
+                    arg(pg_sys::Datum::from(floor)),
+                    arg(pg_sys::Datum::from(ceiling)),
+                    arg(int8_array_datum(&in_flight)),
+                    arg(pg_sys::Datum::from(since.is_some())),
+                    arg(pg_sys::Datum::from(cursor.version)),
+                    arg(pg_sys::Datum::from(cursor.updated_at)),
+                    arg(pg_sys::Datum::from(cursor.id)),
+                    arg(pg_sys::Datum::from(wanted as i64)),
+                ];
+                let returned = run(client, &kept, &args);
+                let desc = returned.desc();
+                // SAFETY: a descriptor of the statement's result.
+                let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
+                let (version, updated_at, id) = (attnum(c"version"), attnum(c"updated_at"), attnum(c"id"));
+                let value = |row: usize, column: i32| returned.value(row, column).map_or(0, |datum| datum.value() as i64);
+                let rows = (0..returned.len())
+                    .map(|row| {
+                        let place = Cursor { version: value(row, version), updated_at: value(row, updated_at), id: value(row, id) };
+                        (returned.tuple(row), place)
+                    })
+                    .collect::<Vec<_>>();
+                (rows, desc)
+            }
+        };
+        let count = rows.len().min(self.page_size);
+        let more = rows.len() > self.page_size;
         let map = ColumnMap::new(desc, self.output.desc, &[LIST_POSITION]);
-        // SAFETY: a descriptor of the statement's result.
-        let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
-        let (version, updated_at, id) = (attnum(c"version"), attnum(c"updated_at"), attnum(c"id"));
-        let value = |row: usize, column: i32| returned.value(row, column).map_or(0, |datum| datum.value() as i64);
-        for row in 0..count {
-            let position = if row + 1 < count || more {
-                let reached = Cursor { version: value(row, version), updated_at: value(row, updated_at), id: value(row, id) };
-                Position { list_type: self.list_type, origin: self.origin, since: since.cloned(), pass: Some((horizon.clone(), reached)) }
-            } else {
-                // The pass is done: the client has every change its horizon saw.
-                Position { list_type: self.list_type, origin: self.origin, since: Some(horizon.clone()), pass: None }
-            };
-            // SAFETY: a row of its descriptor, alive until SPI_finish.
-            let (values, nulls) = unsafe { deformed(returned.tuple(row), desc) };
-            let (values, nulls) = map.fill(&values, &nulls, &[Some(text_datum(position.to_text().as_bytes()))]);
+        let positions = PassPositions::new(self.list_type, self.origin, since, horizon);
+        for (row, &(tuple, place)) in rows.iter().take(count).enumerate() {
+            // After the pass's last row, the client has every change its horizon saw.
+            let position = if row + 1 < count || more { positions.after(place) } else { positions.done.clone() };
+            // SAFETY: a row of its descriptor (a copy, or alive until SPI_finish).
+            let (values, nulls) = unsafe { deformed(tuple, desc) };
+            let (values, nulls) = map.fill(&values, &nulls, &[Some(text_datum(position.as_bytes()))]);
             self.output.push(&values, &nulls);
         }
         count

@@ -171,26 +171,6 @@ impl Cursor {
 }
 
 impl Position {
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(96);
-        let list_type = self.list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
-        let _ = write!(out, "{FORMAT}/{list_type}/{}/{}/", self.origin.system_identifier, self.origin.generation);
-        match &self.since {
-            Some(since) => since.write(&mut out),
-            None => out.push('-'),
-        }
-        out.push('/');
-        match &self.pass {
-            Some((horizon, cursor)) => {
-                horizon.write(&mut out);
-                let _ = write!(out, "/{}:{}:{}", cursor.version, cursor.updated_at, cursor.id);
-            }
-            None => out.push_str("-/-"),
-        }
-        out
-    }
-
     /// None when `text` is not a position this module wrote.
     pub fn parse(text: &[u8]) -> Option<Position> {
         let text = std::str::from_utf8(text).ok()?;
@@ -217,6 +197,60 @@ impl Position {
             (horizon, cursor) => Some((Horizon::parse(horizon)?, Cursor::parse(cursor)?)),
         };
         Some(Position { list_type, origin, since, pass })
+    }
+}
+
+/// `1/<type>/<system id>/<generation>/`: what every position of a list begins with.
+fn head(list_type: Option<i16>, origin: Origin) -> String {
+    let list_type = list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
+    format!("{FORMAT}/{list_type}/{}/{}/", origin.system_identifier, origin.generation)
+}
+
+/// The positions of one pass's rows, written once for what they share (a page's rows differ
+/// only in their cursor).
+pub struct PassPositions {
+    /// Up to the cursor of a row the pass goes on after.
+    in_pass: String,
+    /// After the pass's last row: its horizon is the new "since".
+    pub done: String,
+}
+
+impl PassPositions {
+    pub fn new(list_type: Option<i16>, origin: Origin, since: Option<&Horizon>, horizon: &Horizon) -> PassPositions {
+        let head = head(list_type, origin);
+        let mut in_pass = head.clone();
+        match since {
+            Some(since) => since.write(&mut in_pass),
+            None => in_pass.push('-'),
+        }
+        in_pass.push('/');
+        horizon.write(&mut in_pass);
+        in_pass.push('/');
+        let mut done = head;
+        horizon.write(&mut done);
+        done.push_str("/-/-");
+        PassPositions { in_pass, done }
+    }
+
+    /// After a row at `cursor`, the pass going on.
+    pub fn after(&self, cursor: Cursor) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(self.in_pass.len() + 40);
+        out.push_str(&self.in_pass);
+        let _ = write!(out, "{}:{}:{}", cursor.version, cursor.updated_at, cursor.id);
+        out
+    }
+}
+
+#[cfg(test)]
+impl Position {
+    /// As list.rs writes it (PassPositions).
+    fn to_text(&self) -> String {
+        match (&self.since, &self.pass) {
+            (since, Some((horizon, cursor))) => PassPositions::new(self.list_type, self.origin, since.as_ref(), horizon).after(*cursor),
+            (Some(since), None) => PassPositions::new(self.list_type, self.origin, None, since).done,
+            (None, None) => format!("{}-/-/-", head(self.list_type, self.origin)),
+        }
     }
 }
 

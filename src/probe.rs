@@ -14,6 +14,9 @@
 //!
 //! SERIALIZABLE transactions get their predicate locks from the index scan as any query would.
 //! Reading skips the executor's permission checks: catalog.rs makes them when it opens the table.
+//!
+//! Besides one key's row (the hit path), a probe walks an index backward, largest first, over
+//! the rows whose columns meet bounds: a page of a conversation list (list_scan.rs).
 
 use pgrx::pg_sys;
 
@@ -27,6 +30,19 @@ pub enum Snapshot {
     Statement,
 }
 
+/// A bound on an index column in a walk: the column (1-based), its btree strategy, the comparison
+/// function of the column's type, and the value.
+#[derive(Clone, Copy)]
+pub struct Bound {
+    pub column: pg_sys::AttrNumber,
+    pub strategy: u32,
+    pub function: pg_sys::Oid,
+    pub value: pg_sys::Datum,
+}
+
+/// The most bounds a probe takes (three key columns; a list's uid, type, and two on version).
+const MAX_BOUNDS: usize = 4;
+
 /// An open scan of one index of a relation: the snapshot pushed, the scan ready to be rescanned
 /// per probe. `finish` closes it; on ERROR the abort releases the scan, the slot's buffer pin and
 /// the pushed snapshot.
@@ -38,7 +54,8 @@ pub struct IndexProbe {
 }
 
 impl IndexProbe {
-    /// A probe of `index` of the open relation `heap`, compared on its first `columns` columns.
+    /// A probe of `index` of the open relation `heap`, compared with `columns` bounds (its first
+    /// columns, for a key).
     pub fn open(heap: pg_sys::Relation, index: pg_sys::Oid, columns: usize, snapshot: Snapshot) -> IndexProbe {
         // SAFETY: the index-scan protocol of genam.h on an open, locked relation. The index stays
         // locked (AccessShareLock) to the end of the transaction, as the executor leaves it.
@@ -78,28 +95,51 @@ impl IndexProbe {
 
     /// The first visible row whose leading index columns equal `values` (equality function, value).
     fn first_equal(&mut self, values: &[(pg_sys::Oid, pg_sys::Datum)]) -> Option<*mut pg_sys::TupleTableSlot> {
-        assert_eq!(values.len(), self.columns, "a probe compares the columns it was opened with");
-        // SAFETY: one scan key per compared column, on the stack (this is the hit path); the
-        // scan was begun with that many keys.
+        let mut bounds = [Bound { column: 0, strategy: 0, function: pg_sys::InvalidOid, value: pg_sys::Datum::from(0) }; MAX_BOUNDS];
+        for (i, &(function, value)) in values.iter().enumerate() {
+            bounds[i] = Bound { column: (i + 1) as pg_sys::AttrNumber, strategy: pg_sys::BTEqualStrategyNumber, function, value };
+        }
+        self.rescan(&bounds[..values.len()]);
+        self.next(pg_sys::ScanDirection::ForwardScanDirection)
+    }
+
+    /// Starts a walk, largest first, over the visible rows that meet `bounds` (as many as the
+    /// probe was opened with); `next_largest` steps it.
+    pub fn walk_backward(&mut self, bounds: &[Bound]) {
+        self.rescan(bounds);
+    }
+
+    /// The next row of the walk, in the probe's slot until the next step, or None at its end.
+    pub fn next_largest(&mut self) -> Option<*mut pg_sys::TupleTableSlot> {
+        self.next(pg_sys::ScanDirection::BackwardScanDirection)
+    }
+
+    fn rescan(&mut self, bounds: &[Bound]) {
+        assert_eq!(bounds.len(), self.columns, "a probe compares with as many bounds as it was opened with");
+        // SAFETY: one scan key per bound, on the stack (this is the hit path); the scan was begun
+        // with that many keys.
         unsafe {
-            let mut scan_keys: [pg_sys::ScanKeyData; 3] = std::mem::zeroed();
-            for (i, &(equality, value)) in values.iter().enumerate() {
+            let mut scan_keys: [pg_sys::ScanKeyData; MAX_BOUNDS] = std::mem::zeroed();
+            for (i, bound) in bounds.iter().enumerate() {
                 pg_sys::ScanKeyEntryInitialize(
                     &mut scan_keys[i],
                     0,
-                    (i + 1) as pg_sys::AttrNumber,
-                    pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+                    bound.column,
+                    bound.strategy as pg_sys::StrategyNumber,
                     pg_sys::InvalidOid,
                     // The index's own collation: comparing under another could miss the row.
-                    *(*self.index).rd_indcollation.add(i),
-                    equality,
-                    value,
+                    *(*self.index).rd_indcollation.add(bound.column as usize - 1),
+                    bound.function,
+                    bound.value,
                 );
             }
-            pg_sys::index_rescan(self.scan, scan_keys.as_mut_ptr(), values.len() as i32, std::ptr::null_mut(), 0);
-            pg_sys::index_getnext_slot(self.scan, pg_sys::ScanDirection::ForwardScanDirection, self.slot)
-                .then_some(self.slot)
+            pg_sys::index_rescan(self.scan, scan_keys.as_mut_ptr(), bounds.len() as i32, std::ptr::null_mut(), 0);
         }
+    }
+
+    fn next(&mut self, direction: pg_sys::ScanDirection::Type) -> Option<*mut pg_sys::TupleTableSlot> {
+        // SAFETY: a scan rescanned with its keys.
+        unsafe { pg_sys::index_getnext_slot(self.scan, direction, self.slot).then_some(self.slot) }
     }
 
     pub fn finish(self) {

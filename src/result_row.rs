@@ -142,6 +142,12 @@ unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> b
     })
 }
 
+/// An attribute's name, as the catalog's bytes.
+fn name_bytes(attribute: &pg_sys::FormData_pg_attribute) -> &[u8] {
+    // SAFETY: NameData holds a NUL-terminated name.
+    unsafe { CStr::from_ptr(attribute.attname.data.as_ptr()) }.to_bytes()
+}
+
 /// How each attribute of a target row type is filled from a source row: by name.
 pub struct ColumnMap {
     fills: Vec<Fill>,
@@ -176,19 +182,25 @@ impl ColumnMap {
                 if wanted.attisdropped {
                     return Fill::Nothing;
                 }
-                if let Some(extra) = extras.iter().position(|extra| wanted.name().as_bytes() == extra.to_bytes()) {
+                // Names compared as the catalog's bytes (the hit path of the list builds this map
+                // on every call): no UTF-8 check, no copy.
+                let wanted_name = name_bytes(wanted);
+                if let Some(extra) = extras.iter().position(|extra| wanted_name == extra.to_bytes()) {
                     return Fill::Extra(extra);
                 }
-                let name = wanted.name().to_string();
-                let Some(position) = source.iter().position(|have| !have.attisdropped && have.name() == name) else {
+                let Some(position) = source.iter().position(|have| !have.attisdropped && name_bytes(have) == wanted_name) else {
+                    let name = String::from_utf8_lossy(wanted_name);
                     errors::table_shape(
                         &format!("it has no column {name}"),
                         &format!("Add the column back (ALTER TABLE conversation ADD COLUMN {name} ...), with the type and default the extension gave it."),
                     )
                 };
                 let have = source.get(position).expect("a position in the descriptor");
+                let name = String::from_utf8_lossy(wanted_name);
                 // SAFETY: catalog lookups for two existing types.
                 let conversion = unsafe { Conversion::between(have.atttypid, wanted.atttypid, wanted.atttypmod, &name) };
+                // The name is kept for a conversion's errors only.
+                let name = if matches!(conversion, Conversion::None) { String::new() } else { name.into_owned() };
                 Fill::Column { source: position, name, conversion }
             })
             .collect();

@@ -36,7 +36,9 @@ pub const MAX_GENERATION: i64 = 32767;
 
 thread_local! {
     /// The generation of this cluster's versions, per backend, for the clock table it was read
-    /// from (a DROP/CREATE EXTENSION makes a new one). Only a committed row is remembered.
+    /// from (a DROP/CREATE EXTENSION makes a new one). Remembered once a row holds it, even one
+    /// not committed yet: were it rolled back, the next writer would add the same generation
+    /// (the greatest of the other clusters' plus one), so no backend ever stamps another one.
     static KNOWN_GENERATION: Cell<Option<(pg_sys::Oid, i64)>> = const { Cell::new(None) };
 }
 
@@ -161,23 +163,18 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
         }
     }
     let names = Names::of_schema(schema);
-    let (generation, committed) = as_owner_of(clock, || Spi::connect(|client| {
-        let _pinned = PinnedSearchPath::pin();
-        if let Some(generation) = one_i64(&client, &names, &GENERATION_OF, &[system_identifier_arg()]) {
-            return (generation, true);
-        }
-        // Ours, not committed yet: not remembered.
-        match one_i64(&client, &names, &NEW_GENERATION, &[system_identifier_arg()]) {
-            Some(generation) => (generation, false),
-            None => errors::clock_row_missing(),
-        }
-    }));
+    let generation = as_owner_of(clock, || {
+        Spi::connect(|client| {
+            let _pinned = PinnedSearchPath::pin();
+            one_i64(&client, &names, &GENERATION_OF, &[system_identifier_arg()])
+                .or_else(|| one_i64(&client, &names, &NEW_GENERATION, &[system_identifier_arg()]))
+                .unwrap_or_else(|| errors::clock_row_missing())
+        })
+    });
     if generation > MAX_GENERATION {
         errors::versions_exhausted();
     }
-    if committed {
-        KNOWN_GENERATION.set(Some((clock, generation)));
-    }
+    KNOWN_GENERATION.set(Some((clock, generation)));
     generation
 }
 
@@ -191,14 +188,19 @@ pub fn read_generation(schema: pg_sys::Oid) -> i64 {
         }
     }
     let names = Names::of_schema(schema);
-    as_owner_of(clock, || {
+    let (generation, held) = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg()])
-                .or_else(|| one_i64(&client, &names, &NEXT_GENERATION, &[]))
-                .unwrap_or(0)
+            match one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg()]) {
+                Some(generation) => (generation, true),
+                None => (one_i64(&client, &names, &NEXT_GENERATION, &[]).unwrap_or(0), false),
+            }
         })
-    })
+    });
+    if held {
+        KNOWN_GENERATION.set(Some((clock, generation)));
+    }
+    generation
 }
 
 pub fn system_identifier() -> u64 {

@@ -1,0 +1,155 @@
+//! A page of a conversation list read straight from the list indexes of a plain table: a walk,
+//! largest first, of each index the list shows (one per state, per type), merged in list order;
+//! and the badge, from the unread index alone.
+//! No SPI, planner or executor: what the list statements of list.rs return, at about the cost of
+//! reading the rows. catalog.rs says when the indexes are the extension's and so can be read this
+//! way; otherwise (partitions, Citus shards, changed indexes) the statements run.
+//!
+//! A walk is bounded by the index itself where it can be (uid and type equal, version at least
+//! the horizon's floor, at most the cursor's version); the rest of "changed since" and "below the
+//! cursor" is checked on the row. Rows are read with the calling statement's snapshot, as the
+//! statements read them.
+
+use pgrx::pg_sys;
+
+use crate::call::text_datum;
+use crate::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
+use crate::position::Cursor;
+use crate::probe::{Bound, IndexProbe, Snapshot};
+
+/// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
+/// or everything; from the top, or below a cursor.
+pub struct Reading<'a> {
+    pub since: Option<(i64, i64, &'a [i64])>,
+    pub cursor: Cursor,
+}
+
+impl Reading<'_> {
+    /// Whether a row at `place` belongs to the page: changed since the horizon, below the cursor.
+    fn takes(&self, place: Cursor) -> bool {
+        let changed = self.since.is_none_or(|(_, ceiling, in_flight)| place.version >= ceiling || in_flight.binary_search(&place.version).is_ok());
+        changed && (place.version, place.updated_at, place.id) < (self.cursor.version, self.cursor.updated_at, self.cursor.id)
+    }
+}
+
+/// One walk and the row it stands on.
+struct Walk {
+    probe: IndexProbe,
+    head: Option<(*mut pg_sys::TupleTableSlot, Cursor)>,
+}
+
+/// Hands `emit` the next rows of the list of `uid` (of `types`; hidden ones too when `changed`),
+/// in list order, each as its slot (valid during the call) and its place; at most `wanted`.
+/// Returns how many it handed.
+pub fn page(
+    table: &OpenTable,
+    indexes: &ListIndexes,
+    uid: &[u8],
+    types: &[i16],
+    changed: bool,
+    reading: &Reading<'_>,
+    wanted: usize,
+    mut emit: impl FnMut(*mut pg_sys::TupleTableSlot, Cursor),
+) -> usize {
+    let states: &[pg_sys::Oid] = if changed { &[indexes.unread, indexes.read, indexes.hidden] } else { &[indexes.unread, indexes.read] };
+    let uid = text_datum(uid);
+    let mut walks: Vec<Walk> = Vec::with_capacity(types.len() * states.len());
+    for &list_type in types {
+        let mut bounds = vec![
+            Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: uid },
+            Bound { column: 2, strategy: pg_sys::BTEqualStrategyNumber, function: INT2_EQUAL, value: pg_sys::Datum::from(list_type) },
+        ];
+        if let Some((floor, _, _)) = reading.since {
+            bounds.push(Bound { column: 3, strategy: pg_sys::BTGreaterEqualStrategyNumber, function: INT8_AT_LEAST, value: pg_sys::Datum::from(floor) });
+        }
+        if reading.cursor != Cursor::TOP {
+            bounds.push(Bound { column: 3, strategy: pg_sys::BTLessEqualStrategyNumber, function: INT8_AT_MOST, value: pg_sys::Datum::from(reading.cursor.version) });
+        }
+        for &index in states {
+            let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
+            probe.walk_backward(&bounds);
+            let mut walk = Walk { probe, head: None };
+            advance(&mut walk, indexes, reading);
+            walks.push(walk);
+        }
+    }
+    let mut handed = 0;
+    while handed < wanted {
+        let Some(next) = walks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, walk)| walk.head.map(|(_, place)| (i, place)))
+            .max_by_key(|&(_, place)| (place.version, place.updated_at, place.id))
+            .map(|(i, _)| i)
+        else {
+            break;
+        };
+        let (slot, place) = walks[next].head.expect("the walk chosen stands on a row");
+        emit(slot, place);
+        handed += 1;
+        advance(&mut walks[next], indexes, reading);
+    }
+    for walk in walks {
+        walk.probe.finish();
+    }
+    handed
+}
+
+/// The badge of `uid` (of `list_type`, or of every type): the sum of unread_count over its
+/// unread conversations that are not hidden, and how many there are. One walk of the unread
+/// index, which holds exactly those.
+pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: Option<i16>) -> (i64, i64) {
+    let mut bounds = vec![Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: text_datum(uid) }];
+    if let Some(list_type) = list_type {
+        bounds.push(Bound { column: 2, strategy: pg_sys::BTEqualStrategyNumber, function: INT2_EQUAL, value: pg_sys::Datum::from(list_type) });
+    }
+    let mut probe = IndexProbe::open(table.relation, indexes.unread, bounds.len(), Snapshot::Statement);
+    probe.walk_backward(&bounds);
+    let (mut unread, mut conversations) = (0i64, 0i64);
+    while let Some(slot) = probe.next_largest() {
+        // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer.
+        unsafe {
+            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+            let mut null = false;
+            let count = pg_sys::heap_getattr(tuple, indexes.unread_count as _, (*slot).tts_tupleDescriptor, &mut null);
+            if !null {
+                unread += i64::from(count.value() as i32);
+                conversations += 1;
+            }
+        }
+    }
+    probe.finish();
+    (unread, conversations)
+}
+
+const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
+const INT8_AT_LEAST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8GE);
+const INT8_AT_MOST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8LE);
+
+/// Steps `walk` to its next row that belongs to the page, or to its end.
+fn advance(walk: &mut Walk, indexes: &ListIndexes, reading: &Reading<'_>) {
+    walk.head = None;
+    while let Some(slot) = walk.probe.next_largest() {
+        let place = place_of(slot, indexes);
+        if reading.takes(place) {
+            walk.head = Some((slot, place));
+            return;
+        }
+    }
+}
+
+/// A row's place in the list: its version, updated_at and id.
+fn place_of(slot: *mut pg_sys::TupleTableSlot, indexes: &ListIndexes) -> Cursor {
+    // SAFETY: the slot holds a row of the table, whose descriptor it carries; the three columns
+    // are NOT NULL bigint, timestamptz and bigint (catalog.rs checked their types).
+    unsafe {
+        let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+        let desc = (*slot).tts_tupleDescriptor;
+        let value = |attnum: i16| {
+            let mut null = false;
+            let datum = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
+            if null { 0 } else { datum.value() as i64 }
+        };
+        Cursor { version: value(indexes.version), updated_at: value(indexes.updated_at), id: value(indexes.id) }
+    }
+}

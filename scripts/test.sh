@@ -120,8 +120,9 @@ bench_smoke() {
     done
     [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "get_or_create_conversation is missing from a table"; return 1; }
-    # Message arrival (groups of 10 and 100 in smoke mode) and the list reads (users of 20 and 1,000).
-    [ "$(grep -c '^| conversation_message_arrived |' "$WORK/bench-smoke.md")" = 2 ] ||
+    # Message arrival (groups of 10 and 100 in smoke mode, and the sizes after the run) and the
+    # list reads (users of 20 and 1,000).
+    [ "$(grep -c '^| conversation_message_arrived |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "conversation_message_arrived is missing from a message arrival table"; return 1; }
     [ "$(grep -c '^| conversation_list: first page of 20 |' "$WORK/bench-smoke.md")" = 2 ] ||
         { echo "conversation_list is missing from a list table"; return 1; }

@@ -111,8 +111,10 @@ CITUS_WORKLOADS = ["hit", "miss", "fan-out"]
 
 def distribute(env):
     """Every table of the run distributed by uid on Citus, the extension's as users do it."""
+    # Citus puts a table's triggers on its shards when allowed to (conversation_distribute does so too).
+    unsafe_triggers = dict(env, PGOPTIONS="-c citus.enable_unsafe_triggers=on")
     for table in sorted({t for t, _, _ in APPROACHES.values() if t.startswith("bench.")}):
-        psql(f"SELECT create_distributed_table('{table}', 'uid', shard_count => 32)", env)
+        psql(f"SELECT create_distributed_table('{table}', 'uid', shard_count => 32)", unsafe_triggers)
         psql(f"SELECT truncate_local_data_after_distributing_table('{table}')", env)
     psql("SELECT count(*) FROM conversation_distribute(32)", env)
     psql("VACUUM ANALYZE", env)
@@ -122,8 +124,11 @@ def load(env=None):
     copies = [table for table, _, _ in APPROACHES.values() if table.startswith("bench.")]
     statements = ["DROP SCHEMA IF EXISTS bench CASCADE", "CREATE SCHEMA bench", "TRUNCATE conversation"]
     for table in copies:
-        # The extension's table exactly (indexes, constraints, generated column), with its own sequence.
+        # The extension's table exactly (indexes, constraints, generated column, the stamp trigger
+        # that every writer of it pays), with its own sequence.
         statements += [f"CREATE TABLE {table} (LIKE conversation INCLUDING ALL)",
+                       f"CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON {table} "
+                       f"FOR EACH ROW EXECUTE FUNCTION conversation_stamp()",
                        f"CREATE SEQUENCE {table}_id_seq OWNED BY {table}.id",
                        f"ALTER TABLE {table} ALTER id SET DEFAULT nextval('{table}_id_seq')"]
     rows = (f"SELECT 'u' || u, 'g' || c || suffix, kind FROM generate_series(1, {USERS}) u, "

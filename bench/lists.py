@@ -74,6 +74,9 @@ def load():
     # Users share channels (c1 is a channel of every user): one row per channel.
     psql("""INSERT INTO bench.channels SELECT DISTINCT ON (channel_id, channel_type) channel_id, channel_type,
                 last_msg_seq, updated_at FROM bench.l030 ORDER BY channel_id, channel_type, updated_at DESC""")
+    # A live cluster has written: its first stamped write added its generation to the clock,
+    # which the list then remembers. (Until then every call reads the clock: 0.6x as fast.)
+    psql("UPDATE conversation SET unread_count = unread_count WHERE uid = 'list20' AND channel_id = 'c1'")
     psql("VACUUM ANALYZE")
 
 

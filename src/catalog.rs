@@ -529,7 +529,6 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
     Some(last)
 }
 
-/// A plain table's index led by (channel_id, channel_type), if any.
 /// The extension's list indexes of `relation`, if each is there under its name, on this table,
 /// defined as the extension defines it, over columns of the types it made: only then may they be
 /// read directly. (Otherwise the list is read through SQL, which is right whatever they are.)
@@ -559,6 +558,7 @@ unsafe fn list_indexes(relation: pg_sys::Relation, schema: pg_sys::Oid) -> Optio
     })
 }
 
+/// A plain table's index led by (channel_id, channel_type), if any.
 unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> Option<pg_sys::Oid> {
     let indexes = pg_sys::RelationGetIndexList(relation);
     let count = if indexes.is_null() { 0 } else { (*indexes).length };

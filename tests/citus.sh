@@ -42,6 +42,9 @@ status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 cat "$DIR"/race-*.log
 [ $status = 0 ] || fail "a creation race failed (above)"
+# And the classic race through the coordinator alone: 32 connections x 100 fresh keys.
+"$RACE" --dsn "$(dsn "$PORT")" --mode create --clients 32 --keys 100 --prefix coordinator ||
+    fail "the creation race through the coordinator failed"
 ids=$(coordinator -c "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(DISTINCT (uid, channel_id, channel_type)) FROM conversation")
 read -r rows distinct_ids keys <<<"$ids"
 [ "$rows" = "$distinct_ids" ] && [ "$rows" = "$keys" ] || fail "$rows rows, $distinct_ids ids, $keys keys: ids are not unique across the cluster"

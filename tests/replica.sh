@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real streaming replica (pg_basebackup -R), as servers that route reads to replicas use it:
-# find_conversation and the hit path answer there, and everything that would write says 25006
+# find_conversation, the hit path and the list answer there (positions taken there lose no change
+# a primary transaction commits later), and everything that would write says 25006
 # (read-only transaction) with a hint, before taking any lock. Starts its own primary and standby.
 #   tests/replica.sh DIR PORT        (the standby listens on PORT + 1)
 set -euo pipefail
@@ -67,5 +68,45 @@ sqlstate=$(standby -v VERBOSITY=sqlstate -c "SELECT get_or_create_conversation('
 [ "$sqlstate" = "ERROR:  25006" ] || fail "the refusal's SQLSTATE: got '$sqlstate', expected 25006"
 echo "ok: the refusal's SQLSTATE: 25006"
 expect "the counters are kept on the standby too" "t" "SELECT preloaded AND hits >= 1 FROM conversation_stats"
-[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 4 ] || fail "the primary does not hold 4 conversations"
-echo "ok: a streaming replica serves hits and lookups and refuses writes with 25006"
+expect "the list is served" "g1 1" "SELECT channel_id, unread_count FROM conversation_list('carol')"
+expect "the badge is served" "1 1" "SELECT unread_count, conversations FROM conversation_unread('carol')"
+expect "a hide is refused" "conversation_hide cannot write in a read-only transaction" "SELECT conversation_hide('carol', 'g1', 2)"
+expect "a clear is refused" "conversation_clear cannot write in a read-only transaction" "SELECT conversation_clear('carol', 'g1', 2)"
+
+# A position taken on the standby while a transaction on the primary has written and not yet
+# committed: a standby's snapshot knows the primary's running transactions, so the change is
+# returned once it commits.
+wait_replay() {
+    local lsn
+    # A commit flushes the WAL before it, the running transaction's too: the standby can get it.
+    primary -c "SELECT txid_current()" >/dev/null
+    lsn=$(primary -c "SELECT pg_current_wal_flush_lsn()")
+    for _ in $(seq 1 100); do
+        [ "$(standby -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && return 0
+        sleep 0.1
+    done
+    fail "the standby did not replay within 10 s"
+}
+primary -d replica -c "CREATE TABLE gate ()"
+primary -d replica -c "BEGIN" -c "SELECT conversation_message_arrived('g2', 2, ARRAY['carol'], 1, NULL)" \
+    -c "DO \$\$ BEGIN WHILE NOT EXISTS (SELECT FROM gate) LOOP PERFORM pg_sleep(0.05); END LOOP; END \$\$" \
+    -c "COMMIT" >/dev/null &
+writer=$!
+for _ in $(seq 1 100); do  # until the writer has written and waits at the gate
+    [ "$(primary -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO %gate%'")" = 1 ] && break
+    sleep 0.1
+done
+wait_replay
+[ "$(standby -c "SELECT find_conversation('carol', 'g2', 2) IS NULL")" = t ] ||
+    fail "the writer's transaction was not running when the position was taken"
+position=$(standby -c "SELECT position FROM conversation_list('carol') WITH ORDINALITY ORDER BY ordinality DESC LIMIT 1")
+[ -n "$position" ] || fail "no position from the standby"
+[ "$(standby -c "SELECT count(*) FROM conversation_list('carol', NULL, '$position')")" = 0 ] ||
+    fail "a change not yet committed was listed"
+primary -d replica -c "INSERT INTO gate DEFAULT VALUES"  # the writer commits
+wait "$writer"
+wait_replay
+expect "the change committed after the standby's position comes back" "g2 1" \
+    "SELECT channel_id, unread_count FROM conversation_list('carol', NULL, '$position')"
+[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 5 ] || fail "the primary does not hold 5 conversations"
+echo "ok: a streaming replica serves hits, lookups and the list, and refuses writes with 25006"

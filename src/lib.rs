@@ -31,7 +31,8 @@
 //!   a seq; `hide.rs`: a user hid a conversation.
 //! - `stamp.rs`: the trigger that stamps every change with its transaction; `list.rs`: the
 //!   conversation list and the unread totals, read through positions (`position.rs`) made of
-//!   snapshots, so that syncing loses nothing.
+//!   snapshots, so that syncing loses nothing; straight from the list indexes where they are the
+//!   extension's (`list_scan.rs`, as the hit path reads the key index), through SQL elsewhere.
 //! - `stats.rs`: counters in shared memory when the library is preloaded.
 //! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE.
 //! - sql/: the table, the function declarations, and the operations DBAs run (import, checks,

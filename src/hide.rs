@@ -33,23 +33,30 @@ const HIDE: Statement = Statement {
 sql_function! {
     /// Not STRICT: a NULL key argument is 22004; a NULL up_to_msg_seq hides it as it stands.
     fn conversation_hide(call) {
-        let key = call.key(0);
-        let up_to = up_to_msg_seq(call);
-        let schema = call.schema();
-        let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
-        refuse_writes_if_read_only("conversation_hide");
-        let hidden = Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin();
-            let kept = kept(&client, &table.table.names, &HIDE);
-            let [uid, channel_id, channel_type] = key_args(&key);
-            returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
-        });
         // Hidden already, a newer message, or no such conversation: as it stands.
-        let row = hidden.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
-        table.close();
-        row.unwrap_or_else(|| call.return_null())
+        change_up_to(call, "conversation_hide", &HIDE)
     }
+}
+
+/// What conversation_hide and conversation_clear share: `statement` changes the conversation of
+/// the call's key, given up_to_msg_seq, and returns it; a conversation it leaves as it was is
+/// returned as it stands; NULL if there is none.
+pub fn change_up_to(call: &crate::call::Call, function: &str, statement: &Statement) -> pg_sys::Datum {
+    let key = call.key(0);
+    let up_to = up_to_msg_seq(call);
+    let schema = call.schema();
+    let result = ResultRow::of_call(call);
+    let table = OpenTable::open(schema);
+    refuse_writes_if_read_only(function);
+    let changed = Spi::connect(|client| {
+        let _pinned = PinnedSearchPath::pin();
+        let kept = kept(&client, &table.table.names, statement);
+        let [uid, channel_id, channel_type] = key_args(&key);
+        returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
+    });
+    let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
+    table.close();
+    row.unwrap_or_else(|| call.return_null())
 }
 
 /// The optional `up_to_msg_seq` argument (the 4th): NULL, or a seq of 0 or more.

@@ -23,9 +23,9 @@ use pgrx::prelude::*;
 use crate::call::sql_function;
 use crate::catalog::OpenTable;
 use crate::errors;
-use crate::find::{find, key_args};
-use crate::hide::{seq_arg, up_to_msg_seq};
+use crate::find::key_args;
 use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
+use crate::hide::change_up_to;
 use crate::key::ConversationKey;
 use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
@@ -101,21 +101,7 @@ fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, resu
 sql_function! {
     /// Not STRICT: a NULL key argument is 22004; a NULL up_to_msg_seq clears up to the last message.
     fn conversation_clear(call) {
-        let key = call.key(0);
-        let up_to = up_to_msg_seq(call);
-        let schema = call.schema();
-        let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
-        refuse_writes_if_read_only("conversation_clear");
-        let cleared = Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin();
-            let kept = kept(&client, &table.table.names, &CLEAR);
-            let [uid, channel_id, channel_type] = key_args(&key);
-            returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
-        });
         // Nothing to move, or no such conversation: as it stands.
-        let row = cleared.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
-        table.close();
-        row.unwrap_or_else(|| call.return_null())
+        change_up_to(call, "conversation_clear", &CLEAR)
     }
 }

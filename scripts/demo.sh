@@ -90,6 +90,17 @@ echo "== carol reads up to 2 on her phone, then her laptop reports an older posi
 psql -X -q -c "SELECT uid, readed_to_msg_seq, unread_count FROM conversation_mark_read('carol', 'group-42', 2, 2)" \
     -c "SELECT uid, readed_to_msg_seq, unread_count FROM conversation_mark_read('carol', 'group-42', 2, 1)"
 
+echo "== bob's conversation list; a new message, his client syncs from its position, his badge; he hides it"
+psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+SELECT channel_id, last_msg_seq, unread_count FROM conversation_list('bob');
+SELECT position FROM conversation_list('bob') WITH ORDINALITY ORDER BY ordinality DESC LIMIT 1 \gset
+SELECT conversation_message_arrived('group-9', 2, ARRAY['alice', 'bob'], 1, 'alice') AS advanced;
+SELECT channel_id, last_msg_seq, unread_count, hidden FROM conversation_list('bob', NULL, :'position');
+SELECT unread_count AS badge, conversations AS unread_conversations FROM conversation_unread('bob');
+SELECT channel_id, hidden FROM conversation_hide('bob', 'group-9', 2, 1);
+SELECT channel_id FROM conversation_list('bob');
+SQL
+
 echo "== A legacy table with duplicates, merged into one row per key"
 psql -X -q <<'SQL'
 CREATE TABLE legacy_conversation (id bigint, uid text, channel_id text, channel_type smallint,

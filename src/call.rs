@@ -233,3 +233,13 @@ pub fn text_array_datum<'a>(elements: impl Iterator<Item = &'a [u8]>) -> pg_sys:
         pg_sys::Datum::from(array)
     }
 }
+
+/// A one-dimensional int8[] datum of `values`, palloc'd.
+pub fn int8_array_datum(values: &[i64]) -> pg_sys::Datum {
+    let datums: Vec<pg_sys::Datum> = values.iter().map(|&v| pg_sys::Datum::from(v)).collect();
+    // SAFETY: builds an array of by-value int8 datums.
+    unsafe {
+        let array = pg_sys::construct_array(datums.as_ptr().cast_mut(), datums.len() as i32, pg_sys::INT8OID, 8, true, pg_sys::TYPALIGN_DOUBLE as _);
+        pg_sys::Datum::from(array)
+    }
+}

@@ -413,7 +413,6 @@ impl Table {
             citus::Distribution::Local => hash_routing(relid, &columns).map_or(Layout::Queried, Layout::HashPartitioned),
         };
         let channel_index = if matches!(layout, Layout::Plain) { channel_index(relation, &columns) } else { None };
-        let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
         let columns = pgrx::PgTupleDesc::from_pg_unchecked((*relation).rd_att)
             .iter()
             .filter(|attribute| !attribute.attisdropped)
@@ -427,6 +426,14 @@ impl Table {
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation, schema) } else { None };
         Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, list_indexes, layout }
     }
+}
+
+/// `name` quoted as an SQL identifier where it needs to be.
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
+unsafe fn quote(name: *const std::ffi::c_char) -> String {
+    CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned()
 }
 
 /// The names statements are written with (kept.rs), quoted.
@@ -445,7 +452,6 @@ impl Names {
     pub fn of_schema(schema: pg_sys::Oid) -> Names {
         // SAFETY: catalog lookups; the quoted names are copied out of palloc'd memory.
         unsafe {
-            let quote = |name: *const std::ffi::c_char| CStr::from_ptr(pg_sys::quote_identifier(name)).to_string_lossy().into_owned();
             let schema_name = pg_sys::get_namespace_name(schema);
             if schema_name.is_null() {
                 errors::extension_dropped();

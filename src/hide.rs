@@ -16,7 +16,7 @@ use crate::catalog::OpenTable;
 use crate::errors;
 use crate::find::{find, key_args};
 use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
+use crate::kept::{arg_or_null, kept, returned_row, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 
@@ -52,7 +52,7 @@ pub fn change_up_to(call: &crate::call::Call, function: &str, statement: &Statem
         let _pinned = PinnedSearchPath::pin();
         let kept = kept(&client, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);
-        returned_row(&client, &kept, &[uid, channel_id, channel_type, seq_arg(up_to)], &result)
+        returned_row(&client, &kept, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
     });
     let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
     table.close();
@@ -66,8 +66,4 @@ pub fn up_to_msg_seq(call: &crate::call::Call) -> Option<i64> {
         errors::invalid_seq("up_to_msg_seq", seq, 0);
     }
     up_to
-}
-
-pub fn seq_arg(seq: Option<i64>) -> Arg {
-    seq.map_or_else(|| Arg::NULL, |seq| arg(pg_sys::Datum::from(seq)))
 }

@@ -5,7 +5,8 @@
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
 //! (statements return rows by column) and `{clock}` for the clock table (stamp.rs); it is prepared
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
-//! into another schema, a schema rename, a column added or dropped). The plan cache replans by itself after other DDL on the table.
+//! into another schema, a schema rename, a column added or dropped). The plan cache replans by
+//! itself after other DDL on the table.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -86,13 +87,14 @@ pub fn kept(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc
 #[derive(Clone, Copy)]
 pub struct Arg(Option<pg_sys::Datum>);
 
-impl Arg {
-    pub const NULL: Arg = Arg(None);
-}
-
 /// A parameter's datum (in the call's context, alive past the statement).
 pub fn arg(datum: pg_sys::Datum) -> Arg {
     Arg(Some(datum))
+}
+
+/// A parameter that may be NULL.
+pub fn arg_or_null(datum: Option<pg_sys::Datum>) -> Arg {
+    Arg(datum)
 }
 
 /// Runs a kept statement; its rows are `Returned::last()`.
@@ -191,24 +193,11 @@ pub struct PinnedSearchPath {
 impl PinnedSearchPath {
     pub fn pin() -> PinnedSearchPath {
         // SAFETY: as fmgr_security_definer applies a SET clause.
-        unsafe {
-            let nest_level = pg_sys::NewGUCNestLevel();
-            pg_sys::set_config_option(
-                c"search_path".as_ptr(),
-                c"pg_catalog, pg_temp".as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-            PinnedSearchPath { nest_level }
-        }
+        let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
+        set_until_restored(c"search_path", c"pg_catalog, pg_temp");
+        PinnedSearchPath { nest_level }
     }
-}
 
-impl PinnedSearchPath {
     /// Also plans the statements prepared and run meanwhile as ordered index scans, whatever the
     /// statistics say: a list's LIMIT is a parameter, which a generic plan cannot see, and reading
     /// a page must never mean sorting every row of a user (list.rs). The disabled plan types add
@@ -216,21 +205,27 @@ impl PinnedSearchPath {
     /// goes off too. Undone with the path.
     pub fn with_ordered_index_scans(self) -> PinnedSearchPath {
         for setting in [c"enable_sort", c"enable_bitmapscan", c"enable_seqscan", c"jit"] {
-            // SAFETY: as in pin(), at the level it created.
-            unsafe {
-                pg_sys::set_config_option(
-                    setting.as_ptr(),
-                    c"off".as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_SAVE,
-                    true,
-                    0,
-                    false,
-                );
-            }
+            set_until_restored(setting, c"off");
         }
         self
+    }
+}
+
+/// Sets a setting at the current GUC nest level, saved to be restored with it (as a function's
+/// SET clause is).
+fn set_until_restored(name: &CStr, value: &CStr) {
+    // SAFETY: a USERSET setting, set as fmgr_security_definer sets a SET clause's.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
     }
 }
 

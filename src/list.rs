@@ -18,11 +18,11 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::{sql_function, text_datum, Call, Materialized};
+use crate::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::catalog::OpenTable;
 use crate::errors;
 use crate::key::ConversationKey;
-use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
+use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 use crate::list_scan::{self, Reading};
 use crate::position::{Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
 use crate::probe::Snapshot;
@@ -31,21 +31,35 @@ use crate::stamp;
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
-/// One state's rows of one type, newest first, at most a page ($10): one backward scan of its
-/// list index. $1 uid; `$since`: every row (a first listing), or those changed since a position
-/// (those its horizon did not see: $3 floor, $4 ceiling, $5 in flight, position.rs);
-/// `$cursor`: nothing from the top of a pass, or the rows below the cursor ($7, $8, $9) the pass
-/// has reached.
+/// The rows a position's horizon did not see ($3 floor, $4 ceiling, $5 in flight, position.rs).
+macro_rules! changed_since {
+    () => {
+        " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))"
+    };
+}
+
+/// Where a pass is: at its top (every row), or at the cursor ($6, $7, $8) it has reached.
+macro_rules! below {
+    (top) => {
+        ""
+    };
+    (cursor) => {
+        " AND (c.version, c.updated_at, c.id) < ($6, $7, $8)"
+    };
+}
+
+/// One state's rows of one type, newest first, at most a page ($9): one backward scan of its
+/// list index. $1 uid; `$since`: every row (a first listing), or `changed_since!()`.
 macro_rules! state_rows {
-    ($type:literal, $state:literal, $since:literal, $cursor:literal) => {
+    ($type:literal, $state:literal, $since:expr, $at:ident) => {
         concat!(
             "(SELECT c.* FROM {table} AS c WHERE c.uid = $1 AND c.type = ",
             $type,
             " AND ",
             $state,
             $since,
-            $cursor,
-            " ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10)"
+            below!($at),
+            " ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9)"
         )
     };
 }
@@ -55,52 +69,49 @@ macro_rules! state_rows {
 /// own with its own LIMIT: that is what makes PostgreSQL merge their ordered scans (a plain UNION
 /// ALL of them gets a sort of every row).
 macro_rules! type_rows {
-    ($type:literal, visible, $cursor:literal) => {
+    ($type:literal, visible, $at:ident) => {
         concat!(
-            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", "", $cursor),
+            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", "", $at),
             " UNION ALL ",
-            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", "", $cursor)
+            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", "", $at)
         )
     };
-    ($type:literal, changed, $cursor:literal) => {
+    ($type:literal, changed, $at:ident) => {
         concat!(
-            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor),
+            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", changed_since!(), $at),
             " UNION ALL ",
-            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor),
+            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", changed_since!(), $at),
             " UNION ALL ",
-            state_rows!($type, "c.hidden", " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))", $cursor)
+            state_rows!($type, "c.hidden", changed_since!(), $at)
         )
     };
 }
 
-
 /// A list statement: of one type ($2) or of both types the table's generated column holds.
 macro_rules! list_statement {
-    ($name:literal, one, $which:ident, $cursor:literal) => {
-        list_statement!(@ $name, type_rows!("$2", $which, $cursor))
+    ($name:literal, one, $which:ident, $at:ident) => {
+        list_statement!(@ $name, type_rows!("$2", $which, $at))
     };
-    ($name:literal, all, $which:ident, $cursor:literal) => {
-        list_statement!(@ $name, concat!(type_rows!("1", $which, $cursor), " UNION ALL ", type_rows!("2", $which, $cursor)))
+    ($name:literal, all, $which:ident, $at:ident) => {
+        list_statement!(@ $name, concat!(type_rows!("1", $which, $at), " UNION ALL ", type_rows!("2", $which, $at)))
     };
     (@ $name:literal, $rows:expr) => {
         Statement {
             name: $name,
-            sql: concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $10"),
+            sql: concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9"),
             parameters: LIST_PARAMETERS,
             snapshot: Snapshot::Statement,
         }
     };
 }
 
-/// $1 uid, $2 type, $3 floor, $4 ceiling, $5 in flight, $6 unused, ($7, $8, $9) the cursor,
-/// $10 the limit.
+/// $1 uid, $2 type, $3 floor, $4 ceiling, $5 in flight, ($6, $7, $8) the cursor, $9 the limit.
 const LIST_PARAMETERS: &[pg_sys::Oid] = &[
     pg_sys::TEXTOID,
     pg_sys::INT2OID,
     pg_sys::INT8OID,
     pg_sys::INT8OID,
     pg_sys::INT8ARRAYOID,
-    pg_sys::BOOLOID,
     pg_sys::INT8OID,
     pg_sys::TIMESTAMPTZOID,
     pg_sys::INT8OID,
@@ -113,22 +124,22 @@ const LIST_PARAMETERS: &[pg_sys::Oid] = &[
 const LIST: [[[Statement; 2]; 2]; 2] = [
     [
         [
-            list_statement!("list_one_visible", one, visible, ""),
-            list_statement!("list_one_visible_cursor", one, visible, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+            list_statement!("list_one_visible", one, visible, top),
+            list_statement!("list_one_visible_cursor", one, visible, cursor),
         ],
         [
-            list_statement!("list_one_changed", one, changed, ""),
-            list_statement!("list_one_changed_cursor", one, changed, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+            list_statement!("list_one_changed", one, changed, top),
+            list_statement!("list_one_changed_cursor", one, changed, cursor),
         ],
     ],
     [
         [
-            list_statement!("list_all_visible", all, visible, ""),
-            list_statement!("list_all_visible_cursor", all, visible, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+            list_statement!("list_all_visible", all, visible, top),
+            list_statement!("list_all_visible_cursor", all, visible, cursor),
         ],
         [
-            list_statement!("list_all_changed", all, changed, ""),
-            list_statement!("list_all_changed_cursor", all, changed, " AND (c.version, c.updated_at, c.id) < ($7, $8, $9)"),
+            list_statement!("list_all_changed", all, changed, top),
+            list_statement!("list_all_changed_cursor", all, changed, cursor),
         ],
     ],
 ];
@@ -227,7 +238,7 @@ sql_function! {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
                 let kept = kept(&client, &table.table.names, statement);
-                let returned = run(&client, &kept, &[arg(text_datum(uid)), type_arg(list_type)]);
+                let returned = run(&client, &kept, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),
@@ -240,10 +251,6 @@ sql_function! {
 /// The `type` argument: NULL for every type.
 fn list_type(call: &Call) -> Option<i16> {
     call.int32(1).map(|list_type| i16::try_from(list_type).unwrap_or_else(|_| errors::invalid_list_type(list_type)))
-}
-
-fn type_arg(list_type: Option<i16>) -> Arg {
-    list_type.map_or_else(|| Arg::NULL, |t| arg(pg_sys::Datum::from(t)))
 }
 
 /// One call's page: where its rows go and what its positions say.
@@ -287,11 +294,10 @@ impl Page<'_> {
                 let kept = kept(client, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
-                    type_arg(self.list_type),
+                    arg_or_null(self.list_type.map(pg_sys::Datum::from)),
                     arg(pg_sys::Datum::from(floor)),
                     arg(pg_sys::Datum::from(ceiling)),
                     arg(int8_array_datum(&in_flight)),
-                    arg(pg_sys::Datum::from(since.is_some())),
                     arg(pg_sys::Datum::from(cursor.version)),
                     arg(pg_sys::Datum::from(cursor.updated_at)),
                     arg(pg_sys::Datum::from(cursor.id)),
@@ -325,15 +331,5 @@ impl Page<'_> {
             self.output.push(&values, &nulls);
         }
         count
-    }
-}
-
-/// A one-dimensional int8[] datum, palloc'd.
-fn int8_array_datum(values: &[i64]) -> pg_sys::Datum {
-    // SAFETY: builds an array of by-value int8 datums.
-    unsafe {
-        let datums: Vec<pg_sys::Datum> = values.iter().map(|&v| pg_sys::Datum::from(v)).collect();
-        let array = pg_sys::construct_array(datums.as_ptr().cast_mut(), datums.len() as i32, pg_sys::INT8OID, 8, true, pg_sys::TYPALIGN_DOUBLE as _);
-        pg_sys::Datum::from(array)
     }
 }

@@ -26,7 +26,7 @@ use crate::call::{sql_function, text_array_datum, text_datum};
 use crate::catalog::OpenTable;
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
+use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::stats;
 
@@ -131,7 +131,7 @@ sql_function! {
                 arg(pg_sys::Datum::from(key.channel_type)),
                 arg(text_array_datum(members.iter().map(|m| m.key.uid))),
                 arg(pg_sys::Datum::from(message_seq)),
-                sender_uid.map_or(Arg::NULL, |uid| arg(uid)),
+                arg_or_null(sender_uid),
             ];
             run(&client, &kept, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });

@@ -146,7 +146,7 @@ fn version_now(schema: pg_sys::Oid) -> i64 {
     if xid > XID_MASK {
         errors::versions_exhausted();
     }
-    (written_generation(schema) << XID_BITS) | xid as i64
+    version_of(written_generation(schema), xid)
 }
 
 /// The version a transaction id of this cluster's is stamped with, in generation `generation`.

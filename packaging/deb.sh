@@ -69,7 +69,7 @@ export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(TZ=UTC date -d "$release_date" +
 depends=(postgresql-$major)
 glibc=$(objdump -T "$library" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
 for needed in $(objdump -p "$library" | awk '$1 == "NEEDED" { print $2 }'); do
-    path=$(ldconfig -p | awk -v lib="$needed" '$1 == lib { print $NF; exit }')
+    path=$(ldconfig -p | awk -v lib="$needed" '$1 == lib && !path { path = $NF } END { print path }')
     [ -n "$path" ] || fail "the library needs $needed, which is not a system library"
     owner=$(dpkg -S "$path" 2>/dev/null || dpkg -S "$(readlink -f "$path")" 2>/dev/null) ||
         fail "the library needs $path, which no package holds"

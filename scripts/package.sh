@@ -18,12 +18,12 @@ esac
 source scripts/pg.sh
 
 # A fresh clone on a fresh machine: the toolchain first (quick to skip when it is there).
-if ! cargo pgrx --version 2>/dev/null | grep -q "0\.18\.1" || ! "$PG_CONFIG" --version >/dev/null 2>&1 ||
+if [[ "$(cargo pgrx --version 2>/dev/null)" != *" 0.18.1" ]] || ! "$PG_CONFIG" --version >/dev/null 2>&1 ||
     ! grep -q "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml" 2>/dev/null; then
     bash scripts/setup.sh
 fi
 
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 features=()
 [ "$PG_MAJOR" = 15 ] || features=(--no-default-features --features "$PG_FEATURE")
 out=target/packages

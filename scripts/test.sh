@@ -106,6 +106,7 @@ race() {
     "$race_test" --dsn "$dsn" --mode messages --clients 16 --keys 50 &&
     "$race_test" --dsn "$dsn" --mode sync --clients 6 &&
     "$race_test" --dsn "$dsn" --mode ddl --clients 8 &&
+    "$race_test" --dsn "$dsn" --mode index-rebuild --clients 6 &&
     "$race_test" --dsn "$dsn" --mode memory
 }
 

@@ -158,6 +158,7 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
             || relid == table.relid
             || relid == table.key_index
             || table.channel_index == Some(relid)
+            || table.list_indexes.as_ref().is_some_and(|list| [list.unread, list.read, list.hidden].contains(&relid))
     });
 }
 
@@ -423,7 +424,7 @@ impl Table {
         let names = Names { columns, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
         let stamped = Cell::new(None);
-        let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation, schema) } else { None };
+        let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
         Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, list_indexes, layout }
     }
 }
@@ -501,7 +502,7 @@ enum Compared {
 /// `unique`, the index must also be unique on exactly those columns.
 unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], unique: bool) -> Option<pg_sys::Oid> {
     let form = (*index).rd_index;
-    if !(*form).indisvalid
+    if !usable(index)
         || (*(*index).rd_rel).relam != pg_sys::BTREE_AM_OID
         || (unique && (!(*form).indisunique || (*form).indnkeyatts as usize != columns.len()))
         || ((*form).indnkeyatts as usize) < columns.len()
@@ -535,33 +536,67 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
     Some(last)
 }
 
-/// The extension's list indexes of `relation`, if each is there under its name, on this table,
-/// defined as the extension defines it, over columns of the types it made: only then may they be
-/// read directly. (Otherwise the list is read through SQL, which is right whatever they are.)
-unsafe fn list_indexes(relation: pg_sys::Relation, schema: pg_sys::Oid) -> Option<ListIndexes> {
+/// The extension's list indexes of `relation`, if each is there under its name, usable (valid
+/// and ready, as the planner requires of an index it reads), defined as the extension defines
+/// it, over columns of the types it made: only then may they be read directly. Otherwise (an
+/// index being built or rebuilt, one a failed CREATE INDEX CONCURRENTLY left behind, one changed)
+/// the list is read through SQL, which is right whatever they are. Each index is found among the
+/// table's own (the relcache's list, read under the table's lock) and locked as a scan locks it.
+unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
     const ON: &str = " USING btree (uid, type, version, updated_at, id) WHERE ";
-    let index = |name: &CStr, predicate: &str| -> Option<pg_sys::Oid> {
-        let oid = pg_sys::get_relname_relid(name.as_ptr(), schema);
-        if oid == pg_sys::InvalidOid || pg_sys::IndexGetRelation(oid, true) != (*relation).rd_id {
-            return None;
+    let wanted: [(&CStr, &str); 3] = [
+        (c"conversation_list_unread_idx", "((unread_count > 0) AND (NOT hidden))"),
+        (c"conversation_list_read_idx", "((unread_count <= 0) AND (NOT hidden))"),
+        (c"conversation_list_hidden_idx", "hidden"),
+    ];
+    let mut found = [pg_sys::InvalidOid; 3];
+    let indexes = pg_sys::RelationGetIndexList(relation);
+    let count = if indexes.is_null() { 0 } else { (*indexes).length };
+    for i in 0..count {
+        let oid = pg_sys::list_nth_oid(indexes, i);
+        let name = pg_sys::get_rel_name(oid);
+        let Some(slot) = (!name.is_null()).then(|| wanted.iter().position(|(wanted, _)| CStr::from_ptr(name) == *wanted)).flatten() else {
+            continue;
+        };
+        let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
+        let ready = usable(index);
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        if !ready {
+            continue;
         }
         let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
-        definition.ends_with(&format!("{ON}{predicate}")).then_some(oid)
-    };
+        if definition.ends_with(&format!("{ON}{}", wanted[slot].1)) {
+            found[slot] = oid;
+        }
+    }
+    pg_sys::list_free(indexes);
+    if found.contains(&pg_sys::InvalidOid) {
+        return None;
+    }
     let typed = |name: &CStr, type_oid: pg_sys::Oid| -> Option<i16> {
         let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
         (attnum > 0 && pg_sys::get_atttype((*relation).rd_id, attnum) == type_oid).then_some(attnum)
     };
     typed(c"type", pg_sys::INT2OID)?;
     Some(ListIndexes {
-        unread: index(c"conversation_list_unread_idx", "((unread_count > 0) AND (NOT hidden))")?,
-        read: index(c"conversation_list_read_idx", "((unread_count <= 0) AND (NOT hidden))")?,
-        hidden: index(c"conversation_list_hidden_idx", "hidden")?,
+        unread: found[0],
+        read: found[1],
+        hidden: found[2],
         version: typed(c"version", pg_sys::INT8OID)?,
         updated_at: typed(c"updated_at", pg_sys::TIMESTAMPTZOID)?,
         id: typed(c"id", pg_sys::INT8OID)?,
         unread_count: typed(c"unread_count", pg_sys::INT4OID)?,
     })
+}
+
+/// Whether an open index may be read: valid, ready and live, as PostgreSQL's planner requires
+/// (an index being built concurrently, or left by a build that failed, is not).
+///
+/// # Safety
+/// `index` is an open index relation.
+unsafe fn usable(index: pg_sys::Relation) -> bool {
+    let form = (*index).rd_index;
+    (*form).indisvalid && (*form).indisready && (*form).indislive
 }
 
 /// A plain table's index led by (channel_id, channel_type), if any.

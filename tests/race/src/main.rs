@@ -17,9 +17,12 @@
 //! - `--mode sync` (sync.rs): clients syncing their lists while writers commit out of order;
 //! - `--mode ddl` (ddl.rs): every function called while the table is reindexed, its primary key
 //!   re-created, columns added and dropped, and the extension dropped and created again;
-//! - `--mode memory` (memory.rs): the memory a backend takes to refuse a million keys.
+//! - `--mode memory` (memory.rs): the memory a backend takes to refuse a million keys, and inputs
+//!   refused by their size alone (huge keys, fields, positions);
+//! - `--mode index-rebuild` (index_rebuild.rs): a list index dropped and built again concurrently,
+//!   failing and succeeding, while clients list and write.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|sync|ddl|memory]
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild]
 //!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit]
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +35,7 @@ use postgres::{Client, IsolationLevel, NoTls};
 
 mod ddl;
 mod fanout;
+mod index_rebuild;
 mod memory;
 mod messages;
 mod reads;
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
         "sync" => sync::races(&options),
         "ddl" => ddl::races(&options),
         "memory" => memory::check(&options),
+        "index-rebuild" => index_rebuild::races(&options),
         other => {
             eprintln!("unknown mode {other}");
             return ExitCode::from(2);
@@ -284,7 +289,7 @@ fn parse_args() -> Result<Options, String> {
             "--naive" => options.naive = true,
             "--prefix" => options.prefix = Some(value()?),
             "--autocommit" => options.autocommit = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
         }
     }
     if options.dsn.is_empty() {

@@ -26,7 +26,7 @@ use pgrx::spi::SpiClient;
 
 use crate::batch_json;
 use crate::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
-use crate::call::{sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
+use crate::call::{raw_size, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
 use crate::catalog::{OpenTable, Placement};
 use crate::errors;
 use crate::get_or_create::refuse_writes_if_read_only;
@@ -94,10 +94,19 @@ sql_function! {
     /// form. (jsonb has already kept only the last of repeated fields: it cannot report them.)
     fn get_or_create_conversations_jsonb(call) {
         let Some(datum) = call.datum(0) else { errors::null_argument("keys") };
-        // SAFETY: a jsonb argument, detoasted into the call's context; JsonbToCString reads it.
+        // Measured before it is read: first its whole size, then, from its first word alone, its
+        // element count, which bounds the size again (an element with a huge unknown field is
+        // refused by its size, never converted).
+        // SAFETY: a jsonb argument: its size from its header or toast pointer, its root header
+        // from a slice of its first 4 bytes, then the whole value detoasted into the call's
+        // context; JsonbToCString reads it.
         let text = unsafe {
-            let jsonb = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb;
-            let header = (*jsonb).root.header;
+            let bytes = raw_size(datum);
+            if bytes > max_jsonb_bytes(MAX_BATCH_KEYS) {
+                errors::invalid_batch("keys", BatchError::TooLarge { bytes, limit: max_jsonb_bytes(MAX_BATCH_KEYS) });
+            }
+            let first_word = pg_sys::pg_detoast_datum_slice(datum.cast_mut_ptr(), 0, 4);
+            let header = (pgrx::varlena::vardata_any(first_word) as *const u32).read_unaligned();
             if header & pg_sys::JB_FARRAY == 0 || header & pg_sys::JB_FSCALAR != 0 {
                 errors::invalid_batch("keys", BatchError::NotAnArray);
             }
@@ -105,6 +114,10 @@ sql_function! {
             if count > MAX_BATCH_KEYS {
                 errors::invalid_batch("keys", BatchError::TooMany { count });
             }
+            if bytes > max_jsonb_bytes(count) {
+                errors::invalid_batch("keys", BatchError::TooLarge { bytes, limit: max_jsonb_bytes(count) });
+            }
+            let jsonb = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::Jsonb;
             let text = pg_sys::JsonbToCString(std::ptr::null_mut(), &mut (*jsonb).root, pgrx::varsize_any(jsonb.cast()) as i32);
             std::ffi::CStr::from_ptr(text).to_bytes()
         };
@@ -116,7 +129,11 @@ sql_function! {
     /// get_or_create_conversations(keys text): JSON text, read strictly (a repeated field is an
     /// error). An unknown-typed literal or parameter resolves to this form.
     fn get_or_create_conversations_text(call) {
-        let Some(text) = call.text(0) else { errors::null_argument("keys") };
+        let text = match call.text_at_most(0, max_json_text_bytes(MAX_BATCH_KEYS)) {
+            None => errors::null_argument("keys"),
+            Some(Err(bytes)) => errors::invalid_batch("keys", BatchError::TooLarge { bytes, limit: max_json_text_bytes(MAX_BATCH_KEYS) }),
+            Some(Ok(text)) => text,
+        };
         respond_to_json(call, text)
     }
 }
@@ -130,16 +147,31 @@ sql_function! {
             Some(Err(error)) => errors::invalid_batch("uids", array_error(error)),
             Some(Ok(uids)) => uids,
         };
-        let batch = batch_keys::member_batch(call.text(0), call.int32(1).map(i64::from), &uids)
+        let batch = batch_keys::member_batch(call.id_text(0, "channel_id"), call.int32(1).map(i64::from), &uids)
             .unwrap_or_else(|error| errors::invalid_batch("uids", error));
         respond(call, &batch, "get_or_create_conversations")
     }
+}
+
+/// The most bytes a jsonb batch of `count` keys can take: an object of the three fields, each
+/// string at most MAX_ID_BYTES, is under 600 bytes in jsonb's binary form; 1 kB each leaves room
+/// for channel_type written as a long number, which is judged by its value. Never less than
+/// 1 MB, so that a small malformed batch is refused for what is wrong with it, element by element.
+fn max_jsonb_bytes(count: usize) -> usize {
+    (64 + count * 1024).max(1 << 20)
+}
+
+/// The most bytes a JSON text batch of `count` keys can take: room for every byte of both ids
+/// written as a \uXXXX escape, the field names and some whitespace.
+fn max_json_text_bytes(count: usize) -> usize {
+    64 + count * 4096
 }
 
 pub fn array_error(error: ArrayError) -> BatchError {
     match error {
         ArrayError::NotOneDimensional { dimensions } => BatchError::NotOneDimensional { dimensions },
         ArrayError::TooMany { count } => BatchError::TooMany { count },
+        ArrayError::TooLarge { bytes, limit } => BatchError::TooLarge { bytes, limit },
     }
 }
 

@@ -42,6 +42,8 @@ pub enum BatchError {
     /// Not JSON at all (only the text form can be; a jsonb value always is).
     Syntax(String),
     TooMany { count: usize },
+    /// More bytes than the keys it holds can take: refused by its size, before it is read.
+    TooLarge { bytes: usize, limit: usize },
     Element { position: usize, error: ElementError },
 }
 

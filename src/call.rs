@@ -11,7 +11,7 @@
 use pgrx::pg_sys;
 
 use crate::errors;
-use crate::key::ConversationKey;
+use crate::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
 /// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
 /// turns a Rust panic into an ERROR, and a `Call` for the body. The body returns the result datum.
@@ -46,6 +46,8 @@ pub struct Call {
 pub enum ArrayError {
     NotOneDimensional { dimensions: i32 },
     TooMany { count: usize },
+    /// More bytes than `limit` keys can take (measured before the array is read).
+    TooLarge { bytes: usize, limit: usize },
 }
 
 impl Call {
@@ -70,8 +72,9 @@ impl Call {
         }
     }
 
-    /// A text (or varchar) argument as its bytes in the database encoding, detoasted.
-    pub fn text(&self, n: usize) -> Option<&[u8]> {
+    /// A text (or varchar) argument as its bytes in the database encoding, detoasted whole: only
+    /// for arguments whose size was measured first (`text_at_most`, `id_text`).
+    fn text(&self, n: usize) -> Option<&[u8]> {
         // SAFETY: the argument is a varlena of the text family; the detoasted copy lives in the
         // call's memory context, which outlives this call's borrow.
         self.datum(n).map(|datum| unsafe { varlena_bytes(datum) })
@@ -83,11 +86,20 @@ impl Call {
         let datum = self.datum(n)?;
         // SAFETY: a varlena of the text family; its size comes from its header (or its toast
         // pointer), without reading the value.
-        let bytes = unsafe { pg_sys::toast_raw_datum_size(datum) } - pg_sys::VARHDRSZ;
+        let bytes = unsafe { raw_size(datum) } - pg_sys::VARHDRSZ;
         if bytes > limit {
             return Some(Err(bytes));
         }
         self.text(n).map(Ok)
+    }
+
+    /// A uid or channel_id argument (named `argument` in errors): one longer than a key may be is
+    /// refused by its size alone (22001), never read.
+    pub fn id_text(&self, n: usize, argument: &'static str) -> Option<&[u8]> {
+        match self.text_at_most(n, MAX_ID_BYTES)? {
+            Ok(bytes) => Some(bytes),
+            Err(bytes) => errors::invalid_key(KeyError::TooLong { argument, bytes }),
+        }
     }
 
     pub fn int32(&self, n: usize) -> Option<i32> {
@@ -102,6 +114,13 @@ impl Call {
     /// its size from the array header alone: at most `limit` elements are ever read.
     pub fn text_array(&self, n: usize, limit: usize) -> Option<Result<Vec<Option<&[u8]>>, ArrayError>> {
         let datum = self.datum(n)?;
+        // Measured before it is detoasted: more bytes than `limit` keys can take is refused
+        // by its size alone.
+        // SAFETY: a varlena; its size comes from its header or toast pointer.
+        let bytes = unsafe { raw_size(datum) };
+        if bytes > max_text_array_bytes(limit) {
+            return Some(Err(ArrayError::TooLarge { bytes, limit: max_text_array_bytes(limit) }));
+        }
         // SAFETY: a text[] argument; detoasted once into the call's context, so the elements
         // deconstruct_array points at live as long as the call.
         unsafe {
@@ -137,7 +156,9 @@ impl Call {
     /// The key in arguments `first`, `first + 1` and `first + 2` (uid, channel_id, channel_type),
     /// validated: bad input is refused here, before anything is read or written.
     pub fn key(&self, first: usize) -> ConversationKey<'_> {
-        ConversationKey::validate(self.text(first), self.text(first + 1), self.int32(first + 2).map(i64::from))
+        let uid = self.id_text(first, "uid");
+        let channel_id = self.id_text(first + 1, "channel_id");
+        ConversationKey::validate(uid, channel_id, self.int32(first + 2).map(i64::from))
             .unwrap_or_else(|error| errors::invalid_key(error))
     }
 
@@ -155,6 +176,12 @@ impl Call {
             errors::extension_dropped();
         }
         schema
+    }
+
+    /// Whether the result was set to NULL (`return_null`).
+    pub fn is_null_result(&self) -> bool {
+        // SAFETY: fcinfo is the call's.
+        unsafe { (*self.fcinfo).isnull }
     }
 
     /// A NULL result.
@@ -207,6 +234,21 @@ impl Materialized {
             pg_sys::tuplestore_putvalues(self.store, self.desc, values.as_ptr().cast_mut(), nulls.as_ptr().cast_mut());
         }
     }
+}
+
+/// A varlena datum's size as stored whole (header included), from its header or its toast
+/// pointer: nothing is detoasted or decompressed.
+///
+/// # Safety
+/// `datum` is a non-NULL varlena.
+pub unsafe fn raw_size(datum: pg_sys::Datum) -> usize {
+    pg_sys::toast_raw_datum_size(datum)
+}
+
+/// The most bytes a one-dimensional text[] of `count` keys' uids can take: its header and null
+/// bitmap, and each element's 4-byte header, MAX_ID_BYTES and alignment.
+fn max_text_array_bytes(count: usize) -> usize {
+    64 + count.div_ceil(8) + count * (4 + MAX_ID_BYTES + 3)
 }
 
 /// The bytes of a text-family varlena datum, detoasted.

@@ -70,6 +70,11 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
             format!("{argument} holds {count} keys; one call takes at most {MAX_BATCH_KEYS}"),
             Some("Split the batch into several calls."),
         ),
+        BatchError::TooLarge { bytes, limit } => raise(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("{argument} is {bytes} bytes, more than its keys can take ({limit} bytes at most)"),
+            Some("A key's uid and channel_id are at most 255 bytes each, and one call takes at most 10000 keys: send only the keys' fields."),
+        ),
         BatchError::Element { position, error } => {
             let (code, message) = match error {
                 ElementError::Key(error) => key_error(error),
@@ -100,6 +105,15 @@ pub fn invalid_seq(argument: &str, value: i64, minimum: i64) -> ! {
     )
 }
 
+/// A read position too far ahead of the conversation's last message (read_state.rs).
+pub fn read_too_far_ahead(argument: &str, value: i64, last: i64, max: i64) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("{argument} {value} is more than {max} ahead of the conversation's last message ({last})"),
+        Some("Pass the seq of a message the client has: a read may run ahead of the last message recorded only by the messages still being delivered."),
+    )
+}
+
 /// A list type that is not a smallint (the table's type column is one).
 pub fn invalid_list_type(value: i32) -> ! {
     raise(
@@ -114,6 +128,24 @@ pub fn invalid_page_size(value: i32, max: i32) -> ! {
 }
 
 const START_OVER: &str = "Pass position NULL to list from the start.";
+
+/// A position listing more transactions in progress than this server's snapshots can hold.
+pub fn position_too_many_in_flight(count: usize, max: usize) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        format!("position lists {count} transactions in progress; a position of this server lists at most {max}"),
+        Some(START_OVER),
+    )
+}
+
+/// A position whose horizon the reading snapshot has not caught up with (position.rs).
+pub fn position_ahead_of_snapshot() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        "position is ahead of this transaction's snapshot: it has seen changes this snapshot has not".into(),
+        Some("Retry in a new transaction: a replica that has not replayed as far as the server the position came from catches up, or read from the primary."),
+    )
+}
 
 /// A position conversation_list did not write.
 pub fn invalid_position() -> ! {

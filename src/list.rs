@@ -24,7 +24,7 @@ use crate::errors;
 use crate::key::ConversationKey;
 use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 use crate::list_scan::{self, Reading};
-use crate::position::{Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
+use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
 use crate::probe::Snapshot;
 use crate::result_row::{deformed, ColumnMap, LIST_POSITION};
 use crate::stamp;
@@ -165,13 +165,16 @@ sql_function! {
     /// STABLE. Not STRICT: a NULL uid or page_size is 22004; NULL type is every type, NULL
     /// position the start.
     fn conversation_list(call) {
-        let uid = ConversationKey::validate_uid(call.text(0)).unwrap_or_else(|error| errors::invalid_key(error));
+        let uid = ConversationKey::validate_uid(call.id_text(0, "uid")).unwrap_or_else(|error| errors::invalid_key(error));
         let list_type = list_type(call);
         let given = match call.text_at_most(2, MAX_POSITION_BYTES) {
             None => None,
             Some(Err(bytes)) => errors::position_too_long(bytes, MAX_POSITION_BYTES),
             Some(Ok(text)) => Some(Position::parse(text).unwrap_or_else(|| errors::invalid_position())),
         };
+        if let Some(count) = given.as_ref().map(Position::in_flight_count).filter(|&count| count > max_in_flight()) {
+            errors::position_too_many_in_flight(count, max_in_flight());
+        }
         let page_size = match call.int32(3) {
             None => errors::null_argument("page_size"),
             Some(size) if !(1..=MAX_PAGE_SIZE).contains(&size) => errors::invalid_page_size(size, MAX_PAGE_SIZE),
@@ -191,6 +194,10 @@ sql_function! {
             }
             if given.origin != origin {
                 errors::position_of_another_cluster();
+            }
+            let horizons = given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
+            if !horizons.into_iter().all(Horizon::is_covered_by_active_snapshot) {
+                errors::position_ahead_of_snapshot();
             }
         }
         let now = Horizon::of_active_snapshot();
@@ -229,7 +236,7 @@ sql_function! {
 sql_function! {
     /// conversation_unread(uid, type, OUT unread_count bigint, OUT conversations bigint), STABLE.
     fn conversation_unread(call) {
-        let uid = ConversationKey::validate_uid(call.text(0)).unwrap_or_else(|error| errors::invalid_key(error));
+        let uid = ConversationKey::validate_uid(call.id_text(0, "uid")).unwrap_or_else(|error| errors::invalid_key(error));
         let list_type = list_type(call);
         let table = OpenTable::open(call.schema());
         let (unread, conversations) = match &table.table.list_indexes {

@@ -107,9 +107,10 @@ sql_function! {
         if message_seq < 1 {
             errors::invalid_seq("message_seq", message_seq, 1);
         }
-        let members = batch_keys::member_batch(call.text(0), call.int32(1).map(i64::from), &member_uids)
+        let members = batch_keys::member_batch(call.id_text(0, "channel_id"), call.int32(1).map(i64::from), &member_uids)
             .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
-        let sender_uid = call.datum(4);
+        // Measured like a uid (a longer one could match no member anyway).
+        let sender_uid = call.id_text(4, "sender_uid").map(text_datum);
         let table = OpenTable::open(call.schema());
         refuse_writes_if_read_only("conversation_message_arrived");
         let advanced = Spi::connect(|client| {

@@ -24,6 +24,12 @@ use crate::stamp;
 /// The longest position accepted: a horizon lists the transactions in progress, a few per
 /// connection.
 pub const MAX_POSITION_BYTES: usize = 1 << 20;
+/// The most in-flight ids a horizon is written with (a busy primary has tens; a standby lists
+/// subtransactions too). Beyond it the horizon is written coarser (`Horizon::write`).
+const MAX_WRITTEN_IN_FLIGHT: usize = 1000;
+/// The most ids `is_covered_by_active_snapshot` asks about one by one (a standby's snapshot that
+/// lost track of its subtransactions).
+const MAX_IDS_CHECKED_ONE_BY_ONE: u64 = 65_536;
 const FORMAT: &str = "1";
 
 /// A snapshot's view of transaction ids, as full (64-bit) ids.
@@ -106,6 +112,45 @@ impl Horizon {
         }
     }
 
+    /// Whether the active snapshot has seen every transaction this horizon saw: it reaches as
+    /// far (xmax), and no transaction in progress for it is one the horizon took as finished.
+    /// Otherwise the reader is behind the position (a replica that has not replayed as far, a
+    /// REPEATABLE READ transaction's older snapshot, a server whose transaction counter is behind
+    /// the one the position was taken on): the rows it would return are older than what the
+    /// client already has, and the position it would hand out would claim changes it never sent.
+    pub fn is_covered_by_active_snapshot(&self) -> bool {
+        // SAFETY: as in `of_active_snapshot`.
+        unsafe {
+            let snapshot = pg_sys::GetActiveSnapshot();
+            assert!(!snapshot.is_null(), "no active snapshot");
+            let next = pg_sys::ReadNextFullTransactionId().value;
+            let snapshot_ref = &*snapshot;
+            let widen = |xid: pg_sys::TransactionId| widen(xid.into_inner(), next);
+            let (xmin, xmax) = (widen(snapshot_ref.xmin), widen(snapshot_ref.xmax));
+            if self.xmax > xmax {
+                return false;
+            }
+            let saw = |xid: u64| xid < self.xmax && self.in_flight.binary_search(&xid).is_err();
+            if snapshot_ref.takenDuringRecovery && snapshot_ref.suboverflowed {
+                // Which ids are in progress is known only id by id: ask for each one the horizon
+                // saw from the snapshot's xmin on (a long range is refused, to retry later).
+                if self.xmax.saturating_sub(xmin) > MAX_IDS_CHECKED_ONE_BY_ONE {
+                    return false;
+                }
+                return (xmin..self.xmax).filter(|&xid| saw(xid)).all(|xid| {
+                    !pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from((xid & 0xFFFF_FFFF) as u32), snapshot)
+                });
+            }
+            let ids = |array: *mut pg_sys::TransactionId, count: usize| {
+                if array.is_null() || count == 0 { &[][..] } else { std::slice::from_raw_parts(array, count) }
+            };
+            let in_progress = ids(snapshot_ref.xip, snapshot_ref.xcnt as usize)
+                .iter()
+                .chain(ids(snapshot_ref.subxip, snapshot_ref.subxcnt.max(0) as usize));
+            in_progress.map(|&xid| widen(xid)).all(|xid| !saw(xid))
+        }
+    }
+
     /// The versions a statement compares with in `generation`: everything below `floor` was seen;
     /// everything at or above `ceiling` was not; between them, only `in_flight` was not.
     pub fn versions(&self, generation: i64) -> (i64, i64, Vec<i64>) {
@@ -116,8 +161,17 @@ impl Horizon {
         )
     }
 
+    /// Writes the horizon; one listing more than `MAX_WRITTEN_IN_FLIGHT` ids in progress is
+    /// written as seeing nothing from its xmin on (`xmin:xmin:`). That sees less, never more, so
+    /// what it would return is a superset (a row may come back again, none is lost), and every
+    /// row's position stays small however many ids a client sent: a page repeats the horizon of
+    /// its "since" in every row.
     fn write(&self, out: &mut String) {
         use std::fmt::Write;
+        if self.in_flight.len() > MAX_WRITTEN_IN_FLIGHT {
+            let _ = write!(out, "{}:{}:", self.xmin, self.xmin);
+            return;
+        }
         let _ = write!(out, "{}:{}:", self.xmin, self.xmax);
         for (i, xid) in self.in_flight.iter().enumerate() {
             let _ = write!(out, "{}{xid}", if i > 0 { "," } else { "" });
@@ -138,6 +192,25 @@ impl Horizon {
         let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
         (xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
     }
+}
+
+impl Position {
+    /// The most in-flight ids one of its horizons lists: at most what this server's snapshots can
+    /// hold (`max_in_flight`) in a position it wrote.
+    pub fn in_flight_count(&self) -> usize {
+        let since = self.since.as_ref().map_or(0, |since| since.in_flight.len());
+        since.max(self.pass.as_ref().map_or(0, |(horizon, _)| horizon.in_flight.len()))
+    }
+}
+
+/// The most in-flight ids a horizon of this server can list: a snapshot's top-level ids and
+/// (on a standby, where every id in progress is listed as a subtransaction's) its subtransaction
+/// ids, and the caller's own. A position listing more was not written here, and is refused before
+/// its ids are compared with any row: a crafted one would make every statement carry them.
+pub fn max_in_flight() -> usize {
+    // SAFETY: the sizes PostgreSQL allocates snapshots' arrays with, fixed at startup.
+    let (top_level, subtransactions) = unsafe { (pg_sys::GetMaxSnapshotXidCount(), pg_sys::GetMaxSnapshotSubxidCount()) };
+    top_level.max(0) as usize + subtransactions.max(0) as usize + 1
 }
 
 /// A snapshot's 32-bit transaction id as a full one, given the next full id (read after the
@@ -307,6 +380,24 @@ mod tests {
             assert_eq!(Position::parse(text.as_bytes()), None, "{text:?}");
         }
         assert_eq!(Position::parse(b"1/*/1/0/\xff/-/-"), None);
+    }
+
+    #[test]
+    fn a_horizon_of_too_many_ids_is_written_as_seeing_less() {
+        let origin = Origin { system_identifier: 1, generation: 0 };
+        let many: Vec<u64> = (100..100 + MAX_WRITTEN_IN_FLIGHT as u64 + 1).collect();
+        let since = Horizon { xmin: 100, xmax: 5000, in_flight: many };
+        let now = horizon(6000, 6010, &[6001]);
+        let positions = PassPositions::new(None, origin, Some(&since), &now);
+        let after = positions.after(Cursor { version: 7, updated_at: 8, id: 9 });
+        assert_eq!(after, "1/*/1/0/100:100:/6000:6010:6001/7:8:9");
+        // Seeing less: every id the original did not see, this one does not see either.
+        let coarse = Position::parse(after.as_bytes()).unwrap().since.unwrap();
+        assert_eq!((coarse.xmin, coarse.xmax, coarse.in_flight.len()), (100, 100, 0));
+        // Up to the limit, written as it is.
+        let few = Horizon { xmin: 100, xmax: 5000, in_flight: (100..100 + MAX_WRITTEN_IN_FLIGHT as u64).collect() };
+        let text = PassPositions::new(None, origin, Some(&few), &now).after(Cursor::TOP);
+        assert_eq!(Position::parse(text.as_bytes()).unwrap().since, Some(few));
     }
 
     #[test]

@@ -9,13 +9,19 @@
 //! `readed_to_msg_seq < read_to_seq` on the row the other left (EvalPlanQual); under REPEATABLE
 //! READ / SERIALIZABLE it fails with 40001 and the caller retries.
 //!
+//! A read may run ahead of the last message the conversation knows (a device can report reading
+//! a message whose arrival is still being recorded), by at most `MAX_READ_AHEAD` messages. A
+//! position further ahead is refused (22023) and nothing is written: stored, it would make every
+//! later message arrive already read, silencing the conversation for good.
+//!
 //! Returns the conversation as it stands afterwards, creating it if it did not exist.
 //!
 //! conversation_clear(uid, channel_id, channel_type, up_to_msg_seq): the user cleared the
 //! history up to a message (NULL: the last one). deleted_at_msg_seq moves forward to it, and the
 //! conversation is read up to it by the same rule as a read: clearing is a read that also hides
-//! what came before. A message that arrived after up_to_msg_seq stays unread. Returns the
-//! conversation afterwards, or NULL if it does not exist (nothing to clear, nothing created).
+//! what came before. A message that arrived after up_to_msg_seq stays unread. up_to_msg_seq is
+//! bounded as a read is. Returns the conversation afterwards, or NULL if it does not exist
+//! (nothing to clear, nothing created).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -23,9 +29,9 @@ use pgrx::prelude::*;
 use crate::call::sql_function;
 use crate::catalog::OpenTable;
 use crate::errors;
-use crate::find::key_args;
+use crate::find::{find, key_args};
 use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
-use crate::hide::change_up_to;
+use crate::hide::{change_up_to, up_to_msg_seq};
 use crate::key::ConversationKey;
 use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
@@ -39,12 +45,18 @@ const MARK_READ: Statement = Statement {
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
+            AND $4 - 1000 <= c.last_msg_seq \
           RETURNING {columns}",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
 
 const FUNCTION: &str = "conversation_mark_read";
+
+/// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
+/// busy channel can have in delivery at once, with room to spare. (Written as 1000 in the
+/// statements above.)
+pub const MAX_READ_AHEAD: i64 = 1000;
 
 /// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
 const CLEAR: Statement = Statement {
@@ -55,6 +67,7 @@ const CLEAR: Statement = Statement {
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 \
+            AND COALESCE($4 - 1000 <= c.last_msg_seq, true) \
             AND (c.deleted_at_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.readed_to_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.unread_count > GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)) \
@@ -79,10 +92,16 @@ sql_function! {
         // The common case: the conversation exists and the position moves forward. One statement.
         let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {
             // It did not exist yet, or the position is not ahead of the stored one, or the row was
-            // committed after the UPDATE's snapshot: make sure it exists, then try once more.
+            // committed after the UPDATE's snapshot: make sure it exists, then try once more. A
+            // new conversation's last message is 0: a read too far ahead of it is refused before
+            // anything is created (not even a sequence value is drawn).
+            if read_to_seq > MAX_READ_AHEAD && find(&table, &key, Snapshot::Fresh, &result).is_none() {
+                errors::read_too_far_ahead("read_to_seq", read_to_seq, 0, MAX_READ_AHEAD);
+            }
             get_or_create(&table, key, &result, FUNCTION);
             mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(&table, key, &result, FUNCTION).0)
         });
+        refuse_read_ahead(row, "read_to_seq", read_to_seq);
         table.close();
         row
     }
@@ -102,6 +121,23 @@ sql_function! {
     /// Not STRICT: a NULL key argument is 22004; a NULL up_to_msg_seq clears up to the last message.
     fn conversation_clear(call) {
         // Nothing to move, or no such conversation: as it stands.
-        change_up_to(call, "conversation_clear", &CLEAR)
+        let row = change_up_to(call, "conversation_clear", &CLEAR);
+        if let (Some(up_to), false) = (up_to_msg_seq(call), call.is_null_result()) {
+            refuse_read_ahead(row, "up_to_msg_seq", up_to);
+        }
+        row
+    }
+}
+
+/// Refuses (22023) a read position `seq` more than MAX_READ_AHEAD ahead of the last message of
+/// the conversation `row` (as the function returns it): the statements left such a row as it
+/// was, and the error rolls back anything the call created.
+fn refuse_read_ahead(row: pg_sys::Datum, argument: &str, seq: i64) {
+    let mut null = false;
+    // SAFETY: `row` is a conversation_row datum the call built; last_msg_seq is a bigint of it.
+    let last = unsafe { pg_sys::GetAttributeByName(row.cast_mut_ptr(), c"last_msg_seq".as_ptr(), &mut null) };
+    let last = if null { 0 } else { last.value() as i64 };
+    if seq.saturating_sub(last) > MAX_READ_AHEAD {
+        errors::read_too_far_ahead(argument, seq, last, MAX_READ_AHEAD);
     }
 }

@@ -623,6 +623,39 @@ pub(crate) mod tests {
         assert_eq!(rows_inserted_by_this_transaction(), 0);
     }
 
+    /// A read far past the last message would make every later message arrive already read:
+    /// refused beyond MAX_READ_AHEAD (1000), with nothing written, not even the conversation a
+    /// read of a missing one would create.
+    #[pg_test]
+    fn a_read_far_ahead_of_the_last_message_is_refused() {
+        for seq in 1..=5 {
+            arrived(seq, "alice");
+        }
+        let refused = [
+            ("SELECT conversation_mark_read('bob', 'g1', 2, 9223372036854775807)", "read_to_seq 9223372036854775807", "(5)"),
+            ("SELECT conversation_mark_read('bob', 'g1', 2, 1006)", "read_to_seq 1006", "(5)"),
+            ("SELECT conversation_clear('bob', 'g1', 2, 9223372036854775807)", "up_to_msg_seq 9223372036854775807", "(5)"),
+            ("SELECT conversation_mark_read('dave', 'g1', 2, 1001)", "read_to_seq 1001", "(0)"),
+        ];
+        for (statement, what, last) in refused {
+            let expected = format!("22023: {what} is more than 1000 ahead of the conversation's last message {last}");
+            assert_eq!(outcome_of(statement).as_deref(), Some(expected.as_str()), "{statement}");
+        }
+        assert_eq!(state_of("bob"), "last=5 read=0 unread=5");
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'dave'"), 0, "a refused read created a conversation");
+        // Up to 1000 ahead is a read whose message is still being delivered: kept, and that
+        // message arrives already read.
+        assert_eq!(mark_read("bob", 1005), "last=5 read=1005 unread=0");
+        arrived(6, "alice");
+        assert_eq!(state_of("bob"), "last=6 read=1005 unread=0");
+        assert_eq!(
+            Spi::get_one::<String>("SELECT format('deleted=%s read=%s', deleted_at_msg_seq, readed_to_msg_seq) FROM conversation_clear('carol', 'g1', 2, 1006)")
+                .unwrap()
+                .unwrap(),
+            "deleted=1006 read=1006"
+        );
+    }
+
     // ---- counters (src/stats.rs); the test cluster preloads the library
 
     fn counter(name: &str) -> i64 {

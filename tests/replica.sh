@@ -108,5 +108,23 @@ wait "$writer"
 wait_replay
 expect "the change committed after the standby's position comes back" "g2 1" \
     "SELECT channel_id, unread_count FROM conversation_list('carol', NULL, '$position')"
-[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 5 ] || fail "the primary does not hold 5 conversations"
+
+# A replica behind the position: page 1 on the primary, page 2 on a standby that has not replayed
+# the change page 1 saw. It must refuse (40001, retry) rather than answer from older rows, and
+# answer once it has caught up.
+standby -c "SELECT pg_wal_replay_pause()" >/dev/null
+primary -d replica -c "SELECT conversation_message_arrived('g3', 2, ARRAY['carol', 'erin'], 1, 'erin')" >/dev/null
+page1=$(primary -d replica -c "SELECT position FROM conversation_list('carol', NULL, '$position', 1) WITH ORDINALITY ORDER BY ordinality DESC LIMIT 1")
+[ -n "$page1" ] || fail "no position from the primary"
+got=$(standby -c "SELECT count(*) FROM conversation_list('carol', NULL, '$page1')" 2>&1 || true)
+grep -q "position is ahead of this transaction's snapshot" <<<"$got" || fail "a replica behind the position answered: $got"
+echo "ok: a replica behind the position refuses it: $(head -1 <<<"$got")"
+[ "$(standby -v VERBOSITY=verbose -c "SELECT count(*) FROM conversation_list('carol', NULL, '$page1')" 2>&1 | grep -o '40001')" = 40001 ] ||
+    fail "the refusal is not 40001"
+standby -c "SELECT pg_wal_replay_resume()" >/dev/null
+wait_replay
+# Page 1 returned g3, the newer change; the rest of that pass is g2.
+expect "once caught up, the replica continues the sync" "g2 1" \
+    "SELECT channel_id, unread_count FROM conversation_list('carol', NULL, '$page1')"
+[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 7 ] || fail "the primary does not hold 7 conversations"
 echo "ok: a streaming replica serves hits, lookups and the list, and refuses writes with 25006"

@@ -10,6 +10,14 @@
 //! - the call, which must fail with 54000,
 //! and the call's peak may exceed the control's by at most `BUDGET_MB`. Needs the server on this
 //! machine and permission to read its processes' status (root, as scripts/test.sh runs it).
+//!
+//! Then inputs that must be refused by their size alone, never read whole (`sized_inputs`): a
+//! 100 MB uid or channel_id, a uid array holding one 100 MB uid, a batch of one key with a 50 MB
+//! unknown field (jsonb and text), and a crafted list position listing 110,000 transactions in
+//! progress, on a hash-partitioned table (where each statement would carry them). Each must fail
+//! with its SQLSTATE while the backend grows by at most `SIZED_BUDGET_MB`; and a page of 1000 rows
+//! from a position listing 10,000 (accepted: fewer than the server can have), whose rows'
+//! positions must not each repeat them, within the same budget.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,6 +31,7 @@ use crate::{report, Options};
 
 const KEYS: i64 = 1_000_000;
 const BUDGET_MB: f64 = 100.0;
+const SIZED_BUDGET_MB: f64 = 20.0;
 
 pub fn check(options: &Options) -> (usize, usize) {
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
@@ -60,7 +69,89 @@ pub fn check(options: &Options) -> (usize, usize) {
         }
     }
     db.batch_execute("DROP TABLE memory_keys").expect("clean up");
-    (passed, forms.len() - passed)
+    let (sized_passed, sized_failed) = sized_inputs(options, &mut db);
+    (passed + sized_passed, forms.len() - passed + sized_failed)
+}
+
+/// Inputs refused by their size, before they are read: each (what, call, SQLSTATE).
+fn sized_inputs(options: &Options, db: &mut Client) -> (usize, usize) {
+    db.batch_execute(
+        "DROP TABLE IF EXISTS memory_big;
+         CREATE TABLE memory_big AS
+         SELECT repeat('x', 100000000) AS big,
+                ARRAY[repeat('x', 100000000)] AS big_uids,
+                jsonb_build_array(jsonb_build_object('uid', 'u', 'channel_id', 'g', 'channel_type', 1, 'junk', repeat('x', 50000000))) AS junk_jsonb,
+                jsonb_build_array(jsonb_build_object('uid', 'u', 'channel_id', 'g', 'channel_type', 1, 'junk', repeat('x', 50000000)))::text AS junk_text",
+    )
+    .expect("build the inputs");
+    // A hash-partitioned table in a database of its own, and a position of it with 110,000
+    // made-up transactions in progress.
+    db.batch_execute("DROP DATABASE IF EXISTS pgconv_memory_partitioned WITH (FORCE)").expect("drop the partitioned database");
+    db.batch_execute("CREATE DATABASE pgconv_memory_partitioned").expect("create the partitioned database");
+    let partitioned_dsn = format!("{} dbname=pgconv_memory_partitioned", options.dsn);
+    let mut partitioned = Client::connect(&partitioned_dsn, NoTls).expect("connect");
+    partitioned
+        .batch_execute(
+            "CREATE EXTENSION pg_conversation;
+             SELECT count(*) FROM generate_series(1, 1000) AS i, get_or_create_conversation('lister', 'g' || i, 1);
+             SELECT count(*) FROM conversation_partition(4);",
+        )
+        .expect("a partitioned table");
+    let real: String = partitioned
+        .query_one("SELECT position FROM conversation_list('lister', NULL, NULL, 1000) ORDER BY position LIMIT 1", &[])
+        .expect("a position")
+        .get(0);
+    // 1/<type>/<system id>/<generation>/<since>/-/-: since replaced by a horizon of 110,000 ids.
+    let fields: Vec<&str> = real.split('/').collect();
+    let ids = (3..110_003u64).map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+    let crafted = format!("{}/{}/{}/{}/3:200000:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
+    // Fewer ids than the server can have in progress, so accepted: every row's position must not
+    // repeat them.
+    let ids = (3..10_003u64).map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+    let accepted = format!("{}/{}/{}/{}/3:10003:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
+    partitioned
+        .execute("CREATE TABLE crafted AS SELECT $1::text AS position, $2::text AS accepted", &[&crafted, &accepted])
+        .expect("store the positions");
+    drop(partitioned);
+    let cases = [
+        (options.dsn.as_str(), "a 100 MB uid", "SELECT get_or_create_conversation(big, 'g', 1) FROM memory_big", "22001"),
+        (options.dsn.as_str(), "a 100 MB channel_id", "SELECT find_conversation('u', big, 1) FROM memory_big", "22001"),
+        (options.dsn.as_str(), "a 100 MB uid to list", "SELECT count(*) FROM memory_big, conversation_list(big, NULL, NULL, 10)", "22001"),
+        (options.dsn.as_str(), "a uid array of one 100 MB uid", "SELECT get_or_create_conversations('g', 1, big_uids) FROM memory_big", "54000"),
+        (options.dsn.as_str(), "a 100 MB sender_uid", "SELECT conversation_message_arrived('g', 1, ARRAY['u'], 1, big) FROM memory_big", "22001"),
+        (options.dsn.as_str(), "one jsonb key with a 50 MB unknown field", "SELECT get_or_create_conversations(junk_jsonb) FROM memory_big", "54000"),
+        (options.dsn.as_str(), "one JSON text key with a 50 MB unknown field", "SELECT get_or_create_conversations(junk_text) FROM memory_big", "54000"),
+        (
+            partitioned_dsn.as_str(),
+            "a position listing 110,000 transactions, on a partitioned table",
+            "SELECT count(*) FROM crafted, conversation_list('lister', NULL, crafted.position, 200)",
+            "22023",
+        ),
+        (
+            partitioned_dsn.as_str(),
+            "a page of 1000 from a position listing 10,000 transactions, on a partitioned table",
+            "SELECT count(*) FROM crafted, conversation_list('lister', NULL, crafted.accepted, 1000)",
+            "ok",
+        ),
+    ];
+    let mut passed = 0;
+    for (dsn, what, call, expected) in cases {
+        let (call_mb, outcome) = peak_mb(dsn, call);
+        println!("{what}: ended with {outcome}; backend memory grew {call_mb:.0} MB at the peak");
+        let mut problems = Vec::new();
+        if outcome != expected {
+            problems.push(format!("expected {expected}, got {outcome}"));
+        }
+        if call_mb > SIZED_BUDGET_MB {
+            problems.push(format!("{call_mb:.0} MB to refuse it; the budget is {SIZED_BUDGET_MB} MB"));
+        }
+        if report(what, &problems) {
+            passed += 1;
+        }
+    }
+    db.batch_execute("DROP TABLE memory_big").expect("clean up");
+    db.batch_execute("DROP DATABASE pgconv_memory_partitioned WITH (FORCE)").expect("clean up");
+    (passed, cases.len() - passed)
 }
 
 /// The peak growth of a fresh backend's anonymous memory while it runs `sql`, in MB, and how the

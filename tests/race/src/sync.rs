@@ -82,7 +82,13 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                                     tx.execute("SELECT conversation_message_arrived($1, 1, $2, $3, $4)", &[ch, &members, &seq, user])?;
                                 }
                                 2 => {
-                                    tx.execute("SELECT conversation_mark_read($1, $2, 1, $3)", &[user, ch, &(random.below(5000) as i64 + 1)])?;
+                                    // A random position, ahead of the last message by as much as a read may be.
+                                    tx.execute(
+                                        "SELECT conversation_mark_read($1, $2, 1, greatest(1, least($3::bigint, coalesce(
+                                             (SELECT c.last_msg_seq FROM conversation AS c
+                                              WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = 1), 0) + 1000)))",
+                                        &[user, ch, &(random.below(5000) as i64 + 1)],
+                                    )?;
                                 }
                                 3 => {
                                     tx.execute("SELECT conversation_hide($1, $2, 1)", &[user, ch])?;

@@ -96,6 +96,17 @@ SELECT statement, error_of(statement) FROM unnest(ARRAY[
     $$SELECT conversation_hide('u', 'g', 1, -1)$$,
     $$SELECT conversation_clear('u', 'g', 256)$$,
     $$SELECT conversation_clear('u', 'g', 1, -1)$$]) AS statement;
+-- Sizes refused from the stored size alone, before the value is read: an id longer than a key
+-- may be (the sender's too), and batch values bigger than their keys can take.
+SELECT statement, error_of(statement) FROM unnest(ARRAY[
+    $$SELECT conversation_message_arrived('g', 1, ARRAY['u'], 1, repeat('s', 256))$$,
+    $$SELECT get_or_create_conversations('g', 1, ARRAY[repeat('u', 3000000)])$$,
+    $$SELECT get_or_create_conversations(jsonb_build_array(jsonb_build_object('uid', 'u', 'channel_id', 'g', 'channel_type', 1, 'junk', repeat('x', 1100000))))$$,
+    $$SELECT get_or_create_conversations(repeat(' ', 41000000) || '[]')$$]) AS statement;
+-- A read position, or a clear, more than 1000 past the last message: refused, nothing created.
+SELECT statement, error_of(statement) FROM unnest(ARRAY[
+    $$SELECT conversation_mark_read('u', 'g', 1, 9223372036854775807)$$,
+    $$SELECT conversation_mark_read('u', 'g', 1, 1001)$$]) AS statement;
 -- Only the integral JSON keys above were written, and the '[0:1]' array's two.
 SELECT written();
 SELECT count(*) AS advisory_locks FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid();

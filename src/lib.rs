@@ -81,7 +81,8 @@ extension_sql_file!("../sql/install.sql", name = "install", bootstrap);
 extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0", requires = ["install"]);
 extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
-extension_sql_file!("../sql/pg_conversation--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
+extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -13,7 +13,25 @@ sql() { psql -X -q -At -v ON_ERROR_STOP=1 -d pgconv_partitioned "$@"; }
 psql -X -q -d postgres -c "DROP DATABASE IF EXISTS pgconv_partitioned" -c "CREATE DATABASE pgconv_partitioned"
 sql -c "CREATE EXTENSION pg_conversation"
 sql -c "SELECT count(*) FROM generate_series(1, 1000) AS i, get_or_create_conversation('before' || i, 'g' || (i % 7), 1)" >/dev/null
-sql -c "SELECT step || ': ' || done FROM conversation_partition(8)"
+# More partitions than the lock table is sized for: refused up front with 53200 and a hint that
+# says what fits, nothing changed. (Eight indexes more make 1,024 partitions need more locks than
+# any default-sized lock table of up to 200 connections holds.)
+sql -c "DO \$\$ BEGIN FOR i IN 1..8 LOOP EXECUTE format('CREATE INDEX extra_%s ON conversation (channel_id, uid)', i); END LOOP; END \$\$"
+refused=$(sql -c "SELECT count(*) FROM conversation_partition(1024)" 2>&1) && fail "1024 partitions were not refused: $refused"
+echo "$refused"
+grep -q "1024 partitions need about .* locks in one transaction" <<<"$refused" || fail "not the lock table's refusal: $refused"
+grep -q "HINT:  Use at most [0-9]* partitions, or set max_locks_per_transaction to at least [0-9]*" <<<"$refused" ||
+    fail "no hint with the numbers: $refused"
+[ "$(sql -c "SELECT relkind FROM pg_class WHERE oid = 'conversation'::regclass")" = r ] || fail "the refused call changed the table"
+sql -c "DO \$\$ BEGIN FOR i IN 1..8 LOOP EXECUTE format('DROP INDEX extra_%s', i); END LOOP; END \$\$"
+# A disabled trigger stays disabled (and the rows move without firing it); the report says so.
+sql -c "ALTER TABLE conversation DISABLE TRIGGER conversation_stamp"
+steps=$(sql -c "SELECT step || ': ' || done FROM conversation_partition(8)")
+echo "$steps"
+grep -qx "triggers: conversation_stamp (disabled, as it was)" <<<"$steps" || fail "the triggers step does not say the stamp stayed disabled"
+[ "$(sql -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'conversation'::regclass AND tgname = 'conversation_stamp'")" = D ] ||
+    fail "conversation_partition enabled a disabled trigger"
+sql -c "ALTER TABLE conversation ENABLE TRIGGER conversation_stamp"
 [ "$(sql -c "SELECT count(DISTINCT tableoid) FROM conversation")" = 8 ] || fail "the rows are not spread over 8 partitions"
 dsn="host=$PGHOST port=$PGPORT user=$PGUSER dbname=pgconv_partitioned"
 "$RACE" --dsn "$dsn" --mode create --clients 32 --keys 100

@@ -110,3 +110,19 @@ ROLLBACK;
 SELECT error_of($$CALL conversation_cleanup_cmd('0 days')$$);
 SELECT error_of($$CALL conversation_cleanup_cmd('1 day', 0)$$);
 SELECT error_of($$CALL conversation_cleanup_cmd(NULL)$$);
+
+-- A source with unread counts but no last_msg_seq: last_msg_seq becomes the least it can be
+-- (read position + unread), so the merge rule keeps the unread count, and a second run finds the
+-- row as the first left it.
+CREATE TABLE legacy_unread (uid text, channel_id text, channel_type integer, id bigint, unread_count integer);
+INSERT INTO legacy_unread VALUES ('legacy1', 'lg', 1, 900001, 2), ('legacy1', 'lg', 1, 900002, 3);
+SELECT keys, inserted, updated, unchanged FROM conversation_import('legacy_unread', false);
+SELECT id, unread_count, readed_to_msg_seq, last_msg_seq FROM conversation WHERE uid = 'legacy1';
+SELECT keys, inserted, updated, unchanged FROM conversation_import('legacy_unread', false);
+SELECT id, unread_count, readed_to_msg_seq, last_msg_seq FROM conversation WHERE uid = 'legacy1';
+-- With a read position too: last is the greatest read + unread of its rows (43), unread what fits.
+CREATE TABLE legacy_read (uid text, channel_id text, channel_type integer, readed_to_msg_seq bigint, unread_count integer);
+INSERT INTO legacy_read VALUES ('legacy2', 'lg', 1, 40, 2), ('legacy2', 'lg', 1, 38, 5);
+SELECT keys, inserted, updated, unchanged FROM conversation_import('legacy_read', false);
+SELECT unread_count, readed_to_msg_seq, last_msg_seq FROM conversation WHERE uid = 'legacy2';
+SELECT keys, inserted, updated, unchanged FROM conversation_import('legacy_read', false);

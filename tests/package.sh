@@ -33,8 +33,11 @@ SAVED=/tmp/pgconv-pkg-saved-pg$PG_MAJOR
 PORT=$((56000 + PG_PORT_OFFSET / 100))
 export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres
 version=$(awk -F'"' '/^version = / { print $2; exit }' Cargo.toml)
-previous=$(ls sql/releases | sed -n 's/^pg_conversation--\(.*\)\.sql$/\1/p' | sort -V | tail -1)
-[ -n "$previous" ] || fail "no earlier release in sql/releases"
+# The previous release: the newest in sql/releases before this one (this one's own script may be
+# frozen there already).
+previous=$(ls sql/releases | sed -n 's/^pg_conversation--\(.*\)\.sql$/\1/p' | sort -V | while read -r release; do
+    if dpkg --compare-versions "$release" lt "$version"; then echo "$release"; fi; done | tail -1)
+[ -n "$previous" ] || fail "no release before $version in sql/releases"
 package=postgresql-$PG_MAJOR-pg-conversation
 arch=$(dpkg --print-architecture)
 LIBDIR=$(pg_config --pkglibdir)

@@ -7,8 +7,16 @@
 //! can move.
 //!
 //! These are Citus's internal functions, not a published API: the ones used here are exported
-//! from Citus 13.2.2 with the signatures below (and older lines had the same). If one is missing,
-//! the table is treated as one to query through SQL, which Citus routes.
+//! from Citus 13.2.2 on PostgreSQL 15 with the signatures below (and older lines had the same).
+//!
+//! Citus built for PostgreSQL 16 or later (Citus 14.0 on 18 here) exports none of them: PGXS
+//! compiles every module there with `-fvisibility=hidden`, so only the functions SQL calls are
+//! visible. There the same answers come from Citus's catalog and its SQL-callable functions, in
+//! one statement prepared once per backend (`Catalog` below): the table's row of
+//! `pg_dist_partition`, and the key's shard (`get_shard_id_for_distribution_column`) with a
+//! placement in this node's group (`pg_dist_placement`, `pg_dist_local_group`), named as Citus
+//! names it (`shard_name`). Citus's metadata functions read no distributed table, so the statement
+//! runs no distributed query (nor one Citus logs).
 
 use std::cell::OnceCell;
 use std::ffi::{c_char, c_void, CStr};
@@ -36,14 +44,24 @@ thread_local! {
     static API: OnceCell<Option<Api>> = const { OnceCell::new() };
 }
 
-/// The API, when the citus extension is in this database (Citus then is preloaded, as it
-/// requires, so looking its functions up does not load it).
-fn with_api<R>(f: impl FnOnce(&Api) -> R) -> Option<R> {
+/// Whether the citus extension is in this database (Citus then is preloaded, as it requires).
+fn citus_here() -> bool {
     // SAFETY: a catalog lookup by name; InvalidOid when missing.
-    if unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) } == pg_sys::InvalidOid {
+    unsafe { pg_sys::get_extension_oid(c"citus".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// The API, when the citus extension is in this database and exports its internal functions
+/// (Citus then is preloaded, so looking its functions up does not load it).
+fn with_api<R>(f: impl FnOnce(&Api) -> R) -> Option<R> {
+    if !citus_here() {
         return None;
     }
     API.with(|api| api.get_or_init(load).as_ref().map(f))
+}
+
+/// Whether Citus is here but its internal functions are not exported (PostgreSQL 16 and later).
+fn catalog_only() -> bool {
+    citus_here() && API.with(|api| api.get_or_init(load).is_none())
 }
 
 fn load() -> Option<Api> {
@@ -83,6 +101,9 @@ pub enum Distribution {
 }
 
 pub fn distribution_of(relid: pg_sys::Oid) -> Distribution {
+    if catalog_only() {
+        return catalog::distribution_of(relid);
+    }
     with_api(|api| {
         // SAFETY: Citus's metadata functions on an existing relation.
         unsafe {
@@ -102,6 +123,9 @@ pub fn distribution_of(relid: pg_sys::Oid) -> Distribution {
 /// The shard of `value` (a datum of the distribution column's type) of the hash-distributed
 /// table `relid`, if it has a placement on this node: its relation OID here.
 pub fn local_shard(relid: pg_sys::Oid, schema: pg_sys::Oid, value: pg_sys::Datum) -> Option<pg_sys::Oid> {
+    if catalog_only() {
+        return catalog::local_shard(relid, value);
+    }
     with_api(|api| {
         // SAFETY: Citus's metadata functions, in the order its own code calls them; the shard
         // name is built by Citus's own naming (it hashes names that would be too long).
@@ -122,4 +146,100 @@ pub fn local_shard(relid: pg_sys::Oid, schema: pg_sys::Oid, value: pg_sys::Datum
         }
     })
     .flatten()
+}
+
+/// The same answers from Citus's catalog and SQL-callable functions, where its internal functions
+/// are hidden (see the top of this file).
+mod catalog {
+    use std::cell::Cell;
+    use std::ffi::CStr;
+
+    use pgrx::pg_sys;
+
+    use super::Distribution;
+
+    /// The table's distribution: its partition method and, when hash-distributed by a column, the
+    /// column's attribute number.
+    const DISTRIBUTION: &CStr = c"SELECT p.partmethod::pg_catalog.text,
+        CASE WHEN p.partmethod = 'h' AND p.partkey IS NOT NULL THEN
+            (SELECT a.attnum FROM pg_catalog.pg_attribute AS a WHERE a.attrelid = p.logicalrelid
+             AND a.attname = pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)) END
+        FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = $1";
+
+    /// The key's shard, by Citus's hashing, if this node's group has a placement of it: the
+    /// shard's relation here (NULL if the placement's table is missing).
+    const LOCAL_SHARD: &CStr = c"SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, p.shardid))::pg_catalog.oid
+        FROM pg_catalog.pg_dist_placement AS p
+        WHERE p.shardid = pg_catalog.get_shard_id_for_distribution_column($1, $2)
+        AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";
+
+    thread_local! {
+        static PLANS: [Cell<pg_sys::SPIPlanPtr>; 2] = const { [Cell::new(std::ptr::null_mut()), Cell::new(std::ptr::null_mut())] };
+    }
+
+    /// Runs one of the two statements (prepared and kept the first time) read-only, with the
+    /// caller's snapshot, and returns the first row's columns (None: no row).
+    fn first_row<const N: usize>(which: usize, sql: &CStr, args: &mut [pg_sys::Datum], types: &mut [pg_sys::Oid]) -> Option<[Option<pg_sys::Datum>; N]> {
+        // SAFETY: SPI connected and finished here (nested in any caller's connection); the plan
+        // is kept for the backend's life; the values read are by-value datums (oid, int2) or
+        // copied out of SPI's memory before it ends (text, as a char).
+        unsafe {
+            if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+                pgrx::error!("pg_conversation: could not connect to SPI to read Citus's catalog");
+            }
+            let mut plan = PLANS.with(|plans| plans[which].get());
+            if plan.is_null() {
+                plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
+                if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
+                    pgrx::error!("pg_conversation: could not prepare a statement on Citus's catalog");
+                }
+                PLANS.with(|plans| plans[which].set(plan));
+            }
+            let pushed = !pg_sys::ActiveSnapshotSet();
+            if pushed {
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            }
+            let status = pg_sys::SPI_execute_plan(plan, args.as_mut_ptr(), std::ptr::null(), true, 1);
+            if pushed {
+                pg_sys::PopActiveSnapshot();
+            }
+            if status != pg_sys::SPI_OK_SELECT as i32 {
+                pgrx::error!("pg_conversation: a statement on Citus's catalog failed ({status})");
+            }
+            let mut row = None;
+            if pg_sys::SPI_processed > 0 {
+                let table = pg_sys::SPI_tuptable;
+                let tuple = *(*table).vals;
+                let mut columns = [None; N];
+                for (i, column) in columns.iter_mut().enumerate() {
+                    let mut null = false;
+                    let datum = pg_sys::SPI_getbinval(tuple, (*table).tupdesc, i as i32 + 1, &mut null);
+                    *column = (!null).then_some(datum);
+                }
+                // The partition method, a text in SPI's memory: read it before SPI_finish.
+                if which == 0 {
+                    if let Some(method) = columns[0] {
+                        let text = pg_sys::text_to_cstring(method.cast_mut_ptr());
+                        columns[0] = Some(pg_sys::Datum::from(*text as u8 as usize));
+                    }
+                }
+                row = Some(columns);
+            }
+            pg_sys::SPI_finish();
+            row
+        }
+    }
+
+    pub fn distribution_of(relid: pg_sys::Oid) -> Distribution {
+        match first_row::<2>(0, DISTRIBUTION, &mut [pg_sys::Datum::from(relid)], &mut [pg_sys::OIDOID]) {
+            None => Distribution::Local,
+            Some([Some(method), Some(column)]) if method.value() as u8 == b'h' => Distribution::ByHash(column.value() as i16),
+            Some(_) => Distribution::Other,
+        }
+    }
+
+    pub fn local_shard(relid: pg_sys::Oid, value: pg_sys::Datum) -> Option<pg_sys::Oid> {
+        let row = first_row::<1>(1, LOCAL_SHARD, &mut [pg_sys::Datum::from(relid), value], &mut [pg_sys::OIDOID, pg_sys::TEXTOID]);
+        row.and_then(|[shard]| shard).map(|shard| pg_sys::Oid::from(shard.value() as u32)).filter(|shard| *shard != pg_sys::InvalidOid)
+    }
 }

@@ -3,10 +3,11 @@
 # (scripts/citus_cluster.sh), the extension installed on it, made distributed with
 # conversation_distribute(), then every function raced and checked through every node.
 #   tests/citus.sh DIR PORT        (nodes on PORT, PORT+1, PORT+2)
-# Needs Citus installed for PostgreSQL 15 (scripts/setup_citus.sh) and the race-test binary.
+# Needs Citus installed for the PostgreSQL of PGCONV_PG (15: Citus 13.2, 18: Citus 14.0;
+# scripts/setup_citus.sh) and the race-test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PGCONV_PG=15 source scripts/pg.sh
+source scripts/pg.sh
 DIR=$1 PORT=$2
 RACE=${CARGO_TARGET_DIR:-target}/release/race-test
 fail() { echo "FAILED: $*"; exit 1; }
@@ -90,6 +91,17 @@ coordinator -c "SELECT count(*) FROM get_or_create_conversations('stale____cmd',
     -c "UPDATE conversation SET updated_at = now() - interval '40 days' WHERE channel_id = 'stale____cmd'" >/dev/null
 expect "the cleanup" "3" "CALL conversation_cleanup_cmd('30 days', 2)"
 expect "nothing stale is left" "0" "SELECT count(*) FROM conversation WHERE channel_id = 'stale____cmd'"
+# A call per row of the table itself: Citus pushes the query down to the shards, and each call
+# finds its key in the shard being read on that node (Citus refuses a nested distributed query).
+expect "a call per row, pushed down to the shards" "50" \
+    "SELECT count(*) FROM (SELECT get_or_create_conversation(uid, channel_id, channel_type) FROM conversation LIMIT 50) AS c"
+# A group created in a batch, then its first message: every member's row is found where it was
+# created, and the members' lists and badges show it.
+coordinator -c "SELECT count(*) FROM get_or_create_conversations('cg', 2, ARRAY['a', 'b', 'c', 'd', 'e'])" >/dev/null
+expect "a message to a group just created" "5" \
+    "SELECT conversation_message_arrived('cg', 2, ARRAY['a', 'b', 'c', 'd', 'e'], 1, 'a')"
+expect "a member's list" "cg 1" "SELECT channel_id || ' ' || unread_count FROM conversation_list('b')"
+expect "a member's badge" "1 1" "SELECT unread_count || ' ' || conversations FROM conversation_unread('b')"
 ids=$(coordinator -c "SELECT count(*) = count(DISTINCT id) FROM conversation")
 [ "$ids" = t ] || fail "ids are not unique after every function ran"
 echo "ok: every function works on the distributed table; ids unique across the cluster"

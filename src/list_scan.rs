@@ -7,8 +7,12 @@
 //!
 //! A walk is bounded by the index itself where it can be (uid and type equal, version at least
 //! the horizon's floor, at most the cursor's version); the rest of "changed since" and "below the
-//! cursor" is checked on the row. Rows are read with the calling statement's snapshot, as the
-//! statements read them.
+//! cursor" is checked on the row. Below the horizon's ceiling only its in-flight versions changed,
+//! so a walk that meets a row there that did not change jumps down to the next in-flight version
+//! (a new descent) instead of stepping over every row in between: a transaction left open long
+//! (or an orphaned prepared one) keeps the floor far back, and a sync with nothing changed would
+//! otherwise read every row written since it began. Rows are read with the calling statement's
+//! snapshot, as the statements read them.
 
 use pgrx::pg_sys;
 
@@ -32,9 +36,11 @@ impl Reading<'_> {
     }
 }
 
-/// One walk and the row it stands on.
+/// One walk, its bounds (the last an upper bound on version, lowered as it jumps), and the row
+/// it stands on.
 struct Walk {
     probe: IndexProbe,
+    bounds: Vec<Bound>,
     head: Option<(*mut pg_sys::TupleTableSlot, Cursor)>,
 }
 
@@ -62,13 +68,14 @@ pub fn page(
         if let Some((floor, _, _)) = reading.since {
             bounds.push(Bound { column: 3, strategy: pg_sys::BTGreaterEqualStrategyNumber, function: INT8_AT_LEAST, value: pg_sys::Datum::from(floor) });
         }
-        if reading.cursor != Cursor::TOP {
+        // Always last when there is a horizon: the bound a jump lowers.
+        if reading.cursor != Cursor::TOP || reading.since.is_some() {
             bounds.push(Bound { column: 3, strategy: pg_sys::BTLessEqualStrategyNumber, function: INT8_AT_MOST, value: pg_sys::Datum::from(reading.cursor.version) });
         }
         for &index in states {
             let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
             probe.walk_backward(&bounds);
-            let mut walk = Walk { probe, head: None };
+            let mut walk = Walk { probe, bounds: bounds.clone(), head: None };
             advance(&mut walk, indexes, reading);
             walks.push(walk);
         }
@@ -126,7 +133,9 @@ const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
 const INT8_AT_LEAST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8GE);
 const INT8_AT_MOST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8LE);
 
-/// Steps `walk` to its next row that belongs to the page, or to its end.
+/// Steps `walk` to its next row that belongs to the page, or to its end. A row below the
+/// horizon's ceiling that did not change sends the walk down to the next in-flight version below
+/// it, or ends it when there is none.
 fn advance(walk: &mut Walk, indexes: &ListIndexes, reading: &Reading<'_>) {
     walk.head = None;
     while let Some(slot) = walk.probe.next_largest() {
@@ -134,6 +143,16 @@ fn advance(walk: &mut Walk, indexes: &ListIndexes, reading: &Reading<'_>) {
         if reading.takes(place) {
             walk.head = Some((slot, place));
             return;
+        }
+        if let Some((_, ceiling, in_flight)) = reading.since {
+            if place.version < ceiling && in_flight.binary_search(&place.version).is_err() {
+                // The in-flight versions are ascending: the greatest one below this row's.
+                let below = in_flight.partition_point(|&version| version < place.version);
+                let Some(&next) = below.checked_sub(1).map(|i| &in_flight[i]) else { return };
+                let last = walk.bounds.len() - 1;
+                walk.bounds[last].value = pg_sys::Datum::from(next);
+                walk.probe.walk_backward(&walk.bounds);
+            }
         }
     }
 }

@@ -251,6 +251,35 @@ mod tests {
         assert!(badge <= unread_rows + 1, "the badge read {badge} index entries for {unread_rows} unread conversations");
     }
 
+    /// A sync from a position whose horizon saw little (a transaction open since long ago keeps its
+    /// floor far back) reads the rows that changed, not every row written since the floor: below
+    /// the ceiling, only the in-flight versions are read, each with a descent of its own.
+    #[pg_test]
+    fn a_sync_reads_only_the_versions_in_flight_below_the_ceiling() {
+        // 5,000 rows written by transaction 110, and one each by transactions 20 and 30.
+        Spi::run(&format!(
+            "INSERT INTO conversation (uid, channel_id, channel_type, version)
+             SELECT 'long', 'c' || i, 1, {OLD} + 100 FROM generate_series(1, 5000) AS i
+             UNION ALL SELECT 'long', 'x20', 1, {OLD} + 10 UNION ALL SELECT 'long', 'x30', 1, {OLD} + 20"
+        ))
+        .unwrap();
+        // A position of now, its horizon made to have seen everything from transaction 11 on but
+        // transactions 20 and 30, which were in flight.
+        let (_, position) = list("'long', NULL, NULL, 1");
+        let position = position.expect("a position");
+        let fields: Vec<&str> = position.split('/').collect();
+        let xmax = fields[5].split(':').nth(1).expect("the pass's horizon");
+        let since = format!("{}/{}/{}/{}/11:{xmax}:20,30/-/-", fields[0], fields[1], fields[2], fields[3]);
+        let read = || -> i64 {
+            one("SELECT COALESCE(sum(pg_stat_get_xact_tuples_returned(c.oid)), 0)::int8 FROM pg_class AS c
+                 WHERE c.relname LIKE 'conversation_list%' AND c.relkind = 'i'")
+        };
+        let before = read();
+        assert_eq!(list(&format!("'long', NULL, '{since}', 100")).0, channels(&["x30", "x20"]));
+        let walked = read() - before;
+        assert!(walked <= 30, "a sync of 2 changed rows read {walked} index entries");
+    }
+
     // ---- hide, clear, unread (src/hide.rs, src/read_state.rs)
 
     #[pg_test]

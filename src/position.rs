@@ -27,9 +27,6 @@ pub const MAX_POSITION_BYTES: usize = 1 << 20;
 /// The most in-flight ids a horizon is written with (a busy primary has tens; a standby lists
 /// subtransactions too). Beyond it the horizon is written coarser (`Horizon::write`).
 const MAX_WRITTEN_IN_FLIGHT: usize = 1000;
-/// The most ids `is_covered_by_active_snapshot` asks about one by one (a standby's snapshot that
-/// lost track of its subtransactions).
-const MAX_IDS_CHECKED_ONE_BY_ONE: u64 = 65_536;
 const FORMAT: &str = "1";
 
 /// A snapshot's view of transaction ids, as full (64-bit) ids.
@@ -112,42 +109,34 @@ impl Horizon {
         }
     }
 
-    /// Whether the active snapshot has seen every transaction this horizon saw: it reaches as
-    /// far (xmax), and no transaction in progress for it is one the horizon took as finished.
-    /// Otherwise the reader is behind the position (a replica that has not replayed as far, a
-    /// REPEATABLE READ transaction's older snapshot, a server whose transaction counter is behind
-    /// the one the position was taken on): the rows it would return are older than what the
-    /// client already has, and the position it would hand out would claim changes it never sent.
+    /// Whether the active snapshot has seen every transaction this horizon saw, as far as it can
+    /// tell: it reaches as far (xmax), and on a primary no top-level transaction in progress for
+    /// it is one the horizon took as finished. Otherwise the reader is behind the position (a
+    /// replica that has not replayed as far, a REPEATABLE READ transaction's older snapshot, a
+    /// server whose transaction counter is behind the one the position was taken on): the rows it
+    /// would return are older than what the client already has, and the position it would hand out
+    /// would claim changes it never sent.
+    ///
+    /// A standby's snapshot lists the primary's subtransactions among its ids in progress, and
+    /// cannot tell them from top-level ones, which are all a horizon of the primary lists: there
+    /// only xmax is compared (a transaction whose commit the standby has not replayed while it has
+    /// replayed a later one's end is not caught).
     pub fn is_covered_by_active_snapshot(&self) -> bool {
         // SAFETY: as in `of_active_snapshot`.
         unsafe {
             let snapshot = pg_sys::GetActiveSnapshot();
             assert!(!snapshot.is_null(), "no active snapshot");
             let next = pg_sys::ReadNextFullTransactionId().value;
-            let snapshot_ref = &*snapshot;
+            let snapshot = &*snapshot;
             let widen = |xid: pg_sys::TransactionId| widen(xid.into_inner(), next);
-            let (xmin, xmax) = (widen(snapshot_ref.xmin), widen(snapshot_ref.xmax));
-            if self.xmax > xmax {
+            if self.xmax > widen(snapshot.xmax) {
                 return false;
             }
-            let saw = |xid: u64| xid < self.xmax && self.in_flight.binary_search(&xid).is_err();
-            if snapshot_ref.takenDuringRecovery && snapshot_ref.suboverflowed {
-                // Which ids are in progress is known only id by id: ask for each one the horizon
-                // saw from the snapshot's xmin on (a long range is refused, to retry later).
-                if self.xmax.saturating_sub(xmin) > MAX_IDS_CHECKED_ONE_BY_ONE {
-                    return false;
-                }
-                return (xmin..self.xmax).filter(|&xid| saw(xid)).all(|xid| {
-                    !pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from((xid & 0xFFFF_FFFF) as u32), snapshot)
-                });
+            if snapshot.takenDuringRecovery || snapshot.xip.is_null() {
+                return true;
             }
-            let ids = |array: *mut pg_sys::TransactionId, count: usize| {
-                if array.is_null() || count == 0 { &[][..] } else { std::slice::from_raw_parts(array, count) }
-            };
-            let in_progress = ids(snapshot_ref.xip, snapshot_ref.xcnt as usize)
-                .iter()
-                .chain(ids(snapshot_ref.subxip, snapshot_ref.subxcnt.max(0) as usize));
-            in_progress.map(|&xid| widen(xid)).all(|xid| !saw(xid))
+            let saw = |xid: u64| xid < self.xmax && self.in_flight.binary_search(&xid).is_err();
+            std::slice::from_raw_parts(snapshot.xip, snapshot.xcnt as usize).iter().all(|&xid| !saw(widen(xid)))
         }
     }
 

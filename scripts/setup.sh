@@ -65,8 +65,8 @@ done
 # 15) and 14.0.1 for 18, and pg_cron 1.6.7 for 18 (Debian's postgresql-15-cron serves 15), built
 # from the vendored sources when missing (scripts/setup_citus.sh; Citus 14 takes about 2 minutes on
 # 2 cores). Without the vendored sources (../shared/vendor, or PGCONV_VENDOR), say so and go on:
-# only the Citus suite (and, on 18, the pg_cron one) needs them, and scripts/test.sh reports those
-# as failed then.
+# only the Citus suites (and, on 18, the pg_cron one) need them, and scripts/test.sh skips those
+# then, saying why.
 for version in $PGCONV_PG_VERSIONS; do
     if ! PG_CONFIG=$(pg_config_of "$version") bash "$(dirname "$0")/setup_citus.sh"; then
         echo "setup: Citus (or pg_cron) is not installed for PostgreSQL $version (see the message above)" >&2

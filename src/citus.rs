@@ -178,7 +178,7 @@ mod catalog {
     }
 
     /// Runs one of the two statements (prepared and kept the first time) read-only, with the
-    /// caller's snapshot, and returns the first row's columns (None: no row).
+    /// latest snapshot, and returns the first row's columns (None: no row).
     fn first_row<const N: usize>(which: usize, sql: &CStr, args: &mut [pg_sys::Datum], types: &mut [pg_sys::Oid]) -> Option<[Option<pg_sys::Datum>; N]> {
         // SAFETY: SPI connected and finished here (nested in any caller's connection); the plan
         // is kept for the backend's life; the values read are by-value datums (oid, int2) or
@@ -195,14 +195,11 @@ mod catalog {
                 }
                 PLANS.with(|plans| plans[which].set(plan));
             }
-            let pushed = !pg_sys::ActiveSnapshotSet();
-            if pushed {
-                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-            }
+            // Citus's metadata as Citus itself reads it (its cache follows every committed change
+            // of the catalog): the latest committed state, whatever the caller's snapshot.
+            pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot());
             let status = pg_sys::SPI_execute_plan(plan, args.as_mut_ptr(), std::ptr::null(), true, 1);
-            if pushed {
-                pg_sys::PopActiveSnapshot();
-            }
+            pg_sys::PopActiveSnapshot();
             if status != pg_sys::SPI_OK_SELECT as i32 {
                 pgrx::error!("pg_conversation: a statement on Citus's catalog failed ({status})");
             }

@@ -15,13 +15,14 @@
 #      users change it, bad input, other encodings, look-alikes on the search path, row level
 #      security; and the counters view without preloading
 #   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases); a
-#      streaming replica (pg_basebackup -R); a Citus cluster (coordinator and two workers, on 15:
-#      tests/citus.sh)
-#   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own: only where a pg_cron exists
-#      for the version (Debian's postgresql-15-cron is built for 15; there is none for the 18 wheel)
-#   7. the benchmark harnesses in smoke mode (that they run and report, never how fast): on 15 only
-#      (PGCONV_TEST_BENCH_ON="15 18" for both); it does not depend on the server version
-# Then, when both versions ran: 8. moving a database from 15 to 18 (tests/major_upgrade.sh).
+#      streaming replica (pg_basebackup -R); a Citus cluster (coordinator and two workers: Citus
+#      13.2 on 15, Citus 14.0 on 18; tests/citus.sh)
+#   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own (Debian's postgresql-15-cron on
+#      15, pg_cron 1.6.7 built from ../shared/vendor on 18)
+#   7. the benchmark harnesses in smoke mode (that they run and report, never how fast), with the
+#      Citus mode: on both versions (PGCONV_TEST_BENCH_ON="15" for one)
+# Then, when both versions ran: 8. moving a database from 15 to 18 (tests/major_upgrade.sh), and
+# 9. moving a Citus cluster from 15 / Citus 13.2 to 18 / Citus 14.0 (tests/citus_major_upgrade.sh).
 # Each version works in its own directory, PGCONV_TEST_DIR (default /tmp/pg_conversation-test)
 # plus PG_SUFFIX (none for 15, -pg18 for 18); its clusters use ports PGCONV_TEST_PORT
 # (default 55439) to +2, and +10, +11 for the replica, and are stopped before the next version
@@ -35,7 +36,7 @@ ROOT=$PWD
 WORK_BASE=${PGCONV_TEST_DIR:-/tmp/pg_conversation-test}
 PORT=${PGCONV_TEST_PORT:-55439}
 VERSIONS=${*:-${PGCONV_TEST_VERSIONS:-$PGCONV_PG_VERSIONS}}
-BENCH_ON=${PGCONV_TEST_BENCH_ON:-15}
+BENCH_ON=${PGCONV_TEST_BENCH_ON:-15 18}
 for version in $VERSIONS; do pg_config_of "$version" >/dev/null || exit 2; done
 
 bash scripts/setup.sh || { echo "setup failed"; exit 1; }
@@ -175,17 +176,16 @@ test_version() {
     suite "upgrade from every earlier release" bash tests/upgrade.sh
     suite "streaming replica" bash tests/replica.sh "$WORK/replica" "$((PORT + 10))"
     suite "hash-partitioned table" bash tests/partitioned.sh
-    if [ "$PG_MAJOR" != 15 ]; then
-        skip "Citus cluster" "Citus 13.2 is built for PostgreSQL 15 (its 14.x line, for 16 to 18, is not vendored here)"
-    elif [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
-        skip "Citus cluster" "Citus is not installed: its vendored source was not found (scripts/setup_citus.sh said why)"
+    # Citus 13.2 on 15, Citus 14.0 on 18 (scripts/setup_citus.sh builds each from ../shared/vendor).
+    if [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
+        skip "Citus cluster" "Citus is not installed for PostgreSQL $PG_MAJOR: its vendored source was not found (scripts/setup_citus.sh said why)"
     else
         suite "Citus cluster" bash tests/citus.sh "$WORK/citus" "$((PORT + 20))"
     fi
     if [ -f "$(pg_config --sharedir)/extension/pg_cron.control" ]; then
         suite "cleanup scheduled with pg_cron" bash tests/pg_cron.sh "$WORK/cron-cluster" "$((PORT + 1))"
     else
-        skip "cleanup scheduled with pg_cron" "no pg_cron for PostgreSQL $PG_MAJOR here: Debian's postgresql-15-cron is built for 15 only"
+        skip "cleanup scheduled with pg_cron" "no pg_cron for PostgreSQL $PG_MAJOR here: Debian's postgresql-15-cron on 15, pg_cron 1.6.7 from ../shared/vendor on 18 (scripts/setup_citus.sh said why)"
     fi
 
     # bench/run.sh installs the release build over the library file, which would pull the code
@@ -196,7 +196,7 @@ test_version() {
     if [[ " $BENCH_ON " = *" $PG_MAJOR "* ]]; then
         suite "benchmark smoke run" bench_smoke
     else
-        skip "benchmark smoke run" "runs on $BENCH_ON; PGCONV_TEST_BENCH_ON=\"15 18\" for both"
+        skip "benchmark smoke run" "PGCONV_TEST_BENCH_ON=\"$BENCH_ON\" leaves $PG_MAJOR out"
     fi
     unset PGHOST PGPORT PGUSER
 }
@@ -211,6 +211,13 @@ if [[ $installed = *" 15 "* && $installed = *" 18 "* ]]; then
     WORK=$WORK_BASE-major-upgrade
     rm -rf "$WORK"
     suite "major upgrade from 15" bash tests/major_upgrade.sh "$WORK" "$((PORT + 3))"
+    # A Citus cluster moved from 15 / Citus 13.2 to 18 / Citus 14.0: nodes on PORT+30 to +32,
+    # pg_upgrade on +40 to +42.
+    if [ -f "$("$(pg_config_of 15)" --pkglibdir)/citus.so" ] && [ -f "$(pg_config --pkglibdir)/citus.so" ]; then
+        suite "Citus cluster moved from 15 / Citus 13.2" bash tests/citus_major_upgrade.sh "$WORK_BASE-citus-major-upgrade" "$((PORT + 30))"
+    else
+        skip "Citus cluster moved from 15 / Citus 13.2" "Citus is not installed for both versions (scripts/setup_citus.sh said why)"
+    fi
 fi
 
 echo

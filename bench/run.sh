@@ -6,7 +6,8 @@
 #   bash bench/run.sh           all three, full runs (about 40 minutes); prints the markdown tables
 #   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
 #   bash bench/run.sh --citus   bench.py's hit, miss and fan-out on a Citus cluster (coordinator and
-#                               two workers, PostgreSQL 15) beside the single node, in one run
+#                               two workers: Citus 13.2 on 15, Citus 14.0 on 18) beside the single
+#                               node, in one run
 #   bash bench/run.sh --only messages|lists|WORKLOAD   one benchmark, or one of bench.py's workloads
 # Builds and installs the release build, and runs on a private cluster of its own, on PostgreSQL
 # PGCONV_PG (15 by default, or 18: scripts/pg.sh; the report names the server version).

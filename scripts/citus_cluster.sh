@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Citus cluster on this machine for scale-out experiments and tests: a coordinator and two
-# workers, three PostgreSQL 15 clusters run as the postgres user (PostgreSQL refuses root), on
+# workers, three clusters of the PostgreSQL on PATH (scripts/pg.sh: 15 with Citus 13.2, 18 with
+# Citus 14.0) run as the postgres user (PostgreSQL refuses root), on
 # ports PORT (coordinator), PORT+1 and PORT+2 (workers), all with their sockets in DIR and no TCP.
 #   scripts/citus_cluster.sh start DIR PORT [SETTING=VALUE ...]   initdb (first time), start, set up
 #   scripts/citus_cluster.sh stop DIR

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The documented way to schedule the CMD cleanup works: pg_cron (Debian's postgresql-15-cron)
-# runs CALL conversation_cleanup_cmd(...) on its own, and stale CMD conversations go while chats
-# and fresh CMD conversations stay. Starts its own cluster (pg_cron must be preloaded), so it
-# takes about a minute: pg_cron 1.4 schedules by the minute.
+# The documented way to schedule the CMD cleanup works: pg_cron (15: Debian's postgresql-15-cron,
+# 1.4; 18: pg_cron 1.6.7 built by scripts/setup_citus.sh) runs CALL conversation_cleanup_cmd(...)
+# on its own, and stale CMD conversations go while chats and fresh CMD conversations stay. Starts
+# its own cluster (pg_cron must be preloaded), so it takes up to a minute: the job is scheduled by
+# the minute, as README.md shows it.
 #   tests/pg_cron.sh DIR PORT
 set -euo pipefail
 cd "$(dirname "$0")/.."

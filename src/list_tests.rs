@@ -295,7 +295,9 @@ mod tests {
         assert!(one::<bool>("SELECT hidden FROM conversation WHERE uid = 'hider'"));
         Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['hider', 'hiderb'], 6, 'hiderb')").unwrap();
         assert_eq!(list("'hider'").0, channels(&["g1"]));
-        assert_eq!(one::<i64>("SELECT unread_count FROM conversation_unread('hider')"), 2);
+        // Back with the new message only: the one unread from before the hide is not counted again.
+        assert_eq!(one::<i64>("SELECT unread_count FROM conversation_unread('hider')"), 1);
+        assert_eq!(one::<i64>("SELECT readed_to_msg_seq FROM conversation WHERE uid = 'hider'"), 0, "a hide reads nothing");
         // A client that saw up to 5 does not hide a conversation with message 6 in it.
         assert!(!one::<bool>("SELECT hidden FROM conversation_hide('hider', 'g1', 1, 5)"));
         assert!(one::<bool>("SELECT hidden FROM conversation_hide('hider', 'g1', 1, 6)"));

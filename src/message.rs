@@ -3,7 +3,7 @@
 //! advances each conversation whose last_msg_seq is below message_seq:
 //!
 //! - last_msg_seq := message_seq, updated_at := now(), hidden := false (a hidden conversation is
-//!   back in its user's list);
+//!   back in its user's list, with the new messages only: its unread count starts again from 0);
 //! - the sender has read their own message: readed_to_msg_seq := message_seq, unread_count := 0;
 //! - everyone else: unread_count + 1, unless their read position is already at or past the
 //!   message (a device reported reading it first).
@@ -30,10 +30,13 @@ use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 use crate::stats;
 
-/// What a message does to a member's conversation, for the rows `target` selects; `$unhide` is
-/// empty for a table of a database not yet updated to 0.5.0 (no column hidden).
+/// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
+/// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
+/// none of the messages from before the hide (the user deleted the conversation from the list,
+/// and expects it back with the new messages only). Both are plain for a table of a database not
+/// yet updated to 0.5.0 (no column hidden).
 macro_rules! advance {
-    ($target:literal, $unhide:literal) => {
+    ($target:literal, $unhide:literal, $unread_kept:literal) => {
         concat!(
             "advanced AS ( \
                  UPDATE {table} AS c SET \
@@ -43,8 +46,12 @@ macro_rules! advance {
             "readed_to_msg_seq = CASE WHEN c.uid = $5 THEN GREATEST(c.readed_to_msg_seq, $4) \
                                           ELSE c.readed_to_msg_seq END, \
                      unread_count = CASE WHEN c.uid = $5 THEN 0 \
-                                         WHEN c.readed_to_msg_seq < $4 THEN c.unread_count + 1 \
-                                         ELSE c.unread_count END ",
+                                         WHEN c.readed_to_msg_seq < $4 THEN ",
+            $unread_kept,
+            " + 1 \
+                                         ELSE ",
+            $unread_kept,
+            " END ",
             $target,
             " RETURNING 1) \
              SELECT count(*)::int4 FROM advanced"
@@ -56,7 +63,7 @@ const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, p
 
 /// On one server: the rows are locked first, in one order, so that two messages queue.
 macro_rules! locked_first {
-    ($name:literal, $unhide:literal) => {
+    ($name:literal, $unhide:literal, $unread_kept:literal) => {
         Statement {
             name: $name,
             sql: concat!(
@@ -65,7 +72,7 @@ macro_rules! locked_first {
                      WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
                      ORDER BY c.uid COLLATE \"C\" \
                      FOR NO KEY UPDATE), ",
-                advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4", $unhide)
+                advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4", $unhide, $unread_kept)
             ),
             parameters: ADVANCE_PARAMETERS,
             snapshot: Snapshot::Fresh,
@@ -76,12 +83,12 @@ macro_rules! locked_first {
 /// On a table distributed with Citus: one UPDATE, which Citus runs shard by shard, taking the
 /// shards' locks in one order itself (and it refuses a multi-shard SELECT ... FOR UPDATE).
 macro_rules! distributed {
-    ($name:literal, $unhide:literal) => {
+    ($name:literal, $unhide:literal, $unread_kept:literal) => {
         Statement {
             name: $name,
             sql: concat!(
                 "WITH ",
-                advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4", $unhide)
+                advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4", $unhide, $unread_kept)
             ),
             parameters: ADVANCE_PARAMETERS,
             snapshot: Snapshot::Fresh,
@@ -89,10 +96,10 @@ macro_rules! distributed {
     };
 }
 
-const ADVANCE: Statement = locked_first!("advance", "hidden = false, ");
-const ADVANCE_DISTRIBUTED: Statement = distributed!("advance_distributed", "hidden = false, ");
-const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "");
-const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "");
+const ADVANCE: Statement = locked_first!("advance", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_DISTRIBUTED: Statement = distributed!("advance_distributed", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "", "c.unread_count");
+const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "", "c.unread_count");
 
 sql_function! {
     /// Not STRICT: sender_uid may be NULL (a system message: everyone's unread count goes up); any

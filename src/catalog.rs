@@ -256,11 +256,6 @@ impl OpenTable {
         }
     }
 
-    /// Whether the table is partitioned by hash on key columns (routed here, read through SQL).
-    pub fn hash_partitioned(&self) -> bool {
-        matches!(self.table.layout, Layout::HashPartitioned(_))
-    }
-
     /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped.
     pub fn stamps(&self, relid: pg_sys::Oid) -> bool {
         if relid != self.table.relid {

@@ -209,15 +209,6 @@ impl PinnedSearchPath {
         }
         self
     }
-
-    /// Also runs them with their generic plan: a custom plan copies each parameter's value into
-    /// every branch and partition it plans (a position's in-flight ids, thousands of them, cost
-    /// 20 MB of planning on a partitioned table); the generic plan keeps them as one parameter
-    /// and prunes partitions when it starts. Undone with the path.
-    pub fn with_generic_plans(self) -> PinnedSearchPath {
-        set_until_restored(c"plan_cache_mode", c"force_generic_plan");
-        self
-    }
 }
 
 /// Sets a setting at the current GUC nest level, saved to be restored with it (as a function's

@@ -200,6 +200,8 @@ sql_function! {
                 errors::position_ahead_of_snapshot();
             }
         }
+        // Read as it would be written again: a horizon of very many in-flight ids, coarser.
+        let given = given.map(Position::coarsened);
         let now = Horizon::of_active_snapshot();
         let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
             let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
@@ -224,8 +226,7 @@ sql_function! {
             passes(None);
         } else {
             Spi::connect(|client| {
-                let pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-                let _pinned = if table.hash_partitioned() { pinned.with_generic_plans() } else { pinned };
+                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
                 passes(Some(&client));
             });
         }

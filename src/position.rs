@@ -150,16 +150,23 @@ impl Horizon {
         )
     }
 
-    /// Writes the horizon; one listing more than `MAX_WRITTEN_IN_FLIGHT` ids in progress is
-    /// written as seeing nothing from its xmin on (`xmin:xmin:`). That sees less, never more, so
-    /// what it would return is a superset (a row may come back again, none is lost), and every
-    /// row's position stays small however many ids a client sent: a page repeats the horizon of
-    /// its "since" in every row.
+    /// The horizon, or, when it lists more than `MAX_WRITTEN_IN_FLIGHT` ids in progress, one that
+    /// sees nothing from its xmin on (`xmin:xmin:`). That sees less, never more, so what it
+    /// returns is a superset (a row may come back again, none is lost), while neither a statement
+    /// nor a page's positions (each row repeats its pass's horizons) carry thousands of ids.
+    fn coarsened(&self) -> Horizon {
+        if self.in_flight.len() > MAX_WRITTEN_IN_FLIGHT {
+            Horizon { xmin: self.xmin, xmax: self.xmin, in_flight: Vec::new() }
+        } else {
+            self.clone()
+        }
+    }
+
+    /// Writes the horizon, coarsened.
     fn write(&self, out: &mut String) {
         use std::fmt::Write;
         if self.in_flight.len() > MAX_WRITTEN_IN_FLIGHT {
-            let _ = write!(out, "{}:{}:", self.xmin, self.xmin);
-            return;
+            return self.coarsened().write(out);
         }
         let _ = write!(out, "{}:{}:", self.xmin, self.xmax);
         for (i, xid) in self.in_flight.iter().enumerate() {
@@ -184,6 +191,16 @@ impl Horizon {
 }
 
 impl Position {
+    /// The position with its horizons coarsened (`Horizon::coarsened`): what it reads is a
+    /// superset of what it would have read. Checked against the reader's snapshot before this.
+    pub fn coarsened(self) -> Position {
+        Position {
+            since: self.since.as_ref().map(Horizon::coarsened),
+            pass: self.pass.as_ref().map(|(horizon, cursor)| (horizon.coarsened(), *cursor)),
+            ..self
+        }
+    }
+
     /// The most in-flight ids one of its horizons lists: at most what this server's snapshots can
     /// hold (`max_in_flight`) in a position it wrote.
     pub fn in_flight_count(&self) -> usize {

@@ -72,11 +72,7 @@ impl Horizon {
         // SAFETY: a function called from a query runs with an active snapshot; its arrays hold
         // xcnt and subxcnt ids.
         unsafe {
-            let snapshot = pg_sys::GetActiveSnapshot();
-            assert!(!snapshot.is_null(), "no active snapshot");
-            let next = pg_sys::ReadNextFullTransactionId().value;
-            let snapshot = &*snapshot;
-            let widen = |xid: pg_sys::TransactionId| widen(xid.into_inner(), next);
+            let (snapshot, widen) = active_snapshot();
             let (xmin, xmax) = (widen(snapshot.xmin), widen(snapshot.xmax));
             if snapshot.takenDuringRecovery && snapshot.suboverflowed {
                 // A standby's snapshot that lost track of which ids are in progress: take every
@@ -124,11 +120,7 @@ impl Horizon {
     pub fn is_covered_by_active_snapshot(&self) -> bool {
         // SAFETY: as in `of_active_snapshot`.
         unsafe {
-            let snapshot = pg_sys::GetActiveSnapshot();
-            assert!(!snapshot.is_null(), "no active snapshot");
-            let next = pg_sys::ReadNextFullTransactionId().value;
-            let snapshot = &*snapshot;
-            let widen = |xid: pg_sys::TransactionId| widen(xid.into_inner(), next);
+            let (snapshot, widen) = active_snapshot();
             if self.xmax > widen(snapshot.xmax) {
                 return false;
             }
@@ -217,6 +209,18 @@ pub fn max_in_flight() -> usize {
     // SAFETY: the sizes PostgreSQL allocates snapshots' arrays with, fixed at startup.
     let (top_level, subtransactions) = unsafe { (pg_sys::GetMaxSnapshotXidCount(), pg_sys::GetMaxSnapshotSubxidCount()) };
     top_level.max(0) as usize + subtransactions.max(0) as usize + 1
+}
+
+/// The active snapshot, and how to widen its ids to full ones (against the next full id, read
+/// after the snapshot was taken).
+///
+/// # Safety
+/// Called from a query, which runs with an active snapshot; the reference lives for the call.
+unsafe fn active_snapshot<'a>() -> (&'a pg_sys::SnapshotData, impl Fn(pg_sys::TransactionId) -> u64) {
+    let snapshot = pg_sys::GetActiveSnapshot();
+    assert!(!snapshot.is_null(), "no active snapshot");
+    let next = pg_sys::ReadNextFullTransactionId().value;
+    (&*snapshot, move |xid: pg_sys::TransactionId| widen(xid.into_inner(), next))
 }
 
 /// A snapshot's 32-bit transaction id as a full one, given the next full id (read after the

@@ -56,8 +56,11 @@ pub struct Table {
     /// Whether it has column hidden (0.5.0): the library serves databases not yet updated too.
     pub has_hidden: bool,
     /// Whether its rows are stamped (stamp.rs), once asked: an ALTER TABLE ... DISABLE TRIGGER
-    /// invalidates the table, and so this.
+    /// invalidates the table (or the partition), and so this.
     stamped: Cell<Option<bool>>,
+    /// A partitioned table's leaf partitions, sorted: each must be stamped, and a change to one
+    /// (a trigger disabled there) forgets the table.
+    leaves: Vec<u32>,
     /// A plain table's list indexes, when they are the extension's (list_scan.rs reads them).
     pub list_indexes: Option<ListIndexes>,
     layout: Layout,
@@ -159,6 +162,7 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
             || relid == table.key_index
             || table.channel_index == Some(relid)
             || table.list_indexes.as_ref().is_some_and(|list| [list.unread, list.read, list.hidden].contains(&relid))
+            || table.leaves.binary_search(&relid.to_u32()).is_ok()
     });
 }
 
@@ -264,7 +268,12 @@ impl OpenTable {
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
-        let stamped = crate::stamp::is_stamped(relid, self.table.schema);
+        // A partitioned table's rows live in its leaves, each with a trigger of its own.
+        let stamped = if self.table.leaves.is_empty() {
+            crate::stamp::is_stamped(relid, self.table.schema)
+        } else {
+            self.table.leaves.iter().all(|&leaf| crate::stamp::is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
+        };
         self.table.stamped.set(Some(stamped));
         stamped
     }
@@ -424,8 +433,9 @@ impl Table {
         let names = Names { columns, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
         let stamped = Cell::new(None);
+        let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
-        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, list_indexes, layout }
+        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, leaves, list_indexes, layout }
     }
 }
 
@@ -597,6 +607,28 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
 unsafe fn usable(index: pg_sys::Relation) -> bool {
     let form = (*index).rd_index;
     (*form).indisvalid && (*form).indisready && (*form).indislive
+}
+
+/// The leaf partitions of an open partitioned table, sorted, from its partition descriptor (and
+/// those of partitions partitioned again, opened and locked as a query would). Attaching or
+/// detaching a partition invalidates the table, which then finds them again.
+unsafe fn leaf_partitions(relation: pg_sys::Relation) -> Vec<u32> {
+    let mut leaves = Vec::new();
+    let partitions = pg_sys::RelationGetPartitionDesc(relation, true);
+    if !partitions.is_null() {
+        for i in 0..(*partitions).nparts as usize {
+            let oid = *(*partitions).oids.add(i);
+            if *(*partitions).is_leaf.add(i) {
+                leaves.push(oid.to_u32());
+            } else {
+                let child = pg_sys::table_open(oid, pg_sys::AccessShareLock as _);
+                leaves.extend(leaf_partitions(child));
+                pg_sys::table_close(child, pg_sys::NoLock as _);
+            }
+        }
+    }
+    leaves.sort_unstable();
+    leaves
 }
 
 /// A plain table's index led by (channel_id, channel_type), if any.

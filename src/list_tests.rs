@@ -109,6 +109,33 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM versionless"), 0);
     }
 
+    /// A stamp that skips some writes is no stamp: a partition whose trigger is disabled, or a
+    /// trigger with a WHEN condition or an UPDATE OF list, and the list refuses (55000).
+    #[pg_test]
+    fn the_list_refuses_a_stamp_that_skips_some_writes() {
+        old_conversations("parted", 3);
+        Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap();
+        assert_eq!(list("'parted'").0.len(), 3);
+        let partition: String = one("SELECT tableoid::regclass::text FROM conversation WHERE uid = 'parted' LIMIT 1");
+        let other: String = one(&format!("SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+                                          WHERE i.inhparent = 'conversation'::regclass AND c.relname <> '{partition}' LIMIT 1"));
+        // Any partition, not only the one holding the user's rows: the user's next row may land there.
+        Spi::run(&format!("ALTER TABLE {other} DISABLE TRIGGER conversation_stamp")).unwrap();
+        assert_eq!(sqlstate_of("SELECT * FROM conversation_list('parted')"), "55000");
+        Spi::run(&format!("ALTER TABLE {other} ENABLE TRIGGER conversation_stamp")).unwrap();
+        assert_eq!(list("'parted'").0.len(), 3);
+        for condition in ["WHEN (NEW.unread_count > 0)", ""] {
+            let events = if condition.is_empty() { "INSERT OR UPDATE OF unread_count" } else { "INSERT OR UPDATE" };
+            Spi::run(&format!(
+                "DROP TRIGGER conversation_stamp ON conversation;
+                 CREATE TRIGGER conversation_stamp BEFORE {events} ON conversation FOR EACH ROW {condition}
+                     EXECUTE FUNCTION conversation_stamp()"
+            ))
+            .unwrap();
+            assert_eq!(sqlstate_of("SELECT * FROM conversation_list('parted')"), "55000", "{events} {condition}");
+        }
+    }
+
     // ---- the list (src/list.rs)
 
     #[pg_test]

@@ -116,8 +116,9 @@ sql_function! {
 }
 
 /// Whether rows written to `relid` are stamped: it has conversation_stamp as an enabled BEFORE
-/// INSERT OR UPDATE row trigger. (Positions would miss the changes of a table without it, so the
-/// list refuses to hand any out.)
+/// INSERT OR UPDATE row trigger that fires for every row and every column (no WHEN condition,
+/// no UPDATE OF list). (Positions would miss the changes of a table without it, so the list
+/// refuses to hand any out.)
 pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
     const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
     // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
@@ -131,6 +132,8 @@ pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
                 let enabled = matches!(trigger.tgenabled as u8, b'O' | b'A');
                 enabled
                     && (trigger.tgtype as u32) & WANTED == WANTED
+                    && trigger.tgqual.is_null()
+                    && trigger.tgnattr == 0
                     && pg_sys::get_func_namespace(trigger.tgfoid) == schema
                     && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
             });

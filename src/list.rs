@@ -172,9 +172,6 @@ sql_function! {
             Some(Err(bytes)) => errors::position_too_long(bytes, MAX_POSITION_BYTES),
             Some(Ok(text)) => Some(Position::parse(text).unwrap_or_else(|| errors::invalid_position())),
         };
-        if let Some(count) = given.as_ref().map(Position::in_flight_count).filter(|&count| count > max_in_flight()) {
-            errors::position_too_many_in_flight(count, max_in_flight());
-        }
         let page_size = match call.int32(3) {
             None => errors::null_argument("page_size"),
             Some(size) if !(1..=MAX_PAGE_SIZE).contains(&size) => errors::invalid_page_size(size, MAX_PAGE_SIZE),
@@ -188,20 +185,7 @@ sql_function! {
             errors::changes_not_stamped();
         }
         let origin = Origin { system_identifier: stamp::system_identifier(), generation: stamp::read_generation(schema) };
-        if let Some(given) = &given {
-            if given.list_type != list_type {
-                errors::position_of_another_list(given.list_type, list_type);
-            }
-            if given.origin != origin {
-                errors::position_of_another_cluster();
-            }
-            let horizons = given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
-            if !horizons.into_iter().all(Horizon::is_covered_by_active_snapshot) {
-                errors::position_ahead_of_snapshot();
-            }
-        }
-        // Read as it would be written again: a horizon of very many in-flight ids, coarser.
-        let given = given.map(Position::coarsened);
+        let given = given.map(|given| accepted(given, list_type, origin));
         let now = Horizon::of_active_snapshot();
         let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
             let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
@@ -255,6 +239,27 @@ sql_function! {
         table.close();
         call.record_result(&[pg_sys::Datum::from(unread), pg_sys::Datum::from(conversations)], &[false, false])
     }
+}
+
+/// A position the client gave, checked before any of its ids reach a row or a statement: written
+/// by this server's kind of snapshot, for this list, on this cluster's transaction ids, and seen
+/// in full by the reading snapshot. Returned as it is read: coarsened (position.rs).
+fn accepted(given: Position, list_type: Option<i16>, origin: Origin) -> Position {
+    let count = given.in_flight_count();
+    if count > max_in_flight() {
+        errors::position_too_many_in_flight(count, max_in_flight());
+    }
+    if given.list_type != list_type {
+        errors::position_of_another_list(given.list_type, list_type);
+    }
+    if given.origin != origin {
+        errors::position_of_another_cluster();
+    }
+    let mut horizons = given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
+    if !horizons.all(Horizon::is_covered_by_active_snapshot) {
+        errors::position_ahead_of_snapshot();
+    }
+    given.coarsened()
 }
 
 /// The `type` argument: NULL for every type.

@@ -38,40 +38,46 @@ use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 use crate::stats;
 
+/// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
+/// busy channel can have in delivery at once, with room to spare. A literal, for the statements'
+/// text; `MAX_READ_AHEAD` is the same number for the Rust code.
+macro_rules! max_read_ahead {
+    () => {
+        "1000"
+    };
+}
+
+pub const MAX_READ_AHEAD: i64 = 1000;
+
 const MARK_READ: Statement = Statement {
     name: "mark_read",
-    sql: "UPDATE {table} AS c SET \
+    sql: concat!("UPDATE {table} AS c SET \
               readed_to_msg_seq = $4, \
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
-            AND $4 - 1000 <= c.last_msg_seq \
-          RETURNING {columns}",
+            AND $4 - ", max_read_ahead!(), " <= c.last_msg_seq \
+          RETURNING {columns}"),
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
 
 const FUNCTION: &str = "conversation_mark_read";
 
-/// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
-/// busy channel can have in delivery at once, with room to spare. (Written as 1000 in the
-/// statements above.)
-pub const MAX_READ_AHEAD: i64 = 1000;
-
 /// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
 const CLEAR: Statement = Statement {
     name: "clear",
-    sql: "UPDATE {table} AS c SET \
+    sql: concat!("UPDATE {table} AS c SET \
               deleted_at_msg_seq = GREATEST(c.deleted_at_msg_seq, COALESCE($4, c.last_msg_seq)), \
               readed_to_msg_seq = GREATEST(c.readed_to_msg_seq, COALESCE($4, c.last_msg_seq)), \
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 \
-            AND COALESCE($4 - 1000 <= c.last_msg_seq, true) \
+            AND COALESCE($4 - ", max_read_ahead!(), " <= c.last_msg_seq, true) \
             AND (c.deleted_at_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.readed_to_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.unread_count > GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)) \
-          RETURNING {columns}",
+          RETURNING {columns}"),
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
@@ -139,5 +145,13 @@ fn refuse_read_ahead(row: pg_sys::Datum, argument: &str, seq: i64) {
     let last = if null { 0 } else { last.value() as i64 };
     if seq.saturating_sub(last) > MAX_READ_AHEAD {
         errors::read_too_far_ahead(argument, seq, last, MAX_READ_AHEAD);
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    #[test]
+    fn the_statements_and_the_code_bound_reads_alike() {
+        assert_eq!(max_read_ahead!().parse::<i64>(), Ok(super::MAX_READ_AHEAD));
     }
 }

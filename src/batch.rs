@@ -183,11 +183,7 @@ fn respond_to_json(call: &Call, text: &[u8]) -> pg_sys::Datum {
     // (it validates when the database is SQL_ASCII).
     let utf8 = unsafe {
         let converted = pg_sys::pg_server_to_any(text.as_ptr().cast(), text.len() as i32, pg_sys::pg_enc::PG_UTF8 as i32);
-        let bytes = if converted.cast_const() == text.as_ptr().cast() {
-            text
-        } else {
-            std::ffi::CStr::from_ptr(converted).to_bytes()
-        };
+        let bytes = if converted.cast_const() == text.as_ptr().cast() { text } else { std::ffi::CStr::from_ptr(converted).to_bytes() };
         std::str::from_utf8(bytes).unwrap_or_else(|_| errors::invalid_batch("keys", BatchError::Syntax("not UTF-8".into())))
     };
     let elements = batch_json::parse(utf8).unwrap_or_else(|error| errors::invalid_batch("keys", error));
@@ -350,7 +346,11 @@ fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, k
         // SAFETY: text key columns of the returned row, alive until SPI_finish; channel_type of
         // the table's integer type.
         let key = unsafe {
-            (varlena_bytes(value(uid)).to_vec(), varlena_bytes(value(channel_id)).to_vec(), table.table.channel_type_of(value(channel_type)))
+            (
+                varlena_bytes(value(uid)).to_vec(),
+                varlena_bytes(value(channel_id)).to_vec(),
+                table.table.channel_type_of(value(channel_type)),
+            )
         };
         if wanted.contains(&key) {
             found.insert(key, Row { tuple: returned.tuple(row), desc: returned.desc() });

@@ -248,8 +248,10 @@ mod unit_tests {
     #[test]
     fn reads_elements_folds_and_orders_them() {
         assert_eq!(
-            keys(r#"[{"uid": "b", "channel_id": "g", "channel_type": 1}, {"uid": "a", "channel_id": "g", "channel_type": 1},
-                    {"uid": "b", "channel_id": "g", "channel_type": 1}]"#),
+            keys(
+                r#"[{"uid": "b", "channel_id": "g", "channel_type": 1}, {"uid": "a", "channel_id": "g", "channel_type": 1},
+                    {"uid": "b", "channel_id": "g", "channel_type": 1}]"#
+            ),
             Ok(vec![(2, "a/g/1".into()), (1, "b/g/1".into())])
         );
         assert_eq!(keys("[]"), Ok(vec![]));
@@ -263,10 +265,7 @@ mod unit_tests {
             keys(r#"[{"uid": "u", "channel_id": "g", "channel_type": 1}, 5]"#),
             malformed(2, r#"invalid type: integer `5`, expected an object {"uid": ..., "channel_id": ..., "channel_type": ...}"#)
         );
-        assert_eq!(
-            keys(r#"[{"uid": "u", "channel_type": 1}]"#),
-            Err(BatchError::at(1, ElementError::MissingField("channel_id")))
-        );
+        assert_eq!(keys(r#"[{"uid": "u", "channel_type": 1}]"#), Err(BatchError::at(1, ElementError::MissingField("channel_id"))));
         assert_eq!(
             keys(r#"[{"uid": "u", "channel_id": "g", "channel_type": "1"}]"#),
             malformed(1, "invalid type: string \"1\", expected a JSON number")
@@ -275,10 +274,7 @@ mod unit_tests {
             keys(r#"[{"uid": "u", "channelId": "g", "channel_id": "g", "channel_type": 1}]"#),
             malformed(1, "unknown field `channelId`, expected one of `uid`, `channel_id`, `channel_type`")
         );
-        assert_eq!(
-            keys(r#"[{"uid": "u", "uid": "v", "channel_id": "g", "channel_type": 1}]"#),
-            malformed(1, "duplicate field `uid`")
-        );
+        assert_eq!(keys(r#"[{"uid": "u", "uid": "v", "channel_id": "g", "channel_type": 1}]"#), malformed(1, "duplicate field `uid`"));
         assert_eq!(
             keys(r#"[{"uid": null, "channel_id": "g", "channel_type": 1}]"#),
             Err(BatchError::at(1, ElementError::Key(KeyError::Null { argument: "uid" })))
@@ -297,9 +293,7 @@ mod unit_tests {
         }
         assert_eq!(channel_type("1.5"), Err(BatchError::at(1, ElementError::NotAnInteger)));
         assert_eq!(channel_type("1e-2"), Err(BatchError::at(1, ElementError::NotAnInteger)));
-        let out_of_range = |value: &str| {
-            Err(BatchError::at(1, ElementError::Key(KeyError::ChannelTypeOutOfRange { value: value.into() })))
-        };
+        let out_of_range = |value: &str| Err(BatchError::at(1, ElementError::Key(KeyError::ChannelTypeOutOfRange { value: value.into() })));
         for (number, shown) in [
             ("256", "256"),
             ("-1", "-1"),

@@ -38,13 +38,23 @@ pub enum BatchError {
     /// The channel_id or channel_type shared by all members.
     Channel(KeyError),
     NotAnArray,
-    NotOneDimensional { dimensions: i32 },
+    NotOneDimensional {
+        dimensions: i32,
+    },
     /// Not JSON at all (only the text form can be; a jsonb value always is).
     Syntax(String),
-    TooMany { count: usize },
+    TooMany {
+        count: usize,
+    },
     /// More bytes than the keys it holds can take: refused by its size, before it is read.
-    TooLarge { bytes: usize, limit: usize },
-    Element { position: usize, error: ElementError },
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
+    Element {
+        position: usize,
+        error: ElementError,
+    },
 }
 
 impl BatchError {

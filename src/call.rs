@@ -44,10 +44,17 @@ pub struct Call {
 /// Why an array argument was refused before its elements were read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArrayError {
-    NotOneDimensional { dimensions: i32 },
-    TooMany { count: usize },
+    NotOneDimensional {
+        dimensions: i32,
+    },
+    TooMany {
+        count: usize,
+    },
     /// More bytes than `limit` keys can take (measured before the array is read).
-    TooLarge { bytes: usize, limit: usize },
+    TooLarge {
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl Call {
@@ -137,19 +144,8 @@ impl Call {
             let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
             let mut nulls: *mut bool = std::ptr::null_mut();
             let mut found = 0;
-            pg_sys::deconstruct_array(
-                array,
-                pg_sys::TEXTOID,
-                -1,
-                false,
-                pg_sys::TYPALIGN_INT as _,
-                &mut elements,
-                &mut nulls,
-                &mut found,
-            );
-            Some(Ok((0..found as usize)
-                .map(|i| (!*nulls.add(i)).then(|| varlena_bytes(*elements.add(i))))
-                .collect()))
+            pg_sys::deconstruct_array(array, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _, &mut elements, &mut nulls, &mut found);
+            Some(Ok((0..found as usize).map(|i| (!*nulls.add(i)).then(|| varlena_bytes(*elements.add(i)))).collect()))
         }
     }
 
@@ -158,8 +154,7 @@ impl Call {
     pub fn key(&self, first: usize) -> ConversationKey<'_> {
         let uid = self.id_text(first, "uid");
         let channel_id = self.id_text(first + 1, "channel_id");
-        ConversationKey::validate(uid, channel_id, self.int32(first + 2).map(i64::from))
-            .unwrap_or_else(|error| errors::invalid_key(error))
+        ConversationKey::validate(uid, channel_id, self.int32(first + 2).map(i64::from)).unwrap_or_else(|error| errors::invalid_key(error))
     }
 
     /// The function's own OID.
@@ -271,7 +266,8 @@ pub fn text_array_datum<'a>(elements: impl Iterator<Item = &'a [u8]>) -> pg_sys:
     let texts: Vec<pg_sys::Datum> = elements.map(text_datum).collect();
     // SAFETY: builds an array of text datums that live in the current memory context.
     unsafe {
-        let array = pg_sys::construct_array(texts.as_ptr().cast_mut(), texts.len() as i32, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _);
+        let array =
+            pg_sys::construct_array(texts.as_ptr().cast_mut(), texts.len() as i32, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _);
         pg_sys::Datum::from(array)
     }
 }
@@ -281,7 +277,14 @@ pub fn int8_array_datum(values: &[i64]) -> pg_sys::Datum {
     let datums: Vec<pg_sys::Datum> = values.iter().map(|&v| pg_sys::Datum::from(v)).collect();
     // SAFETY: builds an array of by-value int8 datums.
     unsafe {
-        let array = pg_sys::construct_array(datums.as_ptr().cast_mut(), datums.len() as i32, pg_sys::INT8OID, 8, true, pg_sys::TYPALIGN_DOUBLE as _);
+        let array = pg_sys::construct_array(
+            datums.as_ptr().cast_mut(),
+            datums.len() as i32,
+            pg_sys::INT8OID,
+            8,
+            true,
+            pg_sys::TYPALIGN_DOUBLE as _,
+        );
         pg_sys::Datum::from(array)
     }
 }

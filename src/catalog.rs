@@ -226,8 +226,7 @@ impl OpenTable {
                 pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
             }
             if (*(*relation).rd_rel).relrowsecurity
-                && pg_sys::check_enable_rls(table.relid, pg_sys::InvalidOid, false)
-                    == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+                && pg_sys::check_enable_rls(table.relid, pg_sys::InvalidOid, false) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
             {
                 errors::row_security_unsupported();
             }
@@ -387,10 +386,7 @@ impl Table {
         let relid = (*relation).rd_id;
         let relkind = (*(*relation).rd_rel).relkind as u8;
         if relkind != pg_sys::RELKIND_RELATION && relkind != pg_sys::RELKIND_PARTITIONED_TABLE {
-            errors::table_shape(
-                "it is not a table",
-                "The extension's table must be named conversation; give the table back that name.",
-            );
+            errors::table_shape("it is not a table", "The extension's table must be named conversation; give the table back that name.");
         }
         let columns = [attnum_of(relation, c"uid"), attnum_of(relation, c"channel_id"), attnum_of(relation, c"channel_type")];
         let key_index = primary_key(relation);
@@ -435,7 +431,20 @@ impl Table {
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
-        Table { schema, relid, names, key_index, channel_index, channel_type_width, distributed, has_hidden, stamped, leaves, list_indexes, layout }
+        Table {
+            schema,
+            relid,
+            names,
+            key_index,
+            channel_index,
+            channel_type_width,
+            distributed,
+            has_hidden,
+            stamped,
+            leaves,
+            list_indexes,
+            layout,
+        }
     }
 }
 
@@ -533,8 +542,7 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
         let acceptable = match compared {
             Compared::AsText => {
                 let collation = *(*index).rd_indcollation.add(i);
-                equality == TEXT_EQUAL
-                    && (collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation))
+                equality == TEXT_EQUAL && (collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation))
             }
             Compared::AsInteger => [INT2_EQUAL, INT4_EQUAL, INT8_EQUAL].contains(&equality),
         };

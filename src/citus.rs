@@ -67,9 +67,7 @@ fn catalog_only() -> bool {
 fn load() -> Option<Api> {
     let symbol = |name: &CStr| -> Option<*mut c_void> {
         // SAFETY: looks a symbol up in citus.so (already loaded); NULL when it is not exported.
-        let found = unsafe {
-            pg_sys::load_external_function(c"$libdir/citus".as_ptr(), name.as_ptr(), false, std::ptr::null_mut())
-        };
+        let found = unsafe { pg_sys::load_external_function(c"$libdir/citus".as_ptr(), name.as_ptr(), false, std::ptr::null_mut()) };
         (!found.is_null()).then_some(found)
     };
     // SAFETY: each symbol is the Citus function of the signature given in `Api`.
@@ -179,7 +177,12 @@ mod catalog {
 
     /// Runs one of the two statements (prepared and kept the first time) read-only, with the
     /// latest snapshot, and returns the first row's columns (None: no row).
-    fn first_row<const N: usize>(which: usize, sql: &CStr, args: &mut [pg_sys::Datum], types: &mut [pg_sys::Oid]) -> Option<[Option<pg_sys::Datum>; N]> {
+    fn first_row<const N: usize>(
+        which: usize,
+        sql: &CStr,
+        args: &mut [pg_sys::Datum],
+        types: &mut [pg_sys::Oid],
+    ) -> Option<[Option<pg_sys::Datum>; N]> {
         // SAFETY: SPI connected and finished here (nested in any caller's connection); the plan
         // is kept for the backend's life; the values read are by-value datums (oid, int2) or
         // copied out of SPI's memory before it ends (text, as a char).

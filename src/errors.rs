@@ -31,12 +31,8 @@ pub fn invalid_key(error: KeyError) -> ! {
 
 fn key_error(error: KeyError) -> (PgSqlErrorCode, String) {
     match error {
-        KeyError::Null { argument } => {
-            (PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL"))
-        }
-        KeyError::Empty { argument } => {
-            (PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{argument} must not be empty"))
-        }
+        KeyError::Null { argument } => (PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{argument} must not be NULL")),
+        KeyError::Empty { argument } => (PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{argument} must not be empty")),
         KeyError::TooLong { argument, bytes } => (
             PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION,
             format!("{argument} is {bytes} bytes long; the limit is {MAX_ID_BYTES} bytes"),
@@ -60,11 +56,9 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
             format!("{argument} must be a one-dimensional array, not one of {dimensions} dimensions"),
             None,
         ),
-        BatchError::Syntax(detail) => raise(
-            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
-            format!("{argument} is not valid JSON: {detail}"),
-            None,
-        ),
+        BatchError::Syntax(detail) => {
+            raise(PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION, format!("{argument} is not valid JSON: {detail}"), None)
+        }
         BatchError::TooMany { count } => raise(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("{argument} holds {count} keys; one call takes at most {MAX_BATCH_KEYS}"),
@@ -73,7 +67,9 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
         BatchError::TooLarge { bytes, limit } => raise(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             format!("{argument} is {bytes} bytes, more than its keys can take ({limit} bytes at most)"),
-            Some("A key's uid and channel_id are at most 255 bytes each, and one call takes at most 10000 keys: send only the keys' fields."),
+            Some(
+                "A key's uid and channel_id are at most 255 bytes each, and one call takes at most 10000 keys: send only the keys' fields.",
+            ),
         ),
         BatchError::Element { position, error } => {
             let (code, message) = match error {
@@ -81,10 +77,9 @@ pub fn invalid_batch(argument: &str, error: BatchError) -> ! {
                 ElementError::Malformed(what) => (invalid, what),
                 ElementError::MissingField(field) => (invalid, format!("has no {field}")),
                 ElementError::NotAnInteger => (invalid, "channel_type must be an integer".into()),
-                ElementError::NulCharacter(field) => (
-                    PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER,
-                    format!("{field} holds \\u0000, which text cannot hold"),
-                ),
+                ElementError::NulCharacter(field) => {
+                    (PgSqlErrorCode::ERRCODE_UNTRANSLATABLE_CHARACTER, format!("{field} holds \\u0000, which text cannot hold"))
+                }
             };
             raise(code, format!("{argument} element {position}: {message}"), None)
         }
@@ -98,11 +93,7 @@ pub fn null_argument(argument: &str) -> ! {
 
 /// A message or read sequence number below `minimum` (seqs start at 1; 0 means "none yet").
 pub fn invalid_seq(argument: &str, value: i64, minimum: i64) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("{argument} must be at least {minimum}, not {value}"),
-        None,
-    )
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{argument} must be at least {minimum}, not {value}"), None)
 }
 
 /// A read position too far ahead of the conversation's last message (read_state.rs).
@@ -149,11 +140,7 @@ pub fn position_ahead_of_snapshot() -> ! {
 
 /// A position conversation_list did not write.
 pub fn invalid_position() -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        "position is not one that conversation_list returned".into(),
-        Some(START_OVER),
-    )
+    raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "position is not one that conversation_list returned".into(), Some(START_OVER))
 }
 
 pub fn position_too_long(bytes: usize, limit: usize) -> ! {
@@ -204,9 +191,7 @@ pub fn hint_retry_on_snapshot_conflict<R>(insert: impl FnOnce() -> R) -> R {
     // Every catch below raises again, so no state the closure touched is seen after an error.
     PgTryBuilder::new(std::panic::AssertUnwindSafe(insert))
         .catch_when(PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE, |caught| match caught {
-            CaughtError::PostgresError(report) if report.hint().is_none() => {
-                created_after_snapshot(report.message())
-            }
+            CaughtError::PostgresError(report) if report.hint().is_none() => created_after_snapshot(report.message()),
             other => other.rethrow(),
         })
         .execute()

@@ -15,8 +15,8 @@ use pgrx::prelude::*;
 
 use crate::call::{sql_function, text_datum};
 use crate::catalog::{OpenTable, Placement};
-use crate::key::ConversationKey;
 use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
+use crate::key::ConversationKey;
 use crate::probe::{IndexProbe, Snapshot};
 use crate::result_row::ResultRow;
 
@@ -24,8 +24,7 @@ const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sy
 
 const LOOKUP: &str = "SELECT {columns} FROM {table} AS c WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3";
 
-const LOOKUP_FRESH: Statement =
-    Statement { name: "lookup_fresh", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Fresh };
+const LOOKUP_FRESH: Statement = Statement { name: "lookup_fresh", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Fresh };
 const LOOKUP_IN_STATEMENT: Statement =
     Statement { name: "lookup_in_statement", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Statement };
 
@@ -64,9 +63,5 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
 
 /// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
 pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
-    [
-        arg(text_datum(key.uid)),
-        arg(text_datum(key.channel_id)),
-        arg(pg_sys::Datum::from(key.channel_type)),
-    ]
+    [arg(text_datum(key.uid)), arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))]
 }

@@ -51,12 +51,7 @@ sql_function! {
 
 /// Returns the conversation row for `key` as the call's result datum, how the call ended, and
 /// whether it waited for another creator's lock. `function` names the caller in a read-only error.
-pub fn get_or_create(
-    table: &OpenTable,
-    key: ConversationKey<'_>,
-    result: &ResultRow,
-    function: &str,
-) -> (pg_sys::Datum, Outcome, bool) {
+pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &ResultRow, function: &str) -> (pg_sys::Datum, Outcome, bool) {
     if let Some(found) = find(table, &key, Snapshot::Fresh, result) {
         return (found, Outcome::Hit, false);
     }

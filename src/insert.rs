@@ -10,8 +10,8 @@ use pgrx::spi::SpiClient;
 use crate::catalog::Table;
 use crate::errors;
 use crate::find::key_args;
-use crate::key::ConversationKey;
 use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::key::ConversationKey;
 use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 

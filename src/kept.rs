@@ -141,7 +141,11 @@ impl Returned {
 
     pub fn len(&self) -> usize {
         // SAFETY: a live SPI result.
-        if self.table.is_null() { 0 } else { unsafe { (*self.table).numvals as usize } }
+        if self.table.is_null() {
+            0
+        } else {
+            unsafe { (*self.table).numvals as usize }
+        }
     }
 
     pub fn desc(&self) -> pg_sys::TupleDesc {
@@ -175,7 +179,6 @@ pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[Arg], result: &
     // The result is a copy in the caller's context; the returned row lives until SPI_finish.
     (returned.len() > 0).then(|| result.from_tuple(returned.tuple(0), returned.desc()))
 }
-
 
 /// Kept statements are the only SQL the Rust code runs, so this is where search_path is pinned:
 /// to `pg_catalog, pg_temp`, whatever the caller's path, for as long as one is prepared or run

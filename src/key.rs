@@ -25,20 +25,25 @@ pub struct ConversationKey<'a> {
 /// Why a key was refused. Each maps to one SQLSTATE in `errors.rs`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyError {
-    Null { argument: &'static str },
-    Empty { argument: &'static str },
-    TooLong { argument: &'static str, bytes: usize },
+    Null {
+        argument: &'static str,
+    },
+    Empty {
+        argument: &'static str,
+    },
+    TooLong {
+        argument: &'static str,
+        bytes: usize,
+    },
     /// A channel_type outside 0..=255; `value` says what it was (it may not fit any integer type).
-    ChannelTypeOutOfRange { value: String },
+    ChannelTypeOutOfRange {
+        value: String,
+    },
 }
 
 impl<'a> ConversationKey<'a> {
     /// Checks every argument before anything is read or written.
-    pub fn validate(
-        uid: Option<&'a [u8]>,
-        channel_id: Option<&'a [u8]>,
-        channel_type: Option<i64>,
-    ) -> Result<Self, KeyError> {
+    pub fn validate(uid: Option<&'a [u8]>, channel_id: Option<&'a [u8]>, channel_type: Option<i64>) -> Result<Self, KeyError> {
         let uid = check_id("uid", uid)?;
         let channel_id = check_id("channel_id", channel_id)?;
         let channel_type = channel_type.ok_or(KeyError::Null { argument: "channel_type" })?;
@@ -149,14 +154,8 @@ mod unit_tests {
     #[test]
     fn refuses_nulls_first_argument_first() {
         assert_eq!(ConversationKey::validate(None, None, None), Err(KeyError::Null { argument: "uid" }));
-        assert_eq!(
-            ConversationKey::validate(Some(b"u"), None, Some(1)),
-            Err(KeyError::Null { argument: "channel_id" })
-        );
-        assert_eq!(
-            ConversationKey::validate(Some(b"u"), Some(b"g"), None),
-            Err(KeyError::Null { argument: "channel_type" })
-        );
+        assert_eq!(ConversationKey::validate(Some(b"u"), None, Some(1)), Err(KeyError::Null { argument: "channel_id" }));
+        assert_eq!(ConversationKey::validate(Some(b"u"), Some(b"g"), None), Err(KeyError::Null { argument: "channel_type" }));
     }
 
     #[test]

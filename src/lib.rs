@@ -99,9 +99,9 @@ call::sql_function! {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-mod tests;
-#[cfg(any(test, feature = "pg_test"))]
 mod list_tests;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
 
 /// Required by `cargo pgrx test`.
 #[cfg(test)]

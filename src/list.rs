@@ -21,8 +21,8 @@ use pgrx::prelude::*;
 use crate::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::catalog::OpenTable;
 use crate::errors;
-use crate::key::ConversationKey;
 use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
+use crate::key::ConversationKey;
 use crate::list_scan::{self, Reading};
 use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
 use crate::probe::Snapshot;
@@ -123,24 +123,12 @@ const LIST_PARAMETERS: &[pg_sys::Oid] = &[
 /// cursor at a pass's top).
 const LIST: [[[Statement; 2]; 2]; 2] = [
     [
-        [
-            list_statement!("list_one_visible", one, visible, top),
-            list_statement!("list_one_visible_cursor", one, visible, cursor),
-        ],
-        [
-            list_statement!("list_one_changed", one, changed, top),
-            list_statement!("list_one_changed_cursor", one, changed, cursor),
-        ],
+        [list_statement!("list_one_visible", one, visible, top), list_statement!("list_one_visible_cursor", one, visible, cursor)],
+        [list_statement!("list_one_changed", one, changed, top), list_statement!("list_one_changed_cursor", one, changed, cursor)],
     ],
     [
-        [
-            list_statement!("list_all_visible", all, visible, top),
-            list_statement!("list_all_visible_cursor", all, visible, cursor),
-        ],
-        [
-            list_statement!("list_all_changed", all, changed, top),
-            list_statement!("list_all_changed_cursor", all, changed, cursor),
-        ],
+        [list_statement!("list_all_visible", all, visible, top), list_statement!("list_all_visible_cursor", all, visible, cursor)],
+        [list_statement!("list_all_changed", all, changed, top), list_statement!("list_all_changed_cursor", all, changed, cursor)],
     ],
 ];
 
@@ -304,7 +292,8 @@ impl Page<'_> {
             }
             None => {
                 let client = self.client.expect("statements run under SPI");
-                let statement = &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
+                let statement =
+                    &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
                 let kept = kept(client, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),

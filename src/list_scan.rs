@@ -31,7 +31,8 @@ pub struct Reading<'a> {
 impl Reading<'_> {
     /// Whether a row at `place` belongs to the page: changed since the horizon, below the cursor.
     fn takes(&self, place: Cursor) -> bool {
-        let changed = self.since.is_none_or(|(_, ceiling, in_flight)| place.version >= ceiling || in_flight.binary_search(&place.version).is_ok());
+        let changed =
+            self.since.is_none_or(|(_, ceiling, in_flight)| place.version >= ceiling || in_flight.binary_search(&place.version).is_ok());
         changed && (place.version, place.updated_at, place.id) < (self.cursor.version, self.cursor.updated_at, self.cursor.id)
     }
 }
@@ -66,11 +67,21 @@ pub fn page(
             Bound { column: 2, strategy: pg_sys::BTEqualStrategyNumber, function: INT2_EQUAL, value: pg_sys::Datum::from(list_type) },
         ];
         if let Some((floor, _, _)) = reading.since {
-            bounds.push(Bound { column: 3, strategy: pg_sys::BTGreaterEqualStrategyNumber, function: INT8_AT_LEAST, value: pg_sys::Datum::from(floor) });
+            bounds.push(Bound {
+                column: 3,
+                strategy: pg_sys::BTGreaterEqualStrategyNumber,
+                function: INT8_AT_LEAST,
+                value: pg_sys::Datum::from(floor),
+            });
         }
         // Always last when there is a horizon: the bound a jump lowers.
         if reading.cursor != Cursor::TOP || reading.since.is_some() {
-            bounds.push(Bound { column: 3, strategy: pg_sys::BTLessEqualStrategyNumber, function: INT8_AT_MOST, value: pg_sys::Datum::from(reading.cursor.version) });
+            bounds.push(Bound {
+                column: 3,
+                strategy: pg_sys::BTLessEqualStrategyNumber,
+                function: INT8_AT_MOST,
+                value: pg_sys::Datum::from(reading.cursor.version),
+            });
         }
         for &index in states {
             let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
@@ -108,7 +119,12 @@ pub fn page(
 pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: Option<i16>) -> (i64, i64) {
     let mut bounds = vec![Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: text_datum(uid) }];
     if let Some(list_type) = list_type {
-        bounds.push(Bound { column: 2, strategy: pg_sys::BTEqualStrategyNumber, function: INT2_EQUAL, value: pg_sys::Datum::from(list_type) });
+        bounds.push(Bound {
+            column: 2,
+            strategy: pg_sys::BTEqualStrategyNumber,
+            function: INT2_EQUAL,
+            value: pg_sys::Datum::from(list_type),
+        });
     }
     let mut probe = IndexProbe::open(table.relation, indexes.unread, bounds.len(), Snapshot::Statement);
     probe.walk_backward(&bounds);
@@ -167,7 +183,11 @@ fn place_of(slot: *mut pg_sys::TupleTableSlot, indexes: &ListIndexes) -> Cursor 
         let value = |attnum: i16| {
             let mut null = false;
             let datum = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
-            if null { 0 } else { datum.value() as i64 }
+            if null {
+                0
+            } else {
+                datum.value() as i64
+            }
         };
         Cursor { version: value(indexes.version), updated_at: value(indexes.updated_at), id: value(indexes.id) }
     }

@@ -117,8 +117,10 @@ mod tests {
         Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap();
         assert_eq!(list("'parted'").0.len(), 3);
         let partition: String = one("SELECT tableoid::regclass::text FROM conversation WHERE uid = 'parted' LIMIT 1");
-        let other: String = one(&format!("SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
-                                          WHERE i.inhparent = 'conversation'::regclass AND c.relname <> '{partition}' LIMIT 1"));
+        let other: String = one(&format!(
+            "SELECT c.relname::text FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid
+                                          WHERE i.inhparent = 'conversation'::regclass AND c.relname <> '{partition}' LIMIT 1"
+        ));
         // Any partition, not only the one holding the user's rows: the user's next row may land there.
         Spi::run(&format!("ALTER TABLE {other} DISABLE TRIGGER conversation_stamp")).unwrap();
         assert_eq!(sqlstate_of("SELECT * FROM conversation_list('parted')"), "55000");
@@ -204,9 +206,7 @@ mod tests {
         let mut sorted = changed.clone();
         sorted.sort();
         assert_eq!(sorted, channels(&["c02", "c04", "c06", "c08"]));
-        assert!(one::<bool>(&format!(
-            "SELECT hidden FROM conversation_list('syncer', 1, '{position}') WHERE channel_id = 'c04'"
-        )));
+        assert!(one::<bool>(&format!("SELECT hidden FROM conversation_list('syncer', 1, '{position}') WHERE channel_id = 'c04'")));
         // A list from the start leaves the hidden one out.
         assert!(!list("'syncer', 1").0.contains(&"c04".to_string()));
     }

@@ -72,7 +72,11 @@ macro_rules! locked_first {
                      WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4 \
                      ORDER BY c.uid COLLATE \"C\" \
                      FOR NO KEY UPDATE), ",
-                advance!("FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4", $unhide, $unread_kept)
+                advance!(
+                    "FROM locked AS l WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = l.uid AND c.last_msg_seq < $4",
+                    $unhide,
+                    $unread_kept
+                )
             ),
             parameters: ADVANCE_PARAMETERS,
             snapshot: Snapshot::Fresh,
@@ -88,7 +92,11 @@ macro_rules! distributed {
             name: $name,
             sql: concat!(
                 "WITH ",
-                advance!("WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4", $unhide, $unread_kept)
+                advance!(
+                    "WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND c.last_msg_seq < $4",
+                    $unhide,
+                    $unread_kept
+                )
             ),
             parameters: ADVANCE_PARAMETERS,
             snapshot: Snapshot::Fresh,
@@ -97,7 +105,8 @@ macro_rules! distributed {
 }
 
 const ADVANCE: Statement = locked_first!("advance", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
-const ADVANCE_DISTRIBUTED: Statement = distributed!("advance_distributed", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_DISTRIBUTED: Statement =
+    distributed!("advance_distributed", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
 const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "", "c.unread_count");
 const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "", "c.unread_count");
 

@@ -81,7 +81,11 @@ impl Horizon {
                 return Horizon { xmin, xmax: xmin, in_flight: Vec::new() };
             }
             let ids = |array: *mut pg_sys::TransactionId, count: usize| {
-                if array.is_null() || count == 0 { &[][..] } else { std::slice::from_raw_parts(array, count) }
+                if array.is_null() || count == 0 {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(array, count)
+                }
             };
             let mut in_flight: Vec<u64> = ids(snapshot.xip, snapshot.xcnt as usize).iter().map(|&xid| widen(xid)).collect();
             if snapshot.takenDuringRecovery {
@@ -171,11 +175,8 @@ impl Horizon {
         let xmin: u64 = parts.next()?.parse().ok()?;
         let xmax: u64 = parts.next()?.parse().ok()?;
         let list = parts.next()?;
-        let in_flight = if list.is_empty() {
-            Vec::new()
-        } else {
-            list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()?
-        };
+        let in_flight =
+            if list.is_empty() { Vec::new() } else { list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()? };
         let ordered = in_flight.windows(2).all(|pair| pair[0] < pair[1]);
         let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
         (xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
@@ -244,11 +245,8 @@ impl Cursor {
 
     fn parse(text: &str) -> Option<Cursor> {
         let mut parts = text.split(':');
-        let cursor = Cursor {
-            version: parts.next()?.parse().ok()?,
-            updated_at: parts.next()?.parse().ok()?,
-            id: parts.next()?.parse().ok()?,
-        };
+        let cursor =
+            Cursor { version: parts.next()?.parse().ok()?, updated_at: parts.next()?.parse().ok()?, id: parts.next()?.parse().ok()? };
         parts.next().is_none().then_some(cursor)
     }
 }

@@ -86,11 +86,8 @@ impl IndexProbe {
 
     /// For a probe of the channel index: whether the channel has any visible conversation.
     pub fn channel_has_rows(&mut self, table: &Table, channel_id: &[u8], channel_type: i16) -> bool {
-        self.first_equal(&[
-            (TEXT_EQUAL, text_datum(channel_id)),
-            (table.channel_type_equality(), table.channel_type_datum(channel_type)),
-        ])
-        .is_some()
+        self.first_equal(&[(TEXT_EQUAL, text_datum(channel_id)), (table.channel_type_equality(), table.channel_type_datum(channel_type))])
+            .is_some()
     }
 
     /// The first visible row whose leading index columns equal `values` (equality function, value).

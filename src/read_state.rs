@@ -32,8 +32,8 @@ use crate::errors;
 use crate::find::{find, key_args};
 use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
 use crate::hide::{change_up_to, up_to_msg_seq};
-use crate::key::ConversationKey;
 use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
+use crate::key::ConversationKey;
 use crate::probe::Snapshot;
 use crate::result_row::ResultRow;
 use crate::stats;
@@ -51,13 +51,17 @@ pub const MAX_READ_AHEAD: i64 = 1000;
 
 const MARK_READ: Statement = Statement {
     name: "mark_read",
-    sql: concat!("UPDATE {table} AS c SET \
+    sql: concat!(
+        "UPDATE {table} AS c SET \
               readed_to_msg_seq = $4, \
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
-            AND $4 - ", max_read_ahead!(), " <= c.last_msg_seq \
-          RETURNING {columns}"),
+            AND $4 - ",
+        max_read_ahead!(),
+        " <= c.last_msg_seq \
+          RETURNING {columns}"
+    ),
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
@@ -67,17 +71,21 @@ const FUNCTION: &str = "conversation_mark_read";
 /// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
 const CLEAR: Statement = Statement {
     name: "clear",
-    sql: concat!("UPDATE {table} AS c SET \
+    sql: concat!(
+        "UPDATE {table} AS c SET \
               deleted_at_msg_seq = GREATEST(c.deleted_at_msg_seq, COALESCE($4, c.last_msg_seq)), \
               readed_to_msg_seq = GREATEST(c.readed_to_msg_seq, COALESCE($4, c.last_msg_seq)), \
               unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)), \
               updated_at = now() \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 \
-            AND COALESCE($4 - ", max_read_ahead!(), " <= c.last_msg_seq, true) \
+            AND COALESCE($4 - ",
+        max_read_ahead!(),
+        " <= c.last_msg_seq, true) \
             AND (c.deleted_at_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.readed_to_msg_seq < COALESCE($4, c.last_msg_seq) \
                  OR c.unread_count > GREATEST(c.last_msg_seq - COALESCE($4, c.last_msg_seq), 0)) \
-          RETURNING {columns}"),
+          RETURNING {columns}"
+    ),
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };

@@ -246,11 +246,9 @@ impl Conversion {
         };
         match path {
             pg_sys::CoercionPathType::COERCION_PATH_RELABELTYPE => Conversion::None,
-            pg_sys::CoercionPathType::COERCION_PATH_FUNC => Conversion::Function {
-                function: function_info(function_oid),
-                arguments: pg_sys::get_func_nargs(function_oid),
-                typmod,
-            },
+            pg_sys::CoercionPathType::COERCION_PATH_FUNC => {
+                Conversion::Function { function: function_info(function_oid), arguments: pg_sys::get_func_nargs(function_oid), typmod }
+            }
             pg_sys::CoercionPathType::COERCION_PATH_COERCEVIAIO => {
                 let (mut output, mut varlena, mut input, mut io_param) =
                     (pg_sys::InvalidOid, false, pg_sys::InvalidOid, pg_sys::InvalidOid);

@@ -50,11 +50,13 @@ pub fn init() {
     if unsafe { !pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
-    pg_shmem_init!(COUNTERS = Counters {
-        // SAFETY: a clock read.
-        reset_at: AtomicI64::new(unsafe { pgrx::pg_sys::GetCurrentTimestamp() }),
-        ..Counters::default()
-    });
+    pg_shmem_init!(
+        COUNTERS = Counters {
+            // SAFETY: a clock read.
+            reset_at: AtomicI64::new(unsafe { pgrx::pg_sys::GetCurrentTimestamp() }),
+            ..Counters::default()
+        }
+    );
     PRELOADED.store(true, Ordering::Relaxed);
 }
 

@@ -126,11 +126,9 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn every_part_of_the_key_matters() {
-        let distinct: i64 = one(
-            "SELECT count(DISTINCT c.id) FROM (VALUES ('u1','g1',1), ('u1','g1',2), ('u2','g1',1), ('u1','g2',1))
+        let distinct: i64 = one("SELECT count(DISTINCT c.id) FROM (VALUES ('u1','g1',1), ('u1','g1',2), ('u2','g1',1), ('u1','g2',1))
                  AS k(uid, channel_id, channel_type),
-             LATERAL get_or_create_conversation(k.uid, k.channel_id, k.channel_type) AS c",
-        );
+             LATERAL get_or_create_conversation(k.uid, k.channel_id, k.channel_type) AS c");
         assert_eq!(distinct, 4);
     }
 
@@ -138,9 +136,7 @@ pub(crate) mod tests {
     fn a_hit_writes_nothing_and_takes_no_advisory_lock() {
         let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 2)");
         assert_eq!(rows_inserted_by_this_transaction(), 1);
-        let ids: i64 = one(
-            "SELECT count(DISTINCT (get_or_create_conversation('u1', 'g1', 2)).id) FROM generate_series(1, 100)",
-        );
+        let ids: i64 = one("SELECT count(DISTINCT (get_or_create_conversation('u1', 'g1', 2)).id) FROM generate_series(1, 100)");
         assert_eq!(ids, 1);
         assert_eq!(rows_inserted_by_this_transaction(), 1, "a hit inserted a row");
         // currval is per session: a hit that drew an id would move it.
@@ -151,9 +147,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn the_advisory_lock_is_released_after_each_creation() {
-        let created: i64 = one(
-            "SELECT count(*) FROM generate_series(1, 50) AS i, get_or_create_conversation('u' || i, 'g1', 1)",
-        );
+        let created: i64 = one("SELECT count(*) FROM generate_series(1, 50) AS i, get_or_create_conversation('u' || i, 'g1', 1)");
         assert_eq!(created, 50);
         assert_eq!(advisory_locks_held(), 0);
     }
@@ -161,10 +155,8 @@ pub(crate) mod tests {
     #[pg_test]
     fn one_statement_creates_100000_conversations_at_default_lock_settings() {
         assert_eq!(one::<String>("SHOW max_locks_per_transaction"), "64");
-        let created: i64 = one(
-            "SELECT count(*) FROM generate_series(1, 100000) AS i,
-                 get_or_create_conversation('member' || i, 'big-group', 2)",
-        );
+        let created: i64 = one("SELECT count(*) FROM generate_series(1, 100000) AS i,
+                 get_or_create_conversation('member' || i, 'big-group', 2)");
         assert_eq!(created, 100_000);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'big-group'"), 100_000);
     }
@@ -173,10 +165,8 @@ pub(crate) mod tests {
     fn the_same_key_twice_in_one_statement_is_one_row() {
         // Needs the command counter advanced before each check: the second call must see the
         // row the first inserted within the same statement.
-        let ids: i64 = one(
-            "SELECT count(DISTINCT (get_or_create_conversation('u1', 'g' || (i % 3), 1)).id)
-             FROM generate_series(1, 30) AS i",
-        );
+        let ids: i64 = one("SELECT count(DISTINCT (get_or_create_conversation('u1', 'g' || (i % 3), 1)).id)
+             FROM generate_series(1, 30) AS i");
         assert_eq!(ids, 3);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
     }
@@ -214,10 +204,7 @@ pub(crate) mod tests {
     #[pg_test]
     fn writers_that_bypass_the_function_cannot_duplicate_a_key() {
         one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
-        assert_eq!(
-            sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 1)"),
-            "23505"
-        );
+        assert_eq!(sqlstate_of("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ('u1', 'g1', 1)"), "23505");
     }
 
     /// conversation_key_check holds bypassing writers to the function's own limits, edge for edge.
@@ -316,12 +303,10 @@ pub(crate) mod tests {
     #[pg_test]
     fn the_byte_limit_itself_is_accepted() {
         let at_limit = "x".repeat(255);
-        let found: i64 = Spi::get_one_with_args(
-            "SELECT count(*) FROM get_or_create_conversation($1, $1, 255)",
-            &[at_limit.as_str().into()],
-        )
-        .unwrap()
-        .unwrap();
+        let found: i64 =
+            Spi::get_one_with_args("SELECT count(*) FROM get_or_create_conversation($1, $1, 255)", &[at_limit.as_str().into()])
+                .unwrap()
+                .unwrap();
         assert_eq!(found, 1);
     }
 
@@ -378,9 +363,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn the_table_is_dumped_with_its_sequence() {
-        let dumped: i64 = one(
-            "SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pg_conversation'",
-        );
+        let dumped: i64 = one("SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pg_conversation'");
         assert_eq!(dumped, 3); // and the clock (src/stamp.rs)
     }
 
@@ -393,20 +376,16 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_batch_returns_one_row_per_distinct_key_at_its_first_position() {
-        let rows: String = one(
-            "SELECT string_agg(input_position || ':' || uid, ' ' ORDER BY input_position)
-             FROM get_or_create_conversations('g1', 2, ARRAY['b', 'a', 'b', 'c', 'a'])",
-        );
+        let rows: String = one("SELECT string_agg(input_position || ':' || uid, ' ' ORDER BY input_position)
+             FROM get_or_create_conversations('g1', 2, ARRAY['b', 'a', 'b', 'c', 'a'])");
         assert_eq!(rows, "1:b 2:a 4:c");
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation"), 3);
         // The same keys again, through the jsonb form: the same ids, nothing new.
         let last = last_id_this_session_drew();
-        let same: i64 = one(
-            r#"SELECT count(*) FROM get_or_create_conversations(
+        let same: i64 = one(r#"SELECT count(*) FROM get_or_create_conversations(
                    '[{"uid": "c", "channel_id": "g1", "channel_type": 2},
                      {"uid": "a", "channel_id": "g1", "channel_type": 2}]') AS b
-               JOIN conversation AS c USING (id, uid, channel_id, channel_type)"#,
-        );
+               JOIN conversation AS c USING (id, uid, channel_id, channel_type)"#);
         assert_eq!(same, 2);
         assert_eq!(last_id_this_session_drew(), last, "existing keys drew sequence values");
         assert_eq!(rows_inserted_by_this_transaction(), 3);
@@ -415,8 +394,7 @@ pub(crate) mod tests {
     #[pg_test]
     fn a_batch_returns_the_same_rows_as_single_calls() {
         one::<i64>("SELECT id FROM get_or_create_conversation('u2', 'g2', 1)");
-        let mismatches: i64 = one(
-            r#"SELECT count(*) FROM get_or_create_conversations(
+        let mismatches: i64 = one(r#"SELECT count(*) FROM get_or_create_conversations(
                    '[{"uid": "u1", "channel_id": "g1____cmd", "channel_type": 1},
                      {"uid": "u2", "channel_id": "g2", "channel_type": 1}]') AS b
                WHERE (b.id, b.uid, b.channel_id, b.channel_type, b.type, b.unread_count, b.readed_to_msg_seq,
@@ -424,8 +402,7 @@ pub(crate) mod tests {
                      IS DISTINCT FROM
                      (SELECT (c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count, c.readed_to_msg_seq,
                               c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at)
-                      FROM get_or_create_conversation(b.uid, b.channel_id, b.channel_type) AS c)"#,
-        );
+                      FROM get_or_create_conversation(b.uid, b.channel_id, b.channel_type) AS c)"#);
         assert_eq!(mismatches, 0);
         assert_eq!(one::<i16>("SELECT type FROM conversation WHERE channel_id = 'g1____cmd'"), 2);
     }
@@ -445,10 +422,7 @@ pub(crate) mod tests {
                 r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 1}, 5]')"#,
                 r#"22023: keys element 2: invalid type: integer `5`, expected an object {"uid": ..., "channel_id": ..., "channel_type": ...}"#,
             ),
-            (
-                r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_type": 1}]')"#,
-                "22023: keys element 1: has no channel_id",
-            ),
+            (r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_type": 1}]')"#, "22023: keys element 1: has no channel_id"),
             (
                 r#"SELECT get_or_create_conversations('[{"uid": "u", "channel_id": "g", "channel_type": 1.5}]')"#,
                 "22023: keys element 1: channel_type must be an integer",
@@ -469,7 +443,10 @@ pub(crate) mod tests {
             ("SELECT get_or_create_conversations('g', 1, ARRAY['a', ''])", "22023: uids element 2: uid must not be empty"),
             ("SELECT get_or_create_conversations('g', 1, NULL)", "22004: uids must not be NULL"),
             ("SELECT get_or_create_conversations(NULL, 1, '{}')", "22004: channel_id must not be NULL"),
-            ("SELECT get_or_create_conversations('g', 999, ARRAY['a'])", "22003: channel_type 999 is out of range: it must be between 0 and 255"),
+            (
+                "SELECT get_or_create_conversations('g', 999, ARRAY['a'])",
+                "22003: channel_type 999 is out of range: it must be between 0 and 255",
+            ),
             (
                 "SELECT get_or_create_conversations('g', 1, array_fill('u'::text, ARRAY[10001]))",
                 "54000: uids holds 10001 keys; one call takes at most 10000",
@@ -484,10 +461,8 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_batch_at_the_limit_creates_every_key() {
-        let created: i64 = one(
-            "SELECT count(*) FROM get_or_create_conversations('big', 2,
-                 ARRAY(SELECT 'member' || i FROM generate_series(1, 10000) AS i))",
-        );
+        let created: i64 = one("SELECT count(*) FROM get_or_create_conversations('big', 2,
+                 ARRAY(SELECT 'member' || i FROM generate_series(1, 10000) AS i))");
         assert_eq!(created, 10_000);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'big'"), 10_000);
         assert_eq!(advisory_locks_held(), 0);
@@ -675,8 +650,7 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn only_superusers_may_reset_the_counters() {
-        Spi::run("CREATE ROLE pgconv_monitor; GRANT USAGE ON SCHEMA tests TO pgconv_monitor; SET LOCAL ROLE pgconv_monitor")
-            .unwrap();
+        Spi::run("CREATE ROLE pgconv_monitor; GRANT USAGE ON SCHEMA tests TO pgconv_monitor; SET LOCAL ROLE pgconv_monitor").unwrap();
         assert_eq!(sqlstate_of("SELECT conversation_stats_reset()"), "42501");
         assert_eq!(sqlstate_of("SELECT * FROM conversation_stats"), "00000");
     }

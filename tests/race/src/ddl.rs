@@ -74,16 +74,11 @@ fn recreate_key(db: &mut Client, round: usize) {
     db.batch_execute(&format!("CREATE UNIQUE INDEX CONCURRENTLY {name} ON conversation (uid, channel_id, channel_type)"))
         .expect("build the new key index");
     let old: String = db
-        .query_one(
-            "SELECT conname::text FROM pg_constraint WHERE conrelid = 'conversation'::regclass AND contype = 'p'",
-            &[],
-        )
+        .query_one("SELECT conname::text FROM pg_constraint WHERE conrelid = 'conversation'::regclass AND contype = 'p'", &[])
         .expect("the primary key")
         .get(0);
-    db.batch_execute(&format!(
-        "ALTER TABLE conversation DROP CONSTRAINT {old}, ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"
-    ))
-    .expect("swap the primary key");
+    db.batch_execute(&format!("ALTER TABLE conversation DROP CONSTRAINT {old}, ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name}"))
+        .expect("swap the primary key");
 }
 
 fn add_drop_column(db: &mut Client, round: usize) {
@@ -157,10 +152,7 @@ fn under_traffic(options: &Options, name: &str, ddl: impl Fn(&mut Client, usize)
 fn one_row_and_id_per_key(options: &Options) -> Vec<String> {
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
     let row = db
-        .query_one(
-            "SELECT count(*), count(DISTINCT (uid, channel_id, channel_type)), count(DISTINCT id) FROM conversation",
-            &[],
-        )
+        .query_one("SELECT count(*), count(DISTINCT (uid, channel_id, channel_type)), count(DISTINCT id) FROM conversation", &[])
         .expect("count");
     let (rows, keys, ids): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
     if rows == keys && keys == ids {

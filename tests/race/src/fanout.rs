@@ -97,10 +97,7 @@ fn fan_out(
              ON CONFLICT DO NOTHING",
             &[&channel, &uids],
         )?;
-        tx.query(
-            "SELECT 0, id, uid FROM conversation WHERE channel_id = $1 AND channel_type = 2 AND uid = ANY ($2)",
-            &[&channel, &uids],
-        )?
+        tx.query("SELECT 0, id, uid FROM conversation WHERE channel_id = $1 AND channel_type = 2 AND uid = ANY ($2)", &[&channel, &uids])?
     } else {
         tx.query("SELECT input_position, id, uid FROM get_or_create_conversations($1, 2, $2)", &[&channel, &uids])?
     };
@@ -154,10 +151,6 @@ fn check(options: &Options, level: IsolationLevel, channel: &str, members: &[Str
             other => problems.push(format!("{uid}: the table holds ids {other:?}")),
         }
     }
-    println!(
-        "{channel}: {} clients x {} members, retried errors {errors:?}",
-        options.clients,
-        members.len()
-    );
+    println!("{channel}: {} clients x {} members, retried errors {errors:?}", options.clients, members.len());
     problems
 }

@@ -77,9 +77,7 @@ pub fn races(options: &Options) -> (usize, usize) {
 
     // 2. Ready, not valid: an old snapshot is held while the build waits for old snapshots.
     ddl.batch_execute(&format!("DROP INDEX {INDEX}")).expect("drop the index left behind");
-    blocker
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class")
-        .expect("an open snapshot");
+    blocker.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class").expect("an open snapshot");
     problems.extend(failed_build(&mut ddl, "left ready but not valid", true));
     blocker.batch_execute("COMMIT").expect("end the snapshot");
     thread::sleep(Duration::from_millis(500));
@@ -111,7 +109,8 @@ pub fn races(options: &Options) -> (usize, usize) {
     if let Err(error) = checked {
         problems.push(format!("amcheck: {error}"));
     }
-    if let Err(error) = ddl.execute("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ($1, 'plain-insert', 1)", &[&users[0]]) {
+    if let Err(error) = ddl.execute("INSERT INTO conversation (uid, channel_id, channel_type) VALUES ($1, 'plain-insert', 1)", &[&users[0]])
+    {
         problems.push(format!("a plain INSERT afterwards: {error}"));
     }
     problems.extend(lists_match(&options.dsn, &users, "at the end"));
@@ -172,7 +171,9 @@ fn list_and_table(db: &mut Client, user: &str) -> Result<(Ids, Ids, (i64, i64), 
     let ids = |rows: Vec<postgres::Row>| rows.iter().map(|row| row.get::<_, i64>(0)).collect::<Ids>();
     let listed = ids(tx.query("SELECT id FROM conversation_list($1, NULL, NULL, 1000)", &[&user])?);
     let stored = ids(tx.query("SELECT id FROM conversation WHERE uid = $1 AND NOT hidden", &[&user])?);
-    let badge = tx.query_one("SELECT unread_count, conversations FROM conversation_unread($1, NULL)", &[&user]).map(|row| (row.get(0), row.get(1)))?;
+    let badge = tx
+        .query_one("SELECT unread_count, conversations FROM conversation_unread($1, NULL)", &[&user])
+        .map(|row| (row.get(0), row.get(1)))?;
     let counted = tx
         .query_one(
             "SELECT coalesce(sum(unread_count), 0)::int8, count(*) FROM conversation WHERE uid = $1 AND unread_count > 0 AND NOT hidden",
@@ -197,13 +198,11 @@ fn traffic(client: usize, dsn: &str, run: &str, users: &[String], stop: &AtomicB
             match i % 3 {
                 0 => db.query("SELECT count(*) FROM conversation_list($1, NULL, NULL, 20)", &[user]).map(drop),
                 1 => db.query("SELECT unread_count FROM conversation_unread($1, NULL)", &[user]).map(drop),
-                _ => db
-                    .query("SELECT position FROM conversation_list($1, NULL, $2, 50)", &[user, &positions[u]])
-                    .map(|rows| {
-                        if let Some(last) = rows.last() {
-                            positions[u] = Some(last.get(0));
-                        }
-                    }),
+                _ => db.query("SELECT position FROM conversation_list($1, NULL, $2, 50)", &[user, &positions[u]]).map(|rows| {
+                    if let Some(last) = rows.last() {
+                        positions[u] = Some(last.get(0));
+                    }
+                }),
             }
         } else {
             match i % 3 {

@@ -112,7 +112,11 @@ fn main() -> ExitCode {
         }
     };
     println!("race {}: {passed} passed, {failed} failed", options.mode);
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn create_races(options: &Options) -> (usize, usize) {
@@ -237,10 +241,7 @@ fn check(
         }
     }
     let calls = options.clients * options.keys;
-    println!(
-        "{run}: {} clients x {} keys via {function}: {calls} calls, retried errors {errors:?}",
-        options.clients, options.keys
-    );
+    println!("{run}: {} clients x {} keys via {function}: {calls} calls, retried errors {errors:?}", options.clients, options.keys);
     problems
 }
 
@@ -269,15 +270,8 @@ fn install_naive(dsn: &str) -> String {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        dsn: String::new(),
-        mode: "create".into(),
-        clients: 32,
-        keys: 100,
-        naive: false,
-        prefix: None,
-        autocommit: false,
-    };
+    let mut options =
+        Options { dsn: String::new(), mode: "create".into(), clients: 32, keys: 100, naive: false, prefix: None, autocommit: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));

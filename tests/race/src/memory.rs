@@ -117,10 +117,30 @@ fn sized_inputs(options: &Options, db: &mut Client) -> (usize, usize) {
         (options.dsn.as_str(), "a 100 MB uid", "SELECT get_or_create_conversation(big, 'g', 1) FROM memory_big", "22001"),
         (options.dsn.as_str(), "a 100 MB channel_id", "SELECT find_conversation('u', big, 1) FROM memory_big", "22001"),
         (options.dsn.as_str(), "a 100 MB uid to list", "SELECT count(*) FROM memory_big, conversation_list(big, NULL, NULL, 10)", "22001"),
-        (options.dsn.as_str(), "a uid array of one 100 MB uid", "SELECT get_or_create_conversations('g', 1, big_uids) FROM memory_big", "54000"),
-        (options.dsn.as_str(), "a 100 MB sender_uid", "SELECT conversation_message_arrived('g', 1, ARRAY['u'], 1, big) FROM memory_big", "22001"),
-        (options.dsn.as_str(), "one jsonb key with a 50 MB unknown field", "SELECT get_or_create_conversations(junk_jsonb) FROM memory_big", "54000"),
-        (options.dsn.as_str(), "one JSON text key with a 50 MB unknown field", "SELECT get_or_create_conversations(junk_text) FROM memory_big", "54000"),
+        (
+            options.dsn.as_str(),
+            "a uid array of one 100 MB uid",
+            "SELECT get_or_create_conversations('g', 1, big_uids) FROM memory_big",
+            "54000",
+        ),
+        (
+            options.dsn.as_str(),
+            "a 100 MB sender_uid",
+            "SELECT conversation_message_arrived('g', 1, ARRAY['u'], 1, big) FROM memory_big",
+            "22001",
+        ),
+        (
+            options.dsn.as_str(),
+            "one jsonb key with a 50 MB unknown field",
+            "SELECT get_or_create_conversations(junk_jsonb) FROM memory_big",
+            "54000",
+        ),
+        (
+            options.dsn.as_str(),
+            "one JSON text key with a 50 MB unknown field",
+            "SELECT get_or_create_conversations(junk_text) FROM memory_big",
+            "54000",
+        ),
         (
             partitioned_dsn.as_str(),
             "a position listing 110,000 transactions, on a partitioned table",
@@ -159,8 +179,10 @@ fn sized_inputs(options: &Options, db: &mut Client) -> (usize, usize) {
 fn peak_mb(dsn: &str, sql: &str) -> (f64, String) {
     let mut db = Client::connect(dsn, NoTls).expect("connect");
     // Warm the catalog caches the call will need, so that they are not counted.
-    db.batch_execute("SELECT count(*) FROM get_or_create_conversations('[]'); SELECT count(*) FROM get_or_create_conversations('g', 1, '{}')")
-        .expect("warm up");
+    db.batch_execute(
+        "SELECT count(*) FROM get_or_create_conversations('[]'); SELECT count(*) FROM get_or_create_conversations('g', 1, '{}')",
+    )
+    .expect("warm up");
     let pid: i32 = db.query_one("SELECT pg_backend_pid()", &[]).expect("pid").get(0);
     let baseline = rss_anon_kb(pid);
     let peak = Arc::new(AtomicU64::new(baseline));

@@ -35,9 +35,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                 (options.dsn.clone(), channel.clone(), members.clone(), next_seq.clone(), barrier.clone());
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
-                let statement = db
-                    .prepare("SELECT conversation_message_arrived($1, 2, $2, $3, NULL)")
-                    .expect("prepare");
+                let statement = db.prepare("SELECT conversation_message_arrived($1, 2, $2, $3, NULL)").expect("prepare");
                 let (mut advanced, mut errors, mut problems) = (0i64, BTreeMap::<String, usize>::new(), Vec::new());
                 barrier.wait();
                 for _ in 0..MESSAGES_PER_CLIENT {

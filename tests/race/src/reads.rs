@@ -60,9 +60,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             let wanted = positions(client as u64 + 1, options.keys);
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
-                let statement = db
-                    .prepare("SELECT readed_to_msg_seq FROM conversation_mark_read('reader', $1, 2, $2)")
-                    .expect("prepare");
+                let statement = db.prepare("SELECT readed_to_msg_seq FROM conversation_mark_read('reader', $1, 2, $2)").expect("prepare");
                 let mut seen = Seen { reported: Vec::new(), problems: Vec::new(), errors: BTreeMap::new() };
                 let mut last_reply = 0;
                 barrier.wait();

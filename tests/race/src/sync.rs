@@ -31,7 +31,8 @@ const TRANSACTIONS_PER_WRITER: usize = 60;
 /// What a client holds of one conversation: the columns a list shows.
 type Held = BTreeMap<String, String>;
 
-const COLUMNS: &str = "format('%s/%s/%s/%s/%s/%s/%s', last_msg_seq, readed_to_msg_seq, unread_count, deleted_at_msg_seq, hidden, version, updated_at)";
+const COLUMNS: &str =
+    "format('%s/%s/%s/%s/%s/%s/%s', last_msg_seq, readed_to_msg_seq, unread_count, deleted_at_msg_seq, hidden, version, updated_at)";
 
 pub fn races(options: &Options) -> (usize, usize) {
     // --autocommit: each sync a statement of its own (on Citus, delegated to the user's node).

@@ -14,7 +14,8 @@
 #   4. SQL regression files (pg_regress): the operations DBAs run, exact counters, the table as
 #      users change it, bad input, other encodings, look-alikes on the search path, row level
 #      security; and the counters view without preloading
-#   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases); a
+#   5. pg_dump / pg_restore round trips; upgrades from every earlier release (sql/releases);
+#      sql/current/pg_conversation.sql against a fresh install (scripts/current_sql.sh --check); a
 #      streaming replica (pg_basebackup -R); a Citus cluster (coordinator and two workers: Citus
 #      13.2 on 15, Citus 14.0 on 18; tests/citus.sh)
 #   6. the CMD cleanup scheduled by pg_cron, in a cluster of its own (Debian's postgresql-15-cron on
@@ -174,6 +175,7 @@ test_version() {
     suite "race test" race
     suite "dump and restore" bash tests/dump_restore.sh
     suite "upgrade from every earlier release" bash tests/upgrade.sh
+    suite "sql/current/pg_conversation.sql as a fresh install" bash scripts/current_sql.sh --check --here
     suite "streaming replica" bash tests/replica.sh "$WORK/replica" "$((PORT + 10))"
     suite "hash-partitioned table" bash tests/partitioned.sh
     # Citus 13.2 on 15, Citus 14.0 on 18 (scripts/setup_citus.sh builds each from ../shared/vendor).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Citus cluster moved from PostgreSQL 15 / Citus 13.2 to PostgreSQL 18 / Citus 14.0, every node
-# (coordinator and two workers) with pg_upgrade, as README.md ("Across servers: Citus", "Moving a
-# Citus cluster from 15 to 18") describes:
+# (coordinator and two workers) with pg_upgrade, as docs/upgrading.md ("Moving a Citus cluster
+# from 15 / Citus 13.2 to 18 / Citus 14.0") describes:
 #   1. on 15: the table distributed, conversations created through every node, a list position
 #      taken; then citus_prepare_pg_upgrade() on every node, and every node stopped;
 #   2. every node: a copy of its data directory without Debian 15.20's pg_attver options, initdb
@@ -65,9 +65,9 @@ bash scripts/citus_cluster.sh stop "$DIR"
 BIN15=$(pg_bindir_of 15) BIN18=$(pg_bindir_of 18)
 started=$(date +%s)
 for n in "${NODES[@]}"; do
-    # Debian's 15.20 stores an attribute option pg_attver that 18 refuses (README, "Upgrading
-    # PostgreSQL"): removed from a copy of the node, which is what pg_upgrade then moves; the
-    # node's own data directory stays as 15 made it.
+    # Debian's 15.20 stores an attribute option pg_attver that 18 refuses (docs/upgrading.md,
+    # "Upgrading PostgreSQL"): removed from a copy of the node, which is what pg_upgrade then
+    # moves; the node's own data directory stays as 15 made it.
     as_postgres cp -a "$DIR/$n/data" "$DIR/$n/data-copy"
     as_postgres "$BIN15/pg_ctl" -D "$DIR/$n/data-copy" -l "$DIR/$n/copy.log" -o "-p $((PORT + 12))" -w start >/dev/null ||
         fail "the copy of $n does not start"

@@ -55,9 +55,9 @@ pub struct Table {
     pub distributed: bool,
     /// Whether it has column hidden (0.5.0): the library serves databases not yet updated too.
     pub has_hidden: bool,
-    /// Whether its rows are stamped (stamp.rs), once asked: an ALTER TABLE ... DISABLE TRIGGER
-    /// invalidates the table (or the partition), and so this.
-    stamped: Cell<Option<bool>>,
+    /// Whether its rows are stamped and since which transaction (stamp.rs), once asked: an
+    /// ALTER TABLE ... DISABLE TRIGGER invalidates the table (or the partition), and so this.
+    stamped: Cell<Option<Option<u64>>>,
     /// A partitioned table's leaf partitions, sorted: each must be stamped, and a change to one
     /// (a trigger disabled there) forgets the table.
     leaves: Vec<u32>,
@@ -259,19 +259,30 @@ impl OpenTable {
         }
     }
 
-    /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped.
-    pub fn stamps(&self, relid: pg_sys::Oid) -> bool {
+    /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped, and since
+    /// which transaction (`stamp::stamped_since`; the latest of its partitions').
+    pub fn stamped_since(&self, relid: pg_sys::Oid) -> Option<u64> {
+        #[cfg(any(test, feature = "pg_test"))]
+        if crate::stamp::for_tests::STAMP_TRIGGER_FROZEN.get() {
+            return self.stamped_since_as_found(relid).map(|_| 0);
+        }
+        self.stamped_since_as_found(relid)
+    }
+
+    fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<u64> {
         if relid != self.table.relid {
-            return crate::stamp::is_stamped(relid, self.table.schema);
+            return crate::stamp::stamped_since(relid, self.table.schema);
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
         let stamped = if self.table.leaves.is_empty() {
-            crate::stamp::is_stamped(relid, self.table.schema)
+            crate::stamp::stamped_since(relid, self.table.schema)
         } else {
-            self.table.leaves.iter().all(|&leaf| crate::stamp::is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
+            self.table.leaves.iter().try_fold(0, |latest, &leaf| {
+                crate::stamp::stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema).map(|since| since.max(latest))
+            })
         };
         self.table.stamped.set(Some(stamped));
         stamped

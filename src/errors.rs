@@ -171,6 +171,38 @@ pub fn position_of_another_cluster() -> ! {
     )
 }
 
+/// A position taken in a history this server's does not contain: on a timeline it did not come
+/// from, or past the point where it branched off (a promoted standby that had not replayed as
+/// far, a point-in-time recovery, a clone), or past this primary's end of WAL. Ids it took as
+/// seen are handed out again here.
+pub fn position_of_another_history() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned in a history this server does not share (before a failover or a recovery to an earlier point)".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
+/// A position taken before the stamp trigger last came into force: writes may have gone
+/// unstamped meanwhile (stamp.rs).
+pub fn position_before_stamp() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned before trigger conversation_stamp was last made, enabled or changed: changes since may not be stamped"
+            .into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
+/// A position of 0.5.0 or 0.6.0, which does not say where in the history it was taken.
+pub fn position_of_earlier_version() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned by an earlier version of pg_conversation".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
 // ---- concurrency (40001)
 
 /// REPEATABLE READ or SERIALIZABLE, and our insert met a row committed by a transaction this
@@ -254,8 +286,8 @@ pub fn trigger_misused(problem: &str) -> ! {
 pub fn changes_not_stamped() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        "changes to table conversation are not stamped (trigger conversation_stamp is missing or disabled), so a position could miss them".into(),
-        Some("ALTER TABLE conversation ENABLE TRIGGER conversation_stamp (or create it again as the extension's script does, README: Table conversation); on Citus, SELECT * FROM conversation_distribute() puts it on every shard."),
+        "changes to table conversation are not all stamped (trigger conversation_stamp is missing, disabled, or not ENABLE ALWAYS on it or one of its partitions), so a position could miss them".into(),
+        Some("ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp (ENABLE TRIGGER alone, as pg_restore --disable-triggers leaves it, skips replication and session_replication_role = replica writes; or create it again as the extension's script does, README: Table conversation); on Citus, SELECT * FROM conversation_distribute() puts it on every shard."),
     )
 }
 

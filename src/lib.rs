@@ -31,7 +31,8 @@
 //!   a seq; `hide.rs`: a user hid a conversation.
 //! - `stamp.rs`: the trigger that stamps every change with its transaction; `list.rs`: the
 //!   conversation list and the unread totals, read through positions (`position.rs`) made of
-//!   snapshots, so that syncing loses nothing; straight from the list indexes where they are the
+//!   snapshots and of the point in the cluster's history they were taken at (`history.rs`), so
+//!   that syncing loses nothing; straight from the list indexes where they are the
 //!   extension's (`list_scan.rs`, as the hit path reads the key index), through SQL elsewhere.
 //! - `stats.rs`: counters in shared memory when the library is preloaded.
 //! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE.
@@ -60,6 +61,7 @@ mod errors;
 mod find;
 mod get_or_create;
 mod hide;
+mod history;
 mod insert;
 mod kept;
 mod key;
@@ -82,7 +84,8 @@ extension_sql_file!("../sql/pg_conversation--0.1.0--0.2.0.sql", name = "v0_2_0",
 extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0", requires = ["v0_2_0"]);
 extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
 extension_sql_file!("../sql/pg_conversation--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
-extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
+extension_sql_file!("../sql/pg_conversation--0.6.0--0.7.0.sql", name = "v0_7_0", requires = ["v0_6_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

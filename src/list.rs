@@ -21,10 +21,11 @@ use pgrx::prelude::*;
 use crate::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::catalog::OpenTable;
 use crate::errors;
+use crate::history::{self, Reach};
 use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 use crate::key::ConversationKey;
 use crate::list_scan::{self, Reading};
-use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
+use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::probe::Snapshot;
 use crate::result_row::{deformed, ColumnMap, LIST_POSITION};
 use crate::stamp;
@@ -158,6 +159,7 @@ sql_function! {
         let given = match call.text_at_most(2, MAX_POSITION_BYTES) {
             None => None,
             Some(Err(bytes)) => errors::position_too_long(bytes, MAX_POSITION_BYTES),
+            Some(Ok(text)) if text.starts_with(EARLIER_FORMAT) => errors::position_of_earlier_version(),
             Some(Ok(text)) => Some(Position::parse(text).unwrap_or_else(|| errors::invalid_position())),
         };
         let page_size = match call.int32(3) {
@@ -169,12 +171,12 @@ sql_function! {
         let output = call.materialize();
         let table = OpenTable::open(schema);
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
-        if !table.stamps(holding) {
-            errors::changes_not_stamped();
-        }
-        let origin = Origin { system_identifier: stamp::system_identifier(), generation: stamp::read_generation(schema) };
-        let given = given.map(|given| accepted(given, list_type, origin));
-        let now = Horizon::of_active_snapshot();
+        let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
+        // Read after the calling statement's snapshot was taken: past every transaction it saw.
+        let origin = Origin { system_identifier: stamp::system_identifier(), taken: history::here(true) };
+        let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
+        let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
+        let now = Horizon::of_active_snapshot(generation);
         let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
             let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
             match given {
@@ -230,9 +232,10 @@ sql_function! {
 }
 
 /// A position the client gave, checked before any of its ids reach a row or a statement: written
-/// by this server's kind of snapshot, for this list, on this cluster's transaction ids, and seen
-/// in full by the reading snapshot. Returned as it is read: coarsened (position.rs).
-fn accepted(given: Position, list_type: Option<i16>, origin: Origin) -> Position {
+/// by this server's kind of snapshot, for this list, in this server's history (history.rs), after
+/// the stamp last came into force (stamp.rs), and seen in full by the reading snapshot. Returned
+/// as it is read: coarsened (position.rs).
+fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i64, stamped_since: u64) -> Position {
     let count = given.in_flight_count();
     if count > max_in_flight() {
         errors::position_too_many_in_flight(count, max_in_flight());
@@ -240,11 +243,26 @@ fn accepted(given: Position, list_type: Option<i16>, origin: Origin) -> Position
     if given.list_type != list_type {
         errors::position_of_another_list(given.list_type, list_type);
     }
-    if given.origin != origin {
+    if given.origin.system_identifier != here.system_identifier {
         errors::position_of_another_cluster();
     }
-    let mut horizons = given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
-    if !horizons.all(Horizon::is_covered_by_active_snapshot) {
+    // SAFETY: a flag in shared memory.
+    let in_recovery = unsafe { pg_sys::RecoveryInProgress() };
+    match history::reach(given.origin.taken, here.taken, in_recovery) {
+        Reach::Contains => {}
+        Reach::Behind => errors::position_ahead_of_snapshot(),
+        Reach::Elsewhere => errors::position_of_another_history(),
+    }
+    let horizons = || given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
+    if horizons().any(|horizon| horizon.generation > generation) {
+        errors::position_of_another_history();
+    }
+    if !horizons().all(|horizon| horizon.saw_end_of(stamped_since)) {
+        errors::position_before_stamp();
+    }
+    // Ids of an earlier generation (a timeline this one branched from) are not this snapshot's
+    // to compare: every row stamped since is of a later generation, and so not seen by them.
+    if !horizons().filter(|horizon| horizon.generation == generation).all(Horizon::is_covered_by_active_snapshot) {
         errors::position_ahead_of_snapshot();
     }
     given.coarsened()
@@ -272,7 +290,7 @@ impl Page<'_> {
     /// those `since` did not see (all but hidden ones, without `since`), each with the position
     /// after it. Returns how many.
     fn pass(&self, since: Option<&Horizon>, horizon: &Horizon, cursor: Cursor) -> usize {
-        let (floor, ceiling, in_flight) = since.map_or((i64::MIN, i64::MIN, Vec::new()), |since| since.versions(self.origin.generation));
+        let (floor, ceiling, in_flight) = since.map_or((i64::MIN, i64::MIN, Vec::new()), Horizon::versions);
         // One more than a page: whether the pass goes on after it.
         let wanted = self.page_size + 1;
         let (rows, desc) = match &self.table.table.list_indexes {

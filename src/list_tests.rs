@@ -1,7 +1,7 @@
 //! The conversation list inside the server: stamps, lists, positions, hide, clear and the badge.
 //! Each #[pg_test] is one transaction: rows "written long ago" are inserted with an old version
-//! of their own (an insert keeps one, as a restore does); what the test's transaction writes is
-//! stamped with its own id, which its positions count as in flight. Positions across
+//! of their own (the trigger leaves them as given: `stamp::for_tests`); what the test's
+//! transaction writes is stamped with its own id, which its positions count as in flight. Positions across
 //! transactions that commit out of order are tested by the isolation spec list_sync and the
 //! race test's sync mode.
 
@@ -9,26 +9,30 @@
 mod tests {
     use pgrx::prelude::*;
 
+    use crate::stamp::for_tests::{rows_as_given, stamp_trigger_frozen};
     use crate::tests::tests::{error_of, one, sqlstate_of};
 
     /// A version written long ago by this cluster (transaction id 10 of its generation: the one
     /// in the clock, or the one its first write will add).
     const OLD: &str = "(COALESCE((SELECT max(k.generation) FROM conversation_clock AS k
-                                  WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system())),
+                                  WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system())
+                                    AND k.timeline = (SELECT timeline_id FROM pg_control_checkpoint())),
                                  (SELECT COALESCE(max(k.generation) + 1, 0) FROM conversation_clock AS k))::int8 << 48 | 10)";
 
     /// `count` conversations of `uid` written long ago, channels c01.. (odd ones CMD), with
     /// versions OLD + 1 .. OLD + count: c01 is the oldest.
     fn old_conversations(uid: &str, count: i32) {
-        Spi::run_with_args(
-            &format!(
-                "INSERT INTO conversation (uid, channel_id, channel_type, version)
-                 SELECT $1, format('c%s', lpad(i::text, 2, '0')) || CASE WHEN i % 2 = 1 THEN '____cmd' ELSE '' END, 1, {OLD} + i
-                 FROM generate_series(1, $2) AS i"
-            ),
-            &[uid.into(), count.into()],
-        )
-        .unwrap();
+        rows_as_given(|| {
+            Spi::run_with_args(
+                &format!(
+                    "INSERT INTO conversation (uid, channel_id, channel_type, version)
+                     SELECT $1, format('c%s', lpad(i::text, 2, '0')) || CASE WHEN i % 2 = 1 THEN '____cmd' ELSE '' END, 1, {OLD} + i
+                     FROM generate_series(1, $2) AS i"
+                ),
+                &[uid.into(), count.into()],
+            )
+            .unwrap()
+        });
     }
 
     /// The channels a list call returns, in order, and the position after its last row.
@@ -61,9 +65,16 @@ mod tests {
         // Any writer's update: the application's own SQL too.
         Spi::run(&format!("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'")).unwrap();
         assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
-        // An insert that brings a version keeps it (a restore, conversation_partition's copy).
+        // An insert that brings a version is stamped too (a restore, an ORM saving every column,
+        // INSERT ... SELECT from an archive carry another history's number), and so is a write
+        // under session_replication_role = replica (pg_restore --disable-triggers, replication).
         Spi::run("INSERT INTO conversation (uid, channel_id, channel_type, version) VALUES ('stampedb', 'g1', 1, 77)").unwrap();
-        assert_eq!(one::<i64>("SELECT version FROM conversation WHERE uid = 'stampedb'"), 77);
+        assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stampedb'")));
+        Spi::run("SET LOCAL session_replication_role = replica").unwrap();
+        Spi::run("INSERT INTO conversation (uid, channel_id, channel_type, version) VALUES ('stampedc', 'g1', 1, 78)").unwrap();
+        Spi::run("UPDATE conversation SET version = 0 WHERE uid = 'stamped'").unwrap();
+        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        assert!(one::<bool>(&format!("SELECT bool_and(version = {expected}) FROM conversation WHERE uid IN ('stamped', 'stampedc')")));
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation_clock"), 1);
     }
 
@@ -124,7 +135,11 @@ mod tests {
         // Any partition, not only the one holding the user's rows: the user's next row may land there.
         Spi::run(&format!("ALTER TABLE {other} DISABLE TRIGGER conversation_stamp")).unwrap();
         assert_eq!(sqlstate_of("SELECT * FROM conversation_list('parted')"), "55000");
+        // Enabled for ordinary sessions only (as pg_restore --disable-triggers leaves it): writes
+        // under session_replication_role = replica, and logical replication's, would go unstamped.
         Spi::run(&format!("ALTER TABLE {other} ENABLE TRIGGER conversation_stamp")).unwrap();
+        assert!(error_of("SELECT * FROM conversation_list('parted')").contains("ENABLE ALWAYS"));
+        Spi::run(&format!("ALTER TABLE {other} ENABLE ALWAYS TRIGGER conversation_stamp")).unwrap();
         assert_eq!(list("'parted'").0.len(), 3);
         for condition in ["WHEN (NEW.unread_count > 0)", ""] {
             let events = if condition.is_empty() { "INSERT OR UPDATE OF unread_count" } else { "INSERT OR UPDATE" };
@@ -158,9 +173,7 @@ mod tests {
         )
         .unwrap();
         // As before 0.5.0 (without the trigger; a table lock would hold up the other tests).
-        Spi::run("SET LOCAL session_replication_role = replica").unwrap();
-        Spi::run("UPDATE conversation SET version = 0 WHERE uid = 'listerb'").unwrap();
-        Spi::run("SET LOCAL session_replication_role = origin").unwrap();
+        rows_as_given(|| Spi::run("UPDATE conversation SET version = 0 WHERE uid = 'listerb'").unwrap());
         Spi::run("SELECT get_or_create_conversation('listerb', 'new', 1)").unwrap();
         assert_eq!(list("'listerb'").0, channels(&["new", "legacy-new", "legacy-old"]));
     }
@@ -255,11 +268,13 @@ mod tests {
     /// The list reads a page's worth of index entries, not every conversation of the user.
     #[pg_test]
     fn a_page_reads_a_page_of_index_entries() {
-        Spi::run(&format!(
-            "INSERT INTO conversation (uid, channel_id, channel_type, version, unread_count, hidden)
-             SELECT 'big', 'c' || i, 1, {OLD} + i, i % 3, i % 10 = 0 FROM generate_series(1, 5000) AS i"
-        ))
-        .unwrap();
+        rows_as_given(|| {
+            Spi::run(&format!(
+                "INSERT INTO conversation (uid, channel_id, channel_type, version, unread_count, hidden)
+                 SELECT 'big', 'c' || i, 1, {OLD} + i, i % 3, i % 10 = 0 FROM generate_series(1, 5000) AS i"
+            ))
+            .unwrap()
+        });
         Spi::run("ANALYZE conversation").unwrap();
         let read = || -> i64 {
             // Index entries this transaction's scans of the list indexes read so far.
@@ -284,25 +299,30 @@ mod tests {
     #[pg_test]
     fn a_sync_reads_only_the_versions_in_flight_below_the_ceiling() {
         // 5,000 rows written by transaction 110, and one each by transactions 20 and 30.
-        Spi::run(&format!(
-            "INSERT INTO conversation (uid, channel_id, channel_type, version)
-             SELECT 'long', 'c' || i, 1, {OLD} + 100 FROM generate_series(1, 5000) AS i
-             UNION ALL SELECT 'long', 'x20', 1, {OLD} + 10 UNION ALL SELECT 'long', 'x30', 1, {OLD} + 20"
-        ))
-        .unwrap();
+        rows_as_given(|| {
+            Spi::run(&format!(
+                "INSERT INTO conversation (uid, channel_id, channel_type, version)
+                 SELECT 'long', 'c' || i, 1, {OLD} + 100 FROM generate_series(1, 5000) AS i
+                 UNION ALL SELECT 'long', 'x20', 1, {OLD} + 10 UNION ALL SELECT 'long', 'x30', 1, {OLD} + 20"
+            ))
+            .unwrap()
+        });
         // A position of now, its horizon made to have seen everything from transaction 11 on but
         // transactions 20 and 30, which were in flight.
         let (_, position) = list("'long', NULL, NULL, 1");
         let position = position.expect("a position");
         let fields: Vec<&str> = position.split('/').collect();
-        let xmax = fields[5].split(':').nth(1).expect("the pass's horizon");
-        let since = format!("{}/{}/{}/{}/11:{xmax}:20,30/-/-", fields[0], fields[1], fields[2], fields[3]);
+        let pass: Vec<&str> = fields[5].split(':').collect();
+        let (generation, xmax) = (pass[0], pass[2]);
+        let since = format!("{}/{}/{}/{}/{generation}:11:{xmax}:20,30/-/-", fields[0], fields[1], fields[2], fields[3]);
         let read = || -> i64 {
             one("SELECT COALESCE(sum(pg_stat_get_xact_tuples_returned(c.oid)), 0)::int8 FROM pg_class AS c
                  WHERE c.relname LIKE 'conversation_list%' AND c.relkind = 'i'")
         };
         let before = read();
-        assert_eq!(list(&format!("'long', NULL, '{since}', 100")).0, channels(&["x30", "x20"]));
+        // (The trigger, made after transactions 20 and 30 began, would refuse the position.)
+        let synced = stamp_trigger_frozen(|| list(&format!("'long', NULL, '{since}', 100")).0);
+        assert_eq!(synced, channels(&["x30", "x20"]));
         let walked = read() - before;
         assert!(walked <= 30, "a sync of 2 changed rows read {walked} index entries");
     }

@@ -12,13 +12,18 @@
 //! a pass's last row, the pass's horizon as the new "since". Rows that change during a pass move
 //! above its cursor; the next pass returns them, since the pass's horizon did not see them.
 //!
-//! Text form, opaque to clients: `1/<type or *>/<system id>/<generation>/<since>/<pass>/<cursor>`,
-//! a horizon as `xmin:xmax:xid,xid,...` (full transaction ids, like pg_snapshot), a cursor as
-//! `version:updated_at:id`, and `-` for none. The system id and generation say which cluster's
-//! transaction ids the horizons count; a position of another cluster cannot be continued.
+//! Text form, opaque to clients:
+//! `2/<type or *>/<system id>/<timeline>:<lsn>/<since>/<pass>/<cursor>`, a horizon as
+//! `generation:xmin:xmax:xid,xid,...` (full transaction ids, like pg_snapshot, and the
+//! generation they are stamped in: stamp.rs), a cursor as `version:updated_at:id`, and `-` for
+//! none. The system id and the point in the cluster's history where it was handed out
+//! (history.rs) say which transaction ids the horizons count: a position is continued only where
+//! that history goes on. Each horizon has its generation: one taken before a promotion is
+//! continued after it, where rows are stamped in the next generation.
 
 use pgrx::pg_sys;
 
+use crate::history::Point;
 use crate::stamp;
 
 /// The longest position accepted: a horizon lists the transactions in progress, a few per
@@ -27,11 +32,15 @@ pub const MAX_POSITION_BYTES: usize = 1 << 20;
 /// The most in-flight ids a horizon is written with (a busy primary has tens; a standby lists
 /// subtransactions too). Beyond it the horizon is written coarser (`Horizon::write`).
 const MAX_WRITTEN_IN_FLIGHT: usize = 1000;
-const FORMAT: &str = "1";
+const FORMAT: &str = "2";
+/// What 0.5.0 and 0.6.0 wrote: without the point in history, so not continued (list.rs).
+pub const EARLIER_FORMAT: &[u8] = b"1/";
 
 /// A snapshot's view of transaction ids, as full (64-bit) ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Horizon {
+    /// The generation the ids were stamped in where it was taken.
+    pub generation: i64,
     pub xmin: u64,
     pub xmax: u64,
     /// Ids between xmin and xmax still in progress, ascending.
@@ -47,11 +56,12 @@ pub struct Cursor {
     pub id: i64,
 }
 
-/// Which cluster's transaction ids a position counts.
+/// Which cluster's transaction ids a position counts, and where in its history it was handed
+/// out (after every transaction its horizons saw ended; on a primary, made durable then).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     pub system_identifier: u64,
-    pub generation: i64,
+    pub taken: Point,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +78,7 @@ pub struct Position {
 
 impl Horizon {
     /// The active snapshot: the one the calling statement (and so our statement) reads with.
-    pub fn of_active_snapshot() -> Horizon {
+    pub fn of_active_snapshot(generation: i64) -> Horizon {
         // SAFETY: a function called from a query runs with an active snapshot; its arrays hold
         // xcnt and subxcnt ids.
         unsafe {
@@ -78,7 +88,7 @@ impl Horizon {
                 // A standby's snapshot that lost track of which ids are in progress: take every
                 // id from xmin on as not seen. The next pass may return more than changed, never
                 // less.
-                return Horizon { xmin, xmax: xmin, in_flight: Vec::new() };
+                return Horizon { generation, xmin, xmax: xmin, in_flight: Vec::new() };
             }
             let ids = |array: *mut pg_sys::TransactionId, count: usize| {
                 if array.is_null() || count == 0 {
@@ -105,7 +115,7 @@ impl Horizon {
             };
             in_flight.sort_unstable();
             in_flight.dedup();
-            Horizon { xmin, xmax, in_flight }
+            Horizon { generation, xmin, xmax, in_flight }
         }
     }
 
@@ -136,9 +146,40 @@ impl Horizon {
         }
     }
 
-    /// The versions a statement compares with in `generation`: everything below `floor` was seen;
-    /// everything at or above `ceiling` was not; between them, only `in_flight` was not.
-    pub fn versions(&self, generation: i64) -> (i64, i64, Vec<i64>) {
+    /// Whether this horizon saw the end of transaction `xid` (a full id, perhaps of a
+    /// subtransaction): the ids it lists in progress are top-level ones, so a subtransaction's is
+    /// taken up to its top-level transaction while pg_subtrans still knows it. Older than that, it
+    /// counts as seen only if nothing the horizon listed in progress could be its parent (a
+    /// parent's id is below its children's).
+    pub fn saw_end_of(&self, xid: u64) -> bool {
+        if xid < self.xmin {
+            return true;
+        }
+        if xid >= self.xmax {
+            return false;
+        }
+        // SAFETY: pg_subtrans is read for ids at or above this backend's TransactionXmin, which
+        // it keeps (the caller runs with a snapshot).
+        let top = unsafe {
+            let short = pg_sys::TransactionId::from((xid & 0xFFFF_FFFF) as u32);
+            if pg_sys::TransactionIdFollowsOrEquals(short, pg_sys::TransactionXmin) {
+                let top = pg_sys::SubTransGetTopmostTransaction(short);
+                Some(stamp::full_xid(top.into_inner(), pg_sys::ReadNextFullTransactionId().value))
+            } else {
+                None
+            }
+        };
+        match top {
+            Some(top) => top < self.xmin || (top < self.xmax && self.in_flight.binary_search(&top).is_err()),
+            None => self.in_flight.first().is_none_or(|&first| first > xid),
+        }
+    }
+
+    /// The versions a statement compares with: everything below `floor` was seen; everything at
+    /// or above `ceiling` was not (a later generation's too); between them, only `in_flight` was
+    /// not.
+    pub fn versions(&self) -> (i64, i64, Vec<i64>) {
+        let generation = self.generation;
         (
             stamp::version_of(generation, self.xmin),
             stamp::version_of(generation, self.xmax),
@@ -152,7 +193,7 @@ impl Horizon {
     /// nor a page's positions (each row repeats its pass's horizons) carry thousands of ids.
     fn coarsened(&self) -> Horizon {
         if self.in_flight.len() > MAX_WRITTEN_IN_FLIGHT {
-            Horizon { xmin: self.xmin, xmax: self.xmin, in_flight: Vec::new() }
+            Horizon { generation: self.generation, xmin: self.xmin, xmax: self.xmin, in_flight: Vec::new() }
         } else {
             self.clone()
         }
@@ -164,14 +205,15 @@ impl Horizon {
         if self.in_flight.len() > MAX_WRITTEN_IN_FLIGHT {
             return self.coarsened().write(out);
         }
-        let _ = write!(out, "{}:{}:", self.xmin, self.xmax);
+        let _ = write!(out, "{}:{}:{}:", self.generation, self.xmin, self.xmax);
         for (i, xid) in self.in_flight.iter().enumerate() {
             let _ = write!(out, "{}{xid}", if i > 0 { "," } else { "" });
         }
     }
 
     fn parse(text: &str) -> Option<Horizon> {
-        let mut parts = text.splitn(3, ':');
+        let mut parts = text.splitn(4, ':');
+        let generation: i64 = parts.next()?.parse().ok()?;
         let xmin: u64 = parts.next()?.parse().ok()?;
         let xmax: u64 = parts.next()?.parse().ok()?;
         let list = parts.next()?;
@@ -179,7 +221,8 @@ impl Horizon {
             if list.is_empty() { Vec::new() } else { list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()? };
         let ordered = in_flight.windows(2).all(|pair| pair[0] < pair[1]);
         let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
-        (xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
+        let known = (0..=stamp::MAX_GENERATION).contains(&generation);
+        (known && xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { generation, xmin, xmax, in_flight })
     }
 }
 
@@ -221,22 +264,7 @@ unsafe fn active_snapshot<'a>() -> (&'a pg_sys::SnapshotData, impl Fn(pg_sys::Tr
     let snapshot = pg_sys::GetActiveSnapshot();
     assert!(!snapshot.is_null(), "no active snapshot");
     let next = pg_sys::ReadNextFullTransactionId().value;
-    (&*snapshot, move |xid: pg_sys::TransactionId| widen(xid.into_inner(), next))
-}
-
-/// A snapshot's 32-bit transaction id as a full one, given the next full id (read after the
-/// snapshot was taken): it is from next's epoch or the one before.
-fn widen(xid: u32, next: u64) -> u64 {
-    let xid = u64::from(xid);
-    if xid < u64::from(pg_sys::FirstNormalTransactionId.into_inner()) {
-        return xid; // a special id: epoch 0
-    }
-    let epoch = next >> 32;
-    if xid > (next & 0xFFFF_FFFF) && epoch > 0 {
-        ((epoch - 1) << 32) | xid
-    } else {
-        (epoch << 32) | xid
-    }
+    (&*snapshot, move |xid: pg_sys::TransactionId| stamp::full_xid(xid.into_inner(), next))
 }
 
 impl Cursor {
@@ -256,7 +284,7 @@ impl Position {
     pub fn parse(text: &[u8]) -> Option<Position> {
         let text = std::str::from_utf8(text).ok()?;
         let fields: Vec<&str> = text.split('/').collect();
-        let [format, list_type, system_identifier, generation, since, pass, cursor] = fields.as_slice() else { return None };
+        let [format, list_type, system_identifier, taken, since, pass, cursor] = fields.as_slice() else { return None };
         if *format != FORMAT {
             return None;
         }
@@ -264,10 +292,9 @@ impl Position {
             "*" => None,
             t => Some(t.parse::<i16>().ok()?),
         };
-        let origin = Origin { system_identifier: system_identifier.parse().ok()?, generation: generation.parse().ok()? };
-        if !(0..=stamp::MAX_GENERATION).contains(&origin.generation) {
-            return None;
-        }
+        let (timeline, lsn) = taken.split_once(':')?;
+        let taken = Point { timeline: timeline.parse().ok()?, lsn: lsn.parse().ok()? };
+        let origin = Origin { system_identifier: system_identifier.parse().ok()?, taken };
         let since = match *since {
             "-" => None,
             horizon => Some(Horizon::parse(horizon)?),
@@ -281,10 +308,10 @@ impl Position {
     }
 }
 
-/// `1/<type>/<system id>/<generation>/`: what every position of a list begins with.
+/// `2/<type>/<system id>/<timeline>:<lsn>/`: what every position a call hands out begins with.
 fn head(list_type: Option<i16>, origin: Origin) -> String {
     let list_type = list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
-    format!("{FORMAT}/{list_type}/{}/{}/", origin.system_identifier, origin.generation)
+    format!("{FORMAT}/{list_type}/{}/{}:{}/", origin.system_identifier, origin.taken.timeline, origin.taken.lsn)
 }
 
 /// The positions of one pass's rows, written once for what they share (a page's rows differ
@@ -340,12 +367,12 @@ mod tests {
     use super::*;
 
     fn horizon(xmin: u64, xmax: u64, in_flight: &[u64]) -> Horizon {
-        Horizon { xmin, xmax, in_flight: in_flight.to_vec() }
+        Horizon { generation: 3, xmin, xmax, in_flight: in_flight.to_vec() }
     }
 
     #[test]
     fn round_trips() {
-        let origin = Origin { system_identifier: 7_312_345_678_901_234_567, generation: 3 };
+        let origin = Origin { system_identifier: 7_312_345_678_901_234_567, taken: Point { timeline: 2, lsn: 0x1_0000_0028 } };
         for position in [
             Position { list_type: None, origin, since: None, pass: None },
             Position { list_type: Some(1), origin, since: Some(horizon(10, 20, &[11, 15])), pass: None },
@@ -366,55 +393,53 @@ mod tests {
     fn refuses_what_it_did_not_write() {
         for text in [
             "",
-            "1",
-            "2/*/1/0/-/-/-",
-            "1/*/1/0/-/-",
-            "1/*/1/0/-/-/-/",
-            "1/x/1/0/-/-/-",
-            "1/*/-1/0/-/-/-",
-            "1/*/1/32768/-/-/-",
-            "1/*/1/0/5:4:/-/-",
-            "1/*/1/0/4:9:7,6/-/-",
-            "1/*/1/0/4:9:3/-/-",
-            "1/*/1/0/4:9:9/-/-",
-            "1/*/1/0/4:9:5,5/-/-",
-            "1/*/1/0/-/4:9:/-",
-            "1/*/1/0/-/-/1:2:3",
-            "1/*/1/0/-/4:9:/1:2",
-            "1/*/1/0/-/4:9:/1:2:3:4",
-            "1/*/1/0/281474976710656:281474976710657:/-/-",
-            "1/*/1/0/ 4:9:/-/-",
+            "2",
+            "1/*/1/0/-/-/-",
+            "1/*/1/0/1:0/-/-/-",
+            "2/*/1/1:0/-/-",
+            "2/*/1/1:0/-/-/-/",
+            "2/x/1/1:0/-/-/-",
+            "2/*/-1/1:0/-/-/-",
+            "2/*/1/1/-/-/-",
+            "2/*/1/1:/-/-/-",
+            "2/*/1/:5/-/-/-",
+            "2/*/1/-1:5/-/-/-",
+            "2/*/1/1:0/32768:4:9:/-/-",
+            "2/*/1/1:0/-1:4:9:/-/-",
+            "2/*/1/1:0/4:9:/-/-",
+            "2/*/1/1:0/0:5:4:/-/-",
+            "2/*/1/1:0/0:4:9:7,6/-/-",
+            "2/*/1/1:0/0:4:9:3/-/-",
+            "2/*/1/1:0/0:4:9:9/-/-",
+            "2/*/1/1:0/0:4:9:5,5/-/-",
+            "2/*/1/1:0/-/0:4:9:/-",
+            "2/*/1/1:0/-/-/1:2:3",
+            "2/*/1/1:0/-/0:4:9:/1:2",
+            "2/*/1/1:0/-/0:4:9:/1:2:3:4",
+            "2/*/1/1:0/0:281474976710656:281474976710657:/-/-",
+            "2/*/1/1:0/ 0:4:9:/-/-",
         ] {
             assert_eq!(Position::parse(text.as_bytes()), None, "{text:?}");
         }
-        assert_eq!(Position::parse(b"1/*/1/0/\xff/-/-"), None);
+        assert_eq!(Position::parse(b"2/*/1/1:0/\xff/-/-"), None);
+        assert!(Position::parse(b"2/*/1/1:0/-/-/-").is_some());
     }
 
     #[test]
     fn a_horizon_of_too_many_ids_is_written_as_seeing_less() {
-        let origin = Origin { system_identifier: 1, generation: 0 };
+        let origin = Origin { system_identifier: 1, taken: Point { timeline: 1, lsn: 42 } };
         let many: Vec<u64> = (100..100 + MAX_WRITTEN_IN_FLIGHT as u64 + 1).collect();
-        let since = Horizon { xmin: 100, xmax: 5000, in_flight: many };
-        let now = horizon(6000, 6010, &[6001]);
+        let since = Horizon { generation: 0, xmin: 100, xmax: 5000, in_flight: many };
+        let now = Horizon { generation: 0, ..horizon(6000, 6010, &[6001]) };
         let positions = PassPositions::new(None, origin, Some(&since), &now);
         let after = positions.after(Cursor { version: 7, updated_at: 8, id: 9 });
-        assert_eq!(after, "1/*/1/0/100:100:/6000:6010:6001/7:8:9");
+        assert_eq!(after, "2/*/1/1:42/0:100:100:/0:6000:6010:6001/7:8:9");
         // Seeing less: every id the original did not see, this one does not see either.
         let coarse = Position::parse(after.as_bytes()).unwrap().since.unwrap();
         assert_eq!((coarse.xmin, coarse.xmax, coarse.in_flight.len()), (100, 100, 0));
         // Up to the limit, written as it is.
-        let few = Horizon { xmin: 100, xmax: 5000, in_flight: (100..100 + MAX_WRITTEN_IN_FLIGHT as u64).collect() };
+        let few = Horizon { generation: 0, xmin: 100, xmax: 5000, in_flight: (100..100 + MAX_WRITTEN_IN_FLIGHT as u64).collect() };
         let text = PassPositions::new(None, origin, Some(&few), &now).after(Cursor::TOP);
         assert_eq!(Position::parse(text.as_bytes()).unwrap().since, Some(few));
-    }
-
-    #[test]
-    fn widens_ids_of_this_epoch_and_the_last() {
-        let next = (5 << 32) | 1000;
-        assert_eq!(widen(999, next), (5 << 32) | 999);
-        assert_eq!(widen(1000, next), (5 << 32) | 1000);
-        assert_eq!(widen(4_000_000_000, next), (4 << 32) | 4_000_000_000);
-        assert_eq!(widen(2, next), 2);
-        assert_eq!(widen(500, 1000), 500);
     }
 }

@@ -5,12 +5,17 @@
 //! version = generation * 2^48 + the full id of the writing (top-level) transaction. Transaction
 //! ids are what snapshots are made of: a position is a snapshot (position.rs), and "changed
 //! since" means "written by a transaction that snapshot did not see", which stays true however
-//! out of order writers commit. The generation keeps versions growing across clusters: a
-//! restored dump, a pg_upgrade'd cluster or a Citus node counts transaction ids from its own
-//! start, so its first write adds its row to conversation_clock with the next generation.
+//! out of order writers commit. The generation keeps versions growing across histories: a
+//! restored dump, a pg_upgrade'd cluster, a Citus node, and a timeline (a promoted standby, a
+//! point-in-time recovery, which hand out ids their old history had already handed out) count
+//! transaction ids from their own start, so the first write of each adds its row to
+//! conversation_clock with the next generation.
 //!
-//! An insert that brings a version of its own keeps it: rows restored from a dump, or moved by
-//! conversation_partition, keep their place in their users' lists.
+//! Every row written is stamped, a version it brings too: an INSERT that carries a version (a
+//! restore, an ORM saving every column, INSERT ... SELECT from an archive, a Citus shard moved in,
+//! logical replication's apply) carries another history's number. Only conversation_partition
+//! moves rows with their versions, before its triggers exist. The trigger is ENABLE ALWAYS, so
+//! that it fires for replication apply and under session_replication_role = replica too.
 //!
 //! The clock is read and written as its owner, the way PostgreSQL's foreign-key triggers check
 //! the referenced table as its owner: a role that may write conversations needs no privilege on
@@ -25,6 +30,7 @@ use pgrx::prelude::*;
 use crate::call::sql_function;
 use crate::catalog::Names;
 use crate::errors;
+use crate::history;
 use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
 use crate::probe::Snapshot;
 
@@ -35,22 +41,27 @@ pub const XID_MASK: u64 = (1 << XID_BITS) - 1;
 pub const MAX_GENERATION: i64 = 32767;
 
 thread_local! {
-    /// The generation of this cluster's versions, per backend, for the clock table it was read
-    /// from (a DROP/CREATE EXTENSION makes a new one). Remembered once a row holds it, even one
-    /// not committed yet: were it rolled back, the next writer would add the same generation
-    /// (the greatest of the other clusters' plus one), so no backend ever stamps another one.
-    static KNOWN_GENERATION: Cell<Option<(pg_sys::Oid, i64)>> = const { Cell::new(None) };
+    /// The generation of this history's versions, per backend, for the clock table it was read
+    /// from (a DROP/CREATE EXTENSION makes a new one) and the timeline (a standby's backends
+    /// write after its promotion). Remembered once a row holds it, even one not committed yet:
+    /// were it rolled back, the next writer would add the same generation (the greatest of the
+    /// other histories' plus one), so no backend ever stamps another one.
+    static KNOWN_GENERATION: Cell<Option<(pg_sys::Oid, u32, i64)>> = const { Cell::new(None) };
 }
 
-const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1";
+const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1 AND k.timeline = $2";
 
 /// For a writer: sees a row another writer just committed.
 const GENERATION_OF: Statement =
-    Statement { name: "generation_of", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID], snapshot: Snapshot::Fresh };
+    Statement { name: "generation_of", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
 
 /// For a reader: the calling statement's snapshot.
-const GENERATION_SEEN: Statement =
-    Statement { name: "generation_seen", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID], snapshot: Snapshot::Statement };
+const GENERATION_SEEN: Statement = Statement {
+    name: "generation_seen",
+    sql: GENERATION_SQL,
+    parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
+    snapshot: Snapshot::Statement,
+};
 
 /// The generation a cluster that has not written yet would take: the next one.
 const NEXT_GENERATION: Statement = Statement {
@@ -60,15 +71,15 @@ const NEXT_GENERATION: Statement = Statement {
     snapshot: Snapshot::Statement,
 };
 
-/// The first writers of a cluster may each add this row: they all see the same committed rows,
+/// The first writers of a history may each add this row: they all see the same committed rows,
 /// so they add the same generation, and none waits for another (a unique key would make them
 /// wait for the first one's whole transaction, and could deadlock them).
 const NEW_GENERATION: Statement = Statement {
     name: "new_generation",
-    sql: "INSERT INTO {clock} (system_identifier, generation) \
-          SELECT $1, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+    sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
+          SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
           RETURNING generation::int8",
-    parameters: &[pg_sys::INT8OID],
+    parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
     snapshot: Snapshot::Fresh,
 };
 
@@ -87,9 +98,9 @@ sql_function! {
             if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_BEFORE || event & pg_sys::TRIGGER_EVENT_ROW == 0 {
                 errors::trigger_misused("it must fire BEFORE ... FOR EACH ROW");
             }
-            let (tuple, inserting) = match event & pg_sys::TRIGGER_EVENT_OPMASK {
-                pg_sys::TRIGGER_EVENT_INSERT => (trigger.tg_trigtuple, true),
-                pg_sys::TRIGGER_EVENT_UPDATE => (trigger.tg_newtuple, false),
+            let tuple = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+                pg_sys::TRIGGER_EVENT_INSERT => trigger.tg_trigtuple,
+                pg_sys::TRIGGER_EVENT_UPDATE => trigger.tg_newtuple,
                 _ => errors::trigger_misused("it must fire on INSERT or UPDATE"),
             };
             let desc = (*trigger.tg_relation).rd_att;
@@ -100,12 +111,9 @@ sql_function! {
                     "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0",
                 );
             }
-            if inserting {
-                let mut null = false;
-                let current = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
-                if !null && current.value() as i64 != 0 {
-                    return pg_sys::Datum::from(tuple);
-                }
+            #[cfg(any(test, feature = "pg_test"))]
+            if for_tests::ROWS_AS_GIVEN.get() {
+                return pg_sys::Datum::from(tuple);
             }
             let mut value = pg_sys::Datum::from(version_now(call.schema()));
             let mut null = false;
@@ -115,30 +123,83 @@ sql_function! {
     }
 }
 
-/// Whether rows written to `relid` are stamped: it has conversation_stamp as an enabled BEFORE
-/// INSERT OR UPDATE row trigger that fires for every row and every column (no WHEN condition,
-/// no UPDATE OF list). (Positions would miss the changes of a table without it, so the list
-/// refuses to hand any out.)
-pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
+/// Whether rows written to `relid` are stamped, and since when: Some(the transaction that last
+/// changed its stamp trigger) when it has conversation_stamp as a BEFORE INSERT OR UPDATE row
+/// trigger that fires ALWAYS (replication apply and session_replication_role = replica too) for
+/// every row and every column (no WHEN condition, no UPDATE OF list); None otherwise. (Positions
+/// would miss the changes of a table without it, so the list refuses to hand any out.)
+///
+/// A trigger disabled and enabled again (pg_restore --disable-triggers, a maintenance window)
+/// let writes through unstamped meanwhile, and its catalog row was last written by the
+/// transaction that enabled it: a position that did not see that transaction may lack those
+/// writes, and list.rs refuses it. So is a position older than the trigger itself (the extension
+/// dropped and created again, conversation_partition's new table): its rows may be gone. 0 when
+/// the trigger's row is frozen (older than every snapshot).
+pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
     const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
     // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
     // is read while it is open.
     unsafe {
         let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
         let triggers = (*relation).trigdesc;
-        let stamped = !triggers.is_null()
-            && (0..(*triggers).numtriggers as usize).any(|i| {
-                let trigger = &*(*triggers).triggers.add(i);
-                let enabled = matches!(trigger.tgenabled as u8, b'O' | b'A');
-                enabled
+        let stamp = (!triggers.is_null())
+            .then(|| std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize))
+            .unwrap_or_default()
+            .iter()
+            .find(|trigger| {
+                trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
                     && (trigger.tgtype as u32) & WANTED == WANTED
                     && trigger.tgqual.is_null()
                     && trigger.tgnattr == 0
                     && pg_sys::get_func_namespace(trigger.tgfoid) == schema
                     && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
-            });
+            })
+            .map(|trigger| trigger.tgoid);
         pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        stamped
+        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, stamp?);
+        Some(written.map_or(0, |xid| full_xid(xid, pg_sys::ReadNextFullTransactionId().value)))
+    }
+}
+
+/// The transaction that wrote the catalog row of `oid` (None: frozen, or not found).
+///
+/// # Safety
+/// `catalog` is a system catalog whose unique index `index` is on its oid column `column`.
+unsafe fn written_by(catalog: pg_sys::Oid, index: u32, column: u32, oid: pg_sys::Oid) -> Option<u32> {
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        column as _,
+        pg_sys::BTEqualStrategyNumber as _,
+        pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
+        pg_sys::Datum::from(oid),
+    );
+    let table = pg_sys::table_open(catalog, pg_sys::AccessShareLock as _);
+    let scan = pg_sys::systable_beginscan(table, pg_sys::Oid::from(index), true, std::ptr::null_mut(), 1, &mut key);
+    let tuple = pg_sys::systable_getnext(scan);
+    let xmin = (!tuple.is_null()).then(|| {
+        let header = &*(*tuple).t_data;
+        let frozen = u32::from(header.t_infomask) & pg_sys::HEAP_XMIN_FROZEN == pg_sys::HEAP_XMIN_FROZEN;
+        let xmin = header.t_choice.t_heap.t_xmin.into_inner();
+        (!frozen && xmin >= pg_sys::FirstNormalTransactionId.into_inner()).then_some(xmin)
+    });
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(table, pg_sys::AccessShareLock as _);
+    xmin.flatten()
+}
+
+/// A 32-bit transaction id (of a snapshot, of a catalog row that is not frozen) as a full one,
+/// given the next full id read after it was taken: it is from next's epoch or the one before.
+pub fn full_xid(xid: u32, next: u64) -> u64 {
+    let xid = u64::from(xid);
+    if xid < u64::from(pg_sys::FirstNormalTransactionId.into_inner()) {
+        return xid; // a special id: epoch 0
+    }
+    let epoch = next >> 32;
+    if xid > (next & 0xFFFF_FFFF) && epoch > 0 {
+        ((epoch - 1) << 32) | xid
+    } else {
+        (epoch << 32) | xid
     }
 }
 
@@ -157,51 +218,56 @@ pub fn version_of(generation: i64, xid: u64) -> i64 {
     (generation << XID_BITS) | (xid.min(XID_MASK) as i64)
 }
 
-/// This cluster's generation for writing: its row in conversation_clock, added if missing.
+/// This history's generation for writing: its row in conversation_clock, added if missing.
 fn written_generation(schema: pg_sys::Oid) -> i64 {
     let clock = clock_relid(schema);
-    if let Some((relid, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock {
+    let timeline = history::timeline();
+    if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
+        if relid == clock && of == timeline {
             return generation;
         }
     }
     let names = Names::of_schema(schema);
+    let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
     let generation = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            one_i64(&client, &names, &GENERATION_OF, &[system_identifier_arg()])
-                .or_else(|| one_i64(&client, &names, &NEW_GENERATION, &[system_identifier_arg()]))
+            one_i64(&client, &names, &GENERATION_OF, &args)
+                .or_else(|| one_i64(&client, &names, &NEW_GENERATION, &args))
                 .unwrap_or_else(|| errors::clock_row_missing())
         })
     });
     if generation > MAX_GENERATION {
         errors::versions_exhausted();
     }
-    KNOWN_GENERATION.set(Some((clock, generation)));
+    KNOWN_GENERATION.set(Some((clock, timeline, generation)));
     generation
 }
 
-/// This cluster's generation for reading (a STABLE function cannot add the row): its row, or the
-/// generation its first write will take.
-pub fn read_generation(schema: pg_sys::Oid) -> i64 {
+/// The generation of `timeline`'s versions for reading (a STABLE function cannot add the row):
+/// its row, or, for this server's timeline, the generation its first write will take. None for
+/// another timeline without a row (nothing was stamped on it).
+pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
     let clock = clock_relid(schema);
-    if let Some((relid, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock {
-            return generation;
+    if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
+        if relid == clock && of == timeline {
+            return Some(generation);
         }
     }
     let names = Names::of_schema(schema);
+    let current = timeline == history::timeline();
     let (generation, held) = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            match one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg()]) {
-                Some(generation) => (generation, true),
-                None => (one_i64(&client, &names, &NEXT_GENERATION, &[]).unwrap_or(0), false),
+            match one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
+                Some(generation) => (Some(generation), true),
+                None if !current => (None, false),
+                None => (Some(one_i64(&client, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
             }
         })
     });
-    if held {
-        KNOWN_GENERATION.set(Some((clock, generation)));
+    if let (true, true, Some(generation)) = (held, current, generation) {
+        KNOWN_GENERATION.set(Some((clock, timeline, generation)));
     }
     generation
 }
@@ -258,4 +324,49 @@ fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Stateme
     let kept = kept(client, names, statement);
     let returned = run(client, &kept, args);
     (returned.len() > 0).then(|| returned.value(0, 1)).flatten().map(|datum| datum.value() as i64)
+}
+
+/// What the in-server tests need to set up and nothing else may do: rows "written long ago" (as
+/// written before 0.5.0, or with a version of an old transaction), and a stamp trigger older than
+/// any position (as it is once its catalog row is frozen).
+#[cfg(any(test, feature = "pg_test"))]
+pub mod for_tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        pub static ROWS_AS_GIVEN: Cell<bool> = const { Cell::new(false) };
+        pub static STAMP_TRIGGER_FROZEN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn with<R>(flag: &'static std::thread::LocalKey<Cell<bool>>, body: impl FnOnce() -> R) -> R {
+        flag.set(true);
+        let result = body();
+        flag.set(false);
+        result
+    }
+
+    /// Runs `body` with the trigger leaving rows as they are written.
+    pub fn rows_as_given<R>(body: impl FnOnce() -> R) -> R {
+        with(&ROWS_AS_GIVEN, body)
+    }
+
+    /// Runs `body` with the stamp trigger taken as older than every position.
+    pub fn stamp_trigger_frozen<R>(body: impl FnOnce() -> R) -> R {
+        with(&STAMP_TRIGGER_FROZEN, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::full_xid;
+
+    #[test]
+    fn widens_ids_of_this_epoch_and_the_last() {
+        let next = (5 << 32) | 1000;
+        assert_eq!(full_xid(999, next), (5 << 32) | 999);
+        assert_eq!(full_xid(1000, next), (5 << 32) | 1000);
+        assert_eq!(full_xid(4_000_000_000, next), (4 << 32) | 4_000_000_000);
+        assert_eq!(full_xid(2, next), 2);
+        assert_eq!(full_xid(500, 1000), 500);
+    }
 }

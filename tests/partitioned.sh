@@ -31,7 +31,7 @@ echo "$steps"
 grep -qx "triggers: conversation_stamp (disabled, as it was)" <<<"$steps" || fail "the triggers step does not say the stamp stayed disabled"
 [ "$(sql -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'conversation'::regclass AND tgname = 'conversation_stamp'")" = D ] ||
     fail "conversation_partition enabled a disabled trigger"
-sql -c "ALTER TABLE conversation ENABLE TRIGGER conversation_stamp"
+sql -c "ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp"
 [ "$(sql -c "SELECT count(DISTINCT tableoid) FROM conversation")" = 8 ] || fail "the rows are not spread over 8 partitions"
 dsn="host=$PGHOST port=$PGPORT user=$PGUSER dbname=pgconv_partitioned"
 "$RACE" --dsn "$dsn" --mode create --clients 32 --keys 100

@@ -1,0 +1,124 @@
+//! Where in its cluster's history this server is: its timeline and how far its WAL reaches.
+//!
+//! Transaction ids are counted along a history, not by a cluster: a standby promoted after it
+//! fell behind, or a cluster recovered to a point in time, hands out again ids that its old
+//! history had already handed out. A position (position.rs) therefore says where it was taken,
+//! as a timeline and a WAL location, and is accepted only by a server whose history contains that
+//! point: the same timeline, at or past it; or a later timeline that branched off after it.
+//! PostgreSQL keeps each timeline's ancestry in its history file (`pg_wal/<tli>.history`).
+
+use std::cell::RefCell;
+
+use pgrx::pg_sys;
+
+/// A point in a cluster's history: a timeline and a WAL location on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Point {
+    pub timeline: u32,
+    pub lsn: u64,
+}
+
+/// How a point relates to this server's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The server's history contains it.
+    Contains,
+    /// Not yet: a standby that has not replayed that far (or not yet followed that timeline).
+    Behind,
+    /// Never: another branch of the history, or a point this server's history lost.
+    Elsewhere,
+}
+
+/// This server's point now. On a primary, its WAL insert location, made durable first: a
+/// position handed out must not name a transaction whose end a crash could still lose (after
+/// it, the id would be handed out again). On a standby, how far it has replayed.
+pub fn here(flushed: bool) -> Point {
+    // SAFETY: reads of shared WAL state; XLogFlush writes and syncs WAL up to a location that
+    // was already inserted.
+    unsafe {
+        if pg_sys::RecoveryInProgress() {
+            let mut timeline: pg_sys::TimeLineID = 0;
+            let lsn = pg_sys::GetXLogReplayRecPtr(&mut timeline);
+            Point { timeline, lsn }
+        } else {
+            let lsn = pg_sys::GetXLogInsertRecPtr();
+            if flushed {
+                pg_sys::XLogFlush(lsn);
+            }
+            Point { timeline: pg_sys::GetWALInsertionTimeLine(), lsn }
+        }
+    }
+}
+
+/// This server's timeline (the one it writes, or replays on a standby).
+pub fn timeline() -> u32 {
+    here(false).timeline
+}
+
+/// Whether `point` is in this server's history, now at `now`.
+pub fn reach(point: Point, now: Point, in_recovery: bool) -> Reach {
+    if point.timeline == now.timeline {
+        return if point.lsn <= now.lsn {
+            Reach::Contains
+        } else if in_recovery {
+            Reach::Behind
+        } else {
+            Reach::Elsewhere
+        };
+    }
+    match switch_point(now.timeline, point.timeline) {
+        Some(end) if point.lsn <= end => Reach::Contains,
+        Some(_) => Reach::Elsewhere,
+        // A later timeline this standby has not followed yet.
+        None if in_recovery && point.timeline > now.timeline => Reach::Behind,
+        None => Reach::Elsewhere,
+    }
+}
+
+#[repr(C)]
+struct TimeLineHistoryEntry {
+    tli: pg_sys::TimeLineID,
+    begin: pg_sys::XLogRecPtr,
+    end: pg_sys::XLogRecPtr,
+}
+
+unsafe extern "C-unwind" {
+    /// timeline.h: the ancestry of a timeline, newest first, read from its history file. Not in
+    /// pgrx's bindings; called through pg_guard_ffi_boundary, since it may raise an ERROR.
+    fn readTimeLineHistory(target: pg_sys::TimeLineID) -> *mut pg_sys::List;
+}
+
+thread_local! {
+    /// Per backend: a timeline's ancestry never changes once the timeline exists.
+    static ANCESTRY: RefCell<Option<(u32, Vec<(u32, u64)>)>> = const { RefCell::new(None) };
+}
+
+/// Where the history of `timeline` left its ancestor `ancestor` (None: not an ancestor).
+fn switch_point(timeline: u32, ancestor: u32) -> Option<u64> {
+    ANCESTRY.with_borrow_mut(|known| {
+        if known.as_ref().is_none_or(|(of, _)| *of != timeline) {
+            *known = Some((timeline, ancestry(timeline)));
+        }
+        let (_, entries) = known.as_ref().expect("just read");
+        entries.iter().find(|(tli, _)| *tli == ancestor).map(|&(_, end)| end)
+    })
+}
+
+/// The ancestors of `timeline`, with where each ended.
+fn ancestry(timeline: u32) -> Vec<(u32, u64)> {
+    // SAFETY: readTimeLineHistory returns a palloc'd list of palloc'd entries (the current
+    // timeline's with end InvalidXLogRecPtr); errors (an unreadable file) are raised as ERRORs.
+    unsafe {
+        let list = pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| readTimeLineHistory(timeline));
+        let length = if list.is_null() { 0 } else { (*list).length as usize };
+        let entries = (0..length)
+            .map(|i| {
+                let entry = &*((*(*list).elements.add(i)).ptr_value as *const TimeLineHistoryEntry);
+                (entry.tli, entry.end)
+            })
+            .filter(|&(tli, _)| tli != timeline)
+            .collect();
+        pg_sys::list_free_deep(list);
+        entries
+    }
+}

@@ -48,32 +48,19 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-mod call; // first: its sql_function! macro declares every entry point
-
-mod batch;
-mod batch_json;
-mod batch_keys;
-mod catalog;
-mod citus;
-mod compat;
-mod errors;
-mod find;
-mod get_or_create;
-mod hide;
-mod insert;
-mod kept;
-mod key;
-mod key_check;
+// The layers, from the ground up: input (the key, batches of keys, JSON: pure Rust), glue (how a
+// SQL function is declared and reads its arguments, its errors, its counters), relation (the
+// table: catalog, placement, index probe, result rows, statements), then create (get-or-create,
+// find, batches) and list (the stamp, positions, the list), then state (a message, a read, a
+// hide). Each imports only from the layers below it.
+mod create;
+mod glue;
+mod input;
 mod list;
-mod list_scan;
-mod lock;
-mod message;
-mod position;
-mod probe;
-mod read_state;
-mod result_row;
-mod stamp;
-mod stats;
+mod relation;
+mod state;
+
+mod compat;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -86,10 +73,10 @@ extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0",
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    stats::init();
+    glue::stats::init();
 }
 
-call::sql_function! {
+glue::call::sql_function! {
     /// conversation_lock_key(uid, channel_id, channel_type): the advisory lock id
     /// get_or_create_conversation takes while creating this key: find it in pg_locks as locktype
     /// 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2. STRICT.

@@ -18,16 +18,16 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::list_scan::{self, Reading};
-use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
-use crate::probe::Snapshot;
-use crate::result_row::{deformed, ColumnMap, LIST_POSITION};
-use crate::stamp;
+use crate::glue::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::list::list_scan::{self, Reading};
+use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, MAX_POSITION_BYTES};
+use crate::list::stamp;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
+use crate::relation::statements::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 

@@ -17,7 +17,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
 
-use crate::call::sql_function;
+use crate::glue::call::sql_function;
 
 #[derive(Default)]
 pub struct Counters {

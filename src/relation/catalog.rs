@@ -23,10 +23,10 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::citus;
-use crate::errors;
-use crate::key::ConversationKey;
+use crate::glue::call::text_datum;
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::relation::citus;
 
 /// pg_partitioned_table (a catalog OID, fixed for good).
 const PARTITIONED_TABLE_CATALOG: pg_sys::Oid = pg_sys::Oid::from_u32(3350);
@@ -262,16 +262,16 @@ impl OpenTable {
     /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped.
     pub fn stamps(&self, relid: pg_sys::Oid) -> bool {
         if relid != self.table.relid {
-            return crate::stamp::is_stamped(relid, self.table.schema);
+            return crate::list::stamp::is_stamped(relid, self.table.schema);
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
         let stamped = if self.table.leaves.is_empty() {
-            crate::stamp::is_stamped(relid, self.table.schema)
+            crate::list::stamp::is_stamped(relid, self.table.schema)
         } else {
-            self.table.leaves.iter().all(|&leaf| crate::stamp::is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
+            self.table.leaves.iter().all(|&leaf| crate::list::stamp::is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
         };
         self.table.stamped.set(Some(stamped));
         stamped

@@ -19,7 +19,7 @@
 
 use pgrx::pg_sys;
 
-use crate::stamp;
+use crate::list::stamp;
 
 /// The longest position accepted: a horizon lists the transactions in progress, a few per
 /// connection.

@@ -13,12 +13,12 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::{sql_function, text_datum};
-use crate::catalog::{OpenTable, Placement};
-use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::ResultRow;
+use crate::glue::call::{sql_function, text_datum};
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{OpenTable, Placement};
+use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 

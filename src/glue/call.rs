@@ -10,8 +10,8 @@
 
 use pgrx::pg_sys;
 
-use crate::errors;
-use crate::key::{ConversationKey, KeyError, MAX_ID_BYTES};
+use crate::glue::errors;
+use crate::input::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
 /// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
 /// turns a Rust panic into an ERROR, and a `Call` for the body. The body returns the result datum.
@@ -29,7 +29,7 @@ macro_rules! sql_function {
         #[no_mangle]
         pub unsafe extern "C-unwind" fn $name(fcinfo: pgrx::pg_sys::FunctionCallInfo) -> pgrx::pg_sys::Datum {
             // SAFETY: PostgreSQL calls a V1 function with a valid fcinfo.
-            let $call = &unsafe { $crate::call::Call::new(fcinfo) };
+            let $call = &unsafe { $crate::glue::call::Call::new(fcinfo) };
             $body
         }
     };

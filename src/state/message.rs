@@ -20,15 +20,15 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::batch::{array_error, get_or_create_many};
-use crate::batch_keys::{self, MAX_BATCH_KEYS};
-use crate::call::{sql_function, text_array_datum, text_datum};
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
-use crate::probe::Snapshot;
-use crate::stats;
+use crate::create::batch::{array_error, get_or_create_many};
+use crate::create::get_or_create::refuse_writes_if_read_only;
+use crate::glue::call::{sql_function, text_array_datum, text_datum};
+use crate::glue::errors;
+use crate::glue::stats;
+use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:

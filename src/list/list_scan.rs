@@ -16,10 +16,10 @@
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
-use crate::position::Cursor;
-use crate::probe::{Bound, IndexProbe, Snapshot};
+use crate::glue::call::text_datum;
+use crate::list::position::Cursor;
+use crate::relation::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
+use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
 /// or everything; from the top, or below a cursor.

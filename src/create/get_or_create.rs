@@ -19,16 +19,16 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::find::find;
-use crate::insert::insert;
-use crate::key::ConversationKey;
-use crate::lock::KeyLock;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
-use crate::stats::{self, Outcome};
+use crate::create::find::find;
+use crate::create::insert::insert;
+use crate::create::lock::KeyLock;
+use crate::glue::call::sql_function;
+use crate::glue::errors;
+use crate::glue::stats::{self, Outcome};
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
 
 /// How often a READ COMMITTED caller starts over when the row it conflicted with is gone again
 /// by the time it re-reads (a concurrent delete). Each round takes the lock again.

@@ -24,17 +24,17 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::batch_json;
-use crate::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
-use crate::call::{raw_size, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
-use crate::catalog::{OpenTable, Placement};
-use crate::errors;
-use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::{deformed, ColumnMap, INPUT_POSITION};
-use crate::stats;
+use crate::create::get_or_create::refuse_writes_if_read_only;
+use crate::glue::call::{raw_size, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
+use crate::glue::errors;
+use crate::glue::stats;
+use crate::input::batch_json;
+use crate::input::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{OpenTable, Placement};
+use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
+use crate::relation::statements::{arg, kept, run, PinnedSearchPath, Statement};
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;

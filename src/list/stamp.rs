@@ -22,11 +22,11 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::Names;
-use crate::errors;
-use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
-use crate::probe::Snapshot;
+use crate::glue::call::sql_function;
+use crate::glue::errors;
+use crate::relation::catalog::Names;
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, kept, run, Arg, PinnedSearchPath, Statement};
 
 /// Bits of a version that hold the transaction id: 2^48 transactions is about 90 years at
 /// 100,000 a second; the generation takes the 15 bits above.

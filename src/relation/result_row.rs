@@ -20,8 +20,8 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
 
-use crate::call::Call;
-use crate::errors;
+use crate::glue::call::Call;
+use crate::glue::errors;
 
 /// The column batches add in front of the table's columns.
 pub const INPUT_POSITION: &CStr = c"input_position";

@@ -20,9 +20,9 @@
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::catalog::{Table, TEXT_EQUAL};
-use crate::key::ConversationKey;
+use crate::glue::call::text_datum;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{Table, TEXT_EQUAL};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Snapshot {

@@ -16,10 +16,10 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::catalog::Names;
-use crate::errors;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
+use crate::glue::errors;
+use crate::relation::catalog::Names;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
 
 /// A statement the extension runs: its name (the cache key), its text, its parameter types, and
 /// the snapshot it reads with (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE

@@ -7,13 +7,13 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::catalog::Table;
-use crate::errors;
-use crate::find::key_args;
-use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
+use crate::create::find::key_args;
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::Table;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{kept, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",

@@ -1,0 +1,8 @@
+//! The conversation list: every change stamped with its transaction (`stamp`), positions made of
+//! snapshots (`position`), the list and unread totals (`reads`), read straight from the list
+//! indexes where they are the extension's (`list_scan`).
+
+pub mod list_scan;
+pub mod position;
+pub mod reads;
+pub mod stamp;

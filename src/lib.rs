@@ -61,6 +61,7 @@ mod relation;
 mod state;
 
 mod compat;
+mod stats_view;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -45,7 +45,6 @@
 //! adds an upgrade script in sql/, which a fresh install also runs, so both paths build the same
 //! objects.
 
-use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 // The layers, from the ground up: input (the key, batches of keys, JSON: pure Rust), glue (how a
@@ -75,15 +74,6 @@ extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0",
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     glue::stats::init();
-}
-
-glue::call::sql_function! {
-    /// conversation_lock_key(uid, channel_id, channel_type): the advisory lock id
-    /// get_or_create_conversation takes while creating this key: find it in pg_locks as locktype
-    /// 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2. STRICT.
-    fn conversation_lock_key(call) {
-        pg_sys::Datum::from(call.key(0).lock_hash())
-    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]

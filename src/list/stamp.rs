@@ -17,14 +17,13 @@
 //! conversation_clock, and only our own statements (search_path pinned) run meanwhile.
 
 use std::cell::Cell;
-use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::glue::call::sql_function;
 use crate::glue::errors;
-use crate::relation::catalog::Names;
+use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, kept, run, Arg, PinnedSearchPath, Statement};
 
@@ -115,33 +114,6 @@ sql_function! {
     }
 }
 
-/// Whether rows written to `relid` are stamped: it has conversation_stamp as an enabled BEFORE
-/// INSERT OR UPDATE row trigger that fires for every row and every column (no WHEN condition,
-/// no UPDATE OF list). (Positions would miss the changes of a table without it, so the list
-/// refuses to hand any out.)
-pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
-    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
-    // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
-    // is read while it is open.
-    unsafe {
-        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
-        let triggers = (*relation).trigdesc;
-        let stamped = !triggers.is_null()
-            && (0..(*triggers).numtriggers as usize).any(|i| {
-                let trigger = &*(*triggers).triggers.add(i);
-                let enabled = matches!(trigger.tgenabled as u8, b'O' | b'A');
-                enabled
-                    && (trigger.tgtype as u32) & WANTED == WANTED
-                    && trigger.tgqual.is_null()
-                    && trigger.tgnattr == 0
-                    && pg_sys::get_func_namespace(trigger.tgfoid) == schema
-                    && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
-            });
-        pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        stamped
-    }
-}
-
 /// The version a row written now by this transaction gets.
 fn version_now(schema: pg_sys::Oid) -> i64 {
     // SAFETY: assigns the top-level transaction id if there is none yet (a write needs one).
@@ -159,7 +131,7 @@ pub fn version_of(generation: i64, xid: u64) -> i64 {
 
 /// This cluster's generation for writing: its row in conversation_clock, added if missing.
 fn written_generation(schema: pg_sys::Oid) -> i64 {
-    let clock = clock_relid(schema);
+    let clock = catalog::clock(schema);
     if let Some((relid, generation)) = KNOWN_GENERATION.get() {
         if relid == clock {
             return generation;
@@ -184,7 +156,7 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
 /// This cluster's generation for reading (a STABLE function cannot add the row): its row, or the
 /// generation its first write will take.
 pub fn read_generation(schema: pg_sys::Oid) -> i64 {
-    let clock = clock_relid(schema);
+    let clock = catalog::clock(schema);
     if let Some((relid, generation)) = KNOWN_GENERATION.get() {
         if relid == clock {
             return generation;
@@ -243,15 +215,6 @@ fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
         Restore(user, context)
     };
     body()
-}
-
-fn clock_relid(schema: pg_sys::Oid) -> pg_sys::Oid {
-    // SAFETY: a syscache lookup.
-    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
-    if relid == pg_sys::InvalidOid {
-        errors::clock_table_missing();
-    }
-    relid
 }
 
 fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {

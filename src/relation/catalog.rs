@@ -132,6 +132,8 @@ thread_local! {
     /// One entry: a database holds the extension once.
     static KNOWN: Cell<Option<Rc<Table>>> = const { Cell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The clock table of one schema and its OID.
+    static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
 fn known() -> Option<Rc<Table>> {
@@ -166,6 +168,13 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
     });
 }
 
+/// Relcache invalidation for the clock table (dropped, renamed), or of every relation.
+unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock) {
+        KNOWN_CLOCK.set(None);
+    }
+}
+
 /// A schema changed (renamed, say): the qualified name we remember may be stale.
 unsafe extern "C-unwind" fn forget_on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     forget_if(|_| true);
@@ -178,6 +187,7 @@ fn register_callbacks() {
     // SAFETY: registered once for the life of this backend.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_clock), pg_sys::Datum::from(0));
         pg_sys::CacheRegisterSyscacheCallback(
             pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
             Some(forget_on_schema_change),
@@ -185,6 +195,51 @@ fn register_callbacks() {
         );
     }
     CALLBACKS_REGISTERED.with(|registered| registered.set(true));
+}
+
+/// The clock table (conversation_clock, stamp.rs) of `schema`. Looked up by name once and
+/// remembered until a relcache invalidation of it: the stamp trigger asks on every row it stamps.
+pub fn clock(schema: pg_sys::Oid) -> pg_sys::Oid {
+    register_callbacks();
+    if let Some((known_schema, relid)) = KNOWN_CLOCK.get() {
+        if known_schema == schema {
+            return relid;
+        }
+    }
+    // SAFETY: a syscache lookup.
+    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
+    if relid == pg_sys::InvalidOid {
+        errors::clock_table_missing();
+    }
+    KNOWN_CLOCK.set(Some((schema, relid)));
+    relid
+}
+
+/// Whether rows written to `relid` are stamped: it has conversation_stamp as an enabled BEFORE
+/// INSERT OR UPDATE row trigger that fires for every row and every column (no WHEN condition,
+/// no UPDATE OF list). (Positions would miss the changes of a table without it, so the list
+/// refuses to hand any out.)
+pub fn is_stamped(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
+    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+    // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
+    // is read while it is open.
+    unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let triggers = (*relation).trigdesc;
+        let stamped = !triggers.is_null()
+            && (0..(*triggers).numtriggers as usize).any(|i| {
+                let trigger = &*(*triggers).triggers.add(i);
+                let enabled = matches!(trigger.tgenabled as u8, b'O' | b'A');
+                enabled
+                    && (trigger.tgtype as u32) & WANTED == WANTED
+                    && trigger.tgqual.is_null()
+                    && trigger.tgnattr == 0
+                    && pg_sys::get_func_namespace(trigger.tgfoid) == schema
+                    && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
+            });
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        stamped
+    }
 }
 
 /// The table, locked and open for this call, its privileges checked.
@@ -262,16 +317,16 @@ impl OpenTable {
     /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped.
     pub fn stamps(&self, relid: pg_sys::Oid) -> bool {
         if relid != self.table.relid {
-            return crate::list::stamp::is_stamped(relid, self.table.schema);
+            return is_stamped(relid, self.table.schema);
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
         let stamped = if self.table.leaves.is_empty() {
-            crate::list::stamp::is_stamped(relid, self.table.schema)
+            is_stamped(relid, self.table.schema)
         } else {
-            self.table.leaves.iter().all(|&leaf| crate::list::stamp::is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
+            self.table.leaves.iter().all(|&leaf| is_stamped(pg_sys::Oid::from_u32(leaf), self.table.schema))
         };
         self.table.stamped.set(Some(stamped));
         stamped

@@ -13,12 +13,12 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::glue::call::{sql_function, text_datum};
+use crate::glue::call::sql_function;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::{OpenTable, Placement};
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
+use crate::relation::statements::{kept, key_args, returned_row, PinnedSearchPath, Statement};
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 
@@ -59,9 +59,4 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
             returned_row(&client, &kept, &key_args(key), result)
         }),
     }
-}
-
-/// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
-pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
-    [arg(text_datum(key.uid)), arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))]
 }

@@ -7,13 +7,12 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::create::find::key_args;
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::Table;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{kept, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{kept, key_args, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",

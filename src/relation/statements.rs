@@ -16,7 +16,9 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
+use crate::glue::call::text_datum;
 use crate::glue::errors;
+use crate::input::key::ConversationKey;
 use crate::relation::catalog::Names;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
@@ -114,6 +116,11 @@ pub fn run(_client: &SpiClient<'_>, kept: &Kept, args: &[Arg]) -> Returned {
         errors::statement_failed(&kept.prepared_for.0, &spi_result_of(status));
     }
     Returned::last()
+}
+
+/// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
+pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
+    [arg(text_datum(key.uid)), arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))]
 }
 
 fn spi_result() -> String {

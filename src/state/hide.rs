@@ -11,14 +11,14 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::create::find::{find, key_args};
+use crate::create::find::find;
 use crate::create::get_or_create::refuse_writes_if_read_only;
 use crate::glue::call::sql_function;
 use crate::glue::errors;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg_or_null, kept, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg_or_null, kept, key_args, returned_row, PinnedSearchPath, Statement};
 
 const HIDE: Statement = Statement {
     name: "hide",

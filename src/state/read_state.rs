@@ -26,7 +26,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::create::find::{find, key_args};
+use crate::create::find::find;
 use crate::create::get_or_create::{get_or_create, refuse_writes_if_read_only};
 use crate::glue::call::sql_function;
 use crate::glue::errors;
@@ -35,7 +35,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg, kept, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, kept, key_args, returned_row, PinnedSearchPath, Statement};
 use crate::state::hide::{change_up_to, up_to_msg_seq};
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a

@@ -24,8 +24,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::create::get_or_create::refuse_writes_if_read_only;
-use crate::glue::call::{raw_size, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
+use crate::glue::call::{raw_size, refuse_writes_if_read_only, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::batch_json;

@@ -22,7 +22,7 @@ use pgrx::prelude::*;
 use crate::create::find::find;
 use crate::create::insert::insert;
 use crate::create::lock::KeyLock;
-use crate::glue::call::sql_function;
+use crate::glue::call::{refuse_writes_if_read_only, sql_function};
 use crate::glue::errors;
 use crate::glue::stats::{self, Outcome};
 use crate::input::key::ConversationKey;
@@ -80,12 +80,4 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
         }
         errors::deleted_while_creating()
     })
-}
-
-/// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.
-pub fn refuse_writes_if_read_only(function: &str) {
-    // SAFETY: a plain global of the backend, set at transaction start (true during recovery).
-    if unsafe { pg_sys::XactReadOnly } {
-        errors::read_only(function);
-    }
 }

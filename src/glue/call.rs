@@ -214,6 +214,14 @@ impl Call {
     }
 }
 
+/// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.
+pub fn refuse_writes_if_read_only(function: &str) {
+    // SAFETY: a plain global of the backend, set at transaction start (true during recovery).
+    if unsafe { pg_sys::XactReadOnly } {
+        errors::read_only(function);
+    }
+}
+
 /// The rows of a set-returning call: a tuplestore of the declared row type.
 pub struct Materialized {
     store: *mut pg_sys::Tuplestorestate,

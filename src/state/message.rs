@@ -21,8 +21,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::create::batch::{array_error, get_or_create_many};
-use crate::create::get_or_create::refuse_writes_if_read_only;
-use crate::glue::call::{sql_function, text_array_datum, text_datum};
+use crate::glue::call::{refuse_writes_if_read_only, sql_function, text_array_datum, text_datum};
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::batch_keys::{self, MAX_BATCH_KEYS};

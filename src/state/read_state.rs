@@ -27,8 +27,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::create::find::find;
-use crate::create::get_or_create::{get_or_create, refuse_writes_if_read_only};
-use crate::glue::call::sql_function;
+use crate::create::get_or_create::get_or_create;
+use crate::glue::call::{refuse_writes_if_read_only, sql_function};
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::key::ConversationKey;

@@ -1,4 +1,4 @@
-//! The conversation list: every change stamped with its transaction (`stamp`), positions made of
+//! The conversation list: every change stamped with its transaction (`stamp`, `version`), positions made of
 //! snapshots (`position`), the list and unread totals (`reads`), read straight from the list
 //! indexes where they are the extension's (`list_scan`).
 
@@ -6,3 +6,4 @@ pub mod list_scan;
 pub mod position;
 pub mod reads;
 pub mod stamp;
+pub mod version;

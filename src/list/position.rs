@@ -19,7 +19,7 @@
 
 use pgrx::pg_sys;
 
-use crate::list::stamp;
+use crate::list::version;
 
 /// The longest position accepted: a horizon lists the transactions in progress, a few per
 /// connection.
@@ -140,9 +140,9 @@ impl Horizon {
     /// everything at or above `ceiling` was not; between them, only `in_flight` was not.
     pub fn versions(&self, generation: i64) -> (i64, i64, Vec<i64>) {
         (
-            stamp::version_of(generation, self.xmin),
-            stamp::version_of(generation, self.xmax),
-            self.in_flight.iter().map(|&xid| stamp::version_of(generation, xid)).collect(),
+            version::version_of(generation, self.xmin),
+            version::version_of(generation, self.xmax),
+            self.in_flight.iter().map(|&xid| version::version_of(generation, xid)).collect(),
         )
     }
 
@@ -179,7 +179,7 @@ impl Horizon {
             if list.is_empty() { Vec::new() } else { list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()? };
         let ordered = in_flight.windows(2).all(|pair| pair[0] < pair[1]);
         let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
-        (xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
+        (xmin <= xmax && ordered && inside && xmax <= version::XID_MASK).then_some(Horizon { xmin, xmax, in_flight })
     }
 }
 
@@ -265,7 +265,7 @@ impl Position {
             t => Some(t.parse::<i16>().ok()?),
         };
         let origin = Origin { system_identifier: system_identifier.parse().ok()?, generation: generation.parse().ok()? };
-        if !(0..=stamp::MAX_GENERATION).contains(&origin.generation) {
+        if !(0..=version::MAX_GENERATION).contains(&origin.generation) {
             return None;
         }
         let since = match *since {

@@ -23,15 +23,10 @@ use pgrx::prelude::*;
 
 use crate::glue::call::sql_function;
 use crate::glue::errors;
+use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, kept, run, Arg, PinnedSearchPath, Statement};
-
-/// Bits of a version that hold the transaction id: 2^48 transactions is about 90 years at
-/// 100,000 a second; the generation takes the 15 bits above.
-const XID_BITS: u32 = 48;
-pub const XID_MASK: u64 = (1 << XID_BITS) - 1;
-pub const MAX_GENERATION: i64 = 32767;
 
 thread_local! {
     /// The generation of this cluster's versions, per backend, for the clock table it was read
@@ -122,11 +117,6 @@ fn version_now(schema: pg_sys::Oid) -> i64 {
         errors::versions_exhausted();
     }
     version_of(written_generation(schema), xid)
-}
-
-/// The version a transaction id of this cluster's is stamped with, in generation `generation`.
-pub fn version_of(generation: i64, xid: u64) -> i64 {
-    (generation << XID_BITS) | (xid.min(XID_MASK) as i64)
 }
 
 /// This cluster's generation for writing: its row in conversation_clock, added if missing.

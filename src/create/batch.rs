@@ -33,7 +33,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::{OpenTable, Placement};
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
-use crate::relation::statements::{arg, kept, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, prepared, run, PinnedSearchPath, Statement};
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;
@@ -324,14 +324,14 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
 /// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
 /// (the table's columns) under their keys, those of `keys` only.
 fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
-    let kept = kept(client, &table.table.names, statement);
+    let prepared = prepared(client, &table.table.names, statement);
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
     let args = [
         arg(text_array_datum(keys.iter().map(|k| k.uid))),
         arg(text_array_datum(keys.iter().map(|k| k.channel_id))),
         arg(channel_types.into_datum().expect("an array")),
     ];
-    let returned = run(client, &kept, &args);
+    let returned = run(client, &prepared, &args);
     let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
     let column = |name: &CStr| {
         // SAFETY: the result's descriptor; SPI_fnumber returns a 1-based number or an error code.

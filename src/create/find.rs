@@ -18,7 +18,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::{OpenTable, Placement};
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{kept, key_args, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 
@@ -55,8 +55,8 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
         Placement::Query => Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
             let statement = if snapshot == Snapshot::Fresh { &LOOKUP_FRESH } else { &LOOKUP_IN_STATEMENT };
-            let kept = kept(&client, &table.table.names, statement);
-            returned_row(&client, &kept, &key_args(key), result)
+            let prepared = prepared(&client, &table.table.names, statement);
+            returned_row(&client, &prepared, &key_args(key), result)
         }),
     }
 }

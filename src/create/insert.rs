@@ -12,7 +12,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::Table;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{kept, key_args, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
@@ -28,6 +28,6 @@ const INSERT_ONE: Statement = Statement {
 /// cannot see raises 40001, with a hint to retry.
 pub fn insert(client: &SpiClient<'_>, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
     let _pinned = PinnedSearchPath::pin();
-    let kept = kept(client, &table.names, &INSERT_ONE);
-    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &key_args(&key), result))
+    let prepared = prepared(client, &table.names, &INSERT_ONE);
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &prepared, &key_args(&key), result))
 }

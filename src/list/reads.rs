@@ -27,7 +27,7 @@ use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
-use crate::relation::statements::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
@@ -218,8 +218,8 @@ sql_function! {
             None => Spi::connect(|client| {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let kept = kept(&client, &table.table.names, statement);
-                let returned = run(&client, &kept, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
+                let prepared = prepared(&client, &table.table.names, statement);
+                let returned = run(&client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),
@@ -294,7 +294,7 @@ impl Page<'_> {
                 let client = self.client.expect("statements run under SPI");
                 let statement =
                     &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
-                let kept = kept(client, &self.table.table.names, statement);
+                let prepared = prepared(client, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
                     arg_or_null(self.list_type.map(pg_sys::Datum::from)),
@@ -306,7 +306,7 @@ impl Page<'_> {
                     arg(pg_sys::Datum::from(cursor.id)),
                     arg(pg_sys::Datum::from(wanted as i64)),
                 ];
-                let returned = run(client, &kept, &args);
+                let returned = run(client, &prepared, &args);
                 let desc = returned.desc();
                 // SAFETY: a descriptor of the statement's result.
                 let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };

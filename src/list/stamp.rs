@@ -26,7 +26,7 @@ use crate::glue::errors;
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, kept, run, Arg, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, prepared, run, Arg, PinnedSearchPath, Statement};
 
 thread_local! {
     /// The generation of this cluster's versions, per backend, for the clock table it was read
@@ -208,7 +208,7 @@ fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
 }
 
 fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {
-    let kept = kept(client, names, statement);
-    let returned = run(client, &kept, args);
+    let prepared = prepared(client, names, statement);
+    let returned = run(client, &prepared, args);
     (returned.len() > 0).then(|| returned.value(0, 1)).flatten().map(|datum| datum.value() as i64)
 }

@@ -27,7 +27,7 @@ use crate::glue::stats;
 use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -140,7 +140,7 @@ sql_function! {
                 (false, false) => &ADVANCE_BEFORE_0_5,
                 (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
             };
-            let kept = kept(&client, &table.table.names, statement);
+            let prepared = prepared(&client, &table.table.names, statement);
             let key = members[0].key;
             let args = [
                 arg(text_datum(key.channel_id)),
@@ -149,7 +149,7 @@ sql_function! {
                 arg(pg_sys::Datum::from(message_seq)),
                 arg_or_null(sender_uid),
             ];
-            run(&client, &kept, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            run(&client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
         table.close();
         stats::count_message();

@@ -35,7 +35,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg, kept, key_args, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, key_args, prepared, returned_row, PinnedSearchPath, Statement};
 use crate::state::hide::{change_up_to, up_to_msg_seq};
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
@@ -124,10 +124,10 @@ sql_function! {
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let kept = kept(&client, &table.table.names, &MARK_READ);
+        let prepared = prepared(&client, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        returned_row(&client, &kept, &args, result)
+        returned_row(&client, &prepared, &args, result)
     })
 }
 

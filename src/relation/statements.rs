@@ -1,6 +1,6 @@
-//! A cache of prepared statements: each prepared once per backend and kept (SPI_keepplan), since planning an INSERT or UPDATE on every call would
-//! cost more than running it. Every SQL statement the Rust code runs goes through here, so this is
-//! also where search_path is pinned.
+//! A cache of prepared statements: each is prepared once per backend and kept (SPI_keepplan), as
+//! planning an INSERT or UPDATE on every call would cost more than running it. Every SQL statement
+//! the Rust code runs goes through here, so this is also where search_path is pinned.
 //!
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
 //! (statements return rows by column) and `{clock}` for the clock table (stamp.rs); it is prepared

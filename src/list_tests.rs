@@ -53,13 +53,11 @@ mod tests {
     #[pg_test]
     fn every_insert_and_update_is_stamped_with_its_transaction() {
         Spi::run("SELECT get_or_create_conversation('stamped', 'g1', 1)").unwrap();
-        let expected = format!(
-            "(SELECT k.generation::int8 << 48 | pg_current_xact_id()::text::int8 FROM conversation_clock AS k
-              WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system()))"
-        );
+        let expected = "(SELECT k.generation::int8 << 48 | pg_current_xact_id()::text::int8 FROM conversation_clock AS k
+              WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system()))";
         assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
         // Any writer's update: the application's own SQL too.
-        Spi::run(&format!("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'")).unwrap();
+        Spi::run("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'").unwrap();
         assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
         // An insert that brings a version keeps it (a restore, conversation_partition's copy).
         Spi::run("INSERT INTO conversation (uid, channel_id, channel_type, version) VALUES ('stampedb', 'g1', 1, 77)").unwrap();

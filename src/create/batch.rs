@@ -208,7 +208,7 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
     let output = call.materialize();
     let table = OpenTable::open(schema);
     Spi::connect(|client| {
-        let mut rows = get_or_create_many(&client, &table, keys, function);
+        let mut rows = get_or_create_many(client, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
         positioned.sort_by_key(|k| k.position);
         // One map per descriptor met (the table's, each partition's, a statement's), by name.

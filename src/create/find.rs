@@ -47,7 +47,7 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
     match table.placement(key) {
         placement @ Placement::Direct { heap, index, .. } => {
             let mut probe = IndexProbe::open(heap, index, 3, snapshot);
-            let row = probe.key(&table.table, key).map(|slot| result.from_slot(slot));
+            let row = probe.key(&table.table, key).map(|slot| result.of_slot(slot));
             probe.finish();
             placement.close();
             row
@@ -55,8 +55,8 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
         Placement::Query => Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
             let statement = if snapshot == Snapshot::Fresh { &LOOKUP_FRESH } else { &LOOKUP_IN_STATEMENT };
-            let prepared = prepared(&client, &table.table.names, statement);
-            returned_row(&client, &prepared, &key_args(key), result)
+            let prepared = prepared(client, &table.table.names, statement);
+            returned_row(client, &prepared, &key_args(key), result)
         }),
     }
 }

@@ -68,7 +68,7 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
                     return (found, Outcome::RaceResolved, waited); // the creator we waited for
                 }
             }
-            if let Some(created) = insert(&client, &table.table, key, result) {
+            if let Some(created) = insert(client, &table.table, key, result) {
                 return (created, Outcome::Created, waited);
             }
             drop(lock);

@@ -48,6 +48,8 @@ struct Walk {
 /// Hands `emit` the next rows of the list of `uid` (of `types`; hidden ones too when `changed`),
 /// in list order, each as its slot (valid during the call) and its place; at most `wanted`.
 /// Returns how many it handed.
+// The arguments are one page's request, each read once; a struct would only name them again.
+#[allow(clippy::too_many_arguments)]
 pub fn page(
     table: &OpenTable,
     indexes: &ListIndexes,

@@ -199,7 +199,7 @@ sql_function! {
         } else {
             Spi::connect(|client| {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-                passes(Some(&client));
+                passes(Some(client));
             });
         }
         table.close();
@@ -218,8 +218,8 @@ sql_function! {
             None => Spi::connect(|client| {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let prepared = prepared(&client, &table.table.names, statement);
-                let returned = run(&client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
+                let prepared = prepared(client, &table.table.names, statement);
+                let returned = run(client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),

@@ -131,8 +131,8 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     let generation = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            one_i64(&client, &names, &GENERATION_OF, &[system_identifier_arg()])
-                .or_else(|| one_i64(&client, &names, &NEW_GENERATION, &[system_identifier_arg()]))
+            one_i64(client, &names, &GENERATION_OF, &[system_identifier_arg()])
+                .or_else(|| one_i64(client, &names, &NEW_GENERATION, &[system_identifier_arg()]))
                 .unwrap_or_else(|| errors::clock_row_missing())
         })
     });
@@ -156,9 +156,9 @@ pub fn read_generation(schema: pg_sys::Oid) -> i64 {
     let (generation, held) = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            match one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg()]) {
+            match one_i64(client, &names, &GENERATION_SEEN, &[system_identifier_arg()]) {
                 Some(generation) => (generation, true),
-                None => (one_i64(&client, &names, &NEXT_GENERATION, &[]).unwrap_or(0), false),
+                None => (one_i64(client, &names, &NEXT_GENERATION, &[]).unwrap_or(0), false),
             }
         })
     });

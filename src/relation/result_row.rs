@@ -56,18 +56,18 @@ impl ResultRow {
     }
 
     /// The row in `slot` (a slot of the table, a partition or a shard) as the result datum.
-    pub fn from_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+    pub fn of_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
         // fetched without a copy (the buffer stays pinned until the next probe).
         unsafe {
             let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            self.from_tuple(tuple, (*slot).tts_tupleDescriptor)
+            self.of_tuple(tuple, (*slot).tts_tupleDescriptor)
         }
     }
 
     /// A row of `desc` (a relation's, or a statement's result: the table's columns by name) as
     /// the result datum.
-    pub fn from_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
+    pub fn of_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
         // SAFETY: `tuple` is a row of `desc`.
         unsafe {
             if same_layout(desc, self.desc) {

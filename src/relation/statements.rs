@@ -184,7 +184,7 @@ impl Returned {
 pub fn returned_row(client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
     let returned = run(client, prepared, args);
     // The result is a copy in the caller's context; the returned row lives until SPI_finish.
-    (returned.len() > 0).then(|| result.from_tuple(returned.tuple(0), returned.desc()))
+    (returned.len() > 0).then(|| result.of_tuple(returned.tuple(0), returned.desc()))
 }
 
 /// Kept statements are the only SQL the Rust code runs, so this is where search_path is pinned:

@@ -49,9 +49,9 @@ pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &
     refuse_writes_if_read_only(function);
     let changed = Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let prepared = prepared(&client, &table.table.names, statement);
+        let prepared = prepared(client, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);
-        returned_row(&client, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
+        returned_row(client, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
     });
     let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
     table.close();

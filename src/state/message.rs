@@ -132,7 +132,7 @@ sql_function! {
             if members.is_empty() {
                 return 0;
             }
-            get_or_create_many(&client, &table, &members, "conversation_message_arrived");
+            get_or_create_many(client, &table, &members, "conversation_message_arrived");
             let _pinned = PinnedSearchPath::pin();
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,
@@ -140,7 +140,7 @@ sql_function! {
                 (false, false) => &ADVANCE_BEFORE_0_5,
                 (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
             };
-            let prepared = prepared(&client, &table.table.names, statement);
+            let prepared = prepared(client, &table.table.names, statement);
             let key = members[0].key;
             let args = [
                 arg(text_datum(key.channel_id)),
@@ -149,7 +149,7 @@ sql_function! {
                 arg(pg_sys::Datum::from(message_seq)),
                 arg_or_null(sender_uid),
             ];
-            run(&client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            run(client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
         table.close();
         stats::count_message();

@@ -124,10 +124,10 @@ sql_function! {
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let prepared = prepared(&client, &table.table.names, &MARK_READ);
+        let prepared = prepared(client, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        returned_row(&client, &prepared, &args, result)
+        returned_row(client, &prepared, &args, result)
     })
 }
 

@@ -25,6 +25,9 @@ macro_rules! sql_function {
             }
         };
         $(#[$attr])*
+        ///
+        /// # Safety
+        /// Called by PostgreSQL's function manager, as a V1 function, with a valid fcinfo.
         #[pgrx::pg_guard]
         #[no_mangle]
         pub unsafe extern "C-unwind" fn $name(fcinfo: pgrx::pg_sys::FunctionCallInfo) -> pgrx::pg_sys::Datum {

@@ -7,7 +7,8 @@
 //! Counters are plain atomics (relaxed: each is a sum, none orders anything else), updated outside
 //! any transaction, so work that later rolls back is still counted, as in pg_stat_statements.
 //! A call of get_or_create_conversation ends in exactly one of hits, creates, races_resolved or an
-//! error, so the hit path pays for one atomic add.
+//! error, so the hit path pays for one atomic add. (Other functions that may create a row count
+//! their own calls: mark_read counts a read, not the creation it may make.)
 //!
 //! Without preloading there is no shared memory to count in: counting is skipped, and the view
 //! says so (preloaded = false, counters NULL, and a NOTICE on how to turn it on).

@@ -157,6 +157,9 @@ fn forget_if(depends: impl Fn(&Table) -> bool) {
 
 /// Relcache invalidation: the table, or one of the indexes we use, changed (or every cache was
 /// reset).
+///
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     forget_if(|table| {
         relid == pg_sys::InvalidOid
@@ -169,6 +172,9 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
 }
 
 /// Relcache invalidation for the clock table (dropped, renamed), or of every relation.
+///
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock) {
         KNOWN_CLOCK.set(None);
@@ -176,6 +182,9 @@ unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid
 }
 
 /// A schema changed (renamed, say): the qualified name we remember may be stale.
+///
+/// # Safety
+/// Called by PostgreSQL as a syscache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     forget_if(|_| true);
 }
@@ -334,6 +343,9 @@ impl OpenTable {
 
     /// The leaf partition PostgreSQL would route `key` to, as ExecFindPartition does for hash
     /// partitioning: the partition key's hash, modulo the greatest modulus, indexes the bound.
+    ///
+    /// # Safety
+    /// `self.relation` is the open, locked partitioned table that `routing` was read from.
     unsafe fn hash_partition_of(&self, routing: &HashRouting, key: &ConversationKey<'_>) -> Placement {
         let partitions = pg_sys::RelationGetPartitionDesc(self.relation, true);
         if partitions.is_null() || (*partitions).nparts == 0 {
@@ -374,6 +386,9 @@ impl OpenTable {
 
 /// A placement in the relation `relid` (a partition or a shard), opened and locked (AccessShareLock,
 /// as the executor locks the partitions it reads), probed through its own primary key.
+///
+/// # Safety
+/// `relid` is a relation that exists (a partition or shard of the table, found under its lock).
 unsafe fn direct(relid: pg_sys::Oid) -> Placement {
     let leaf = pg_sys::table_open(relid, pg_sys::AccessShareLock as _);
     let index = primary_key(leaf);
@@ -437,6 +452,9 @@ impl Table {
     }
 
     /// Reads and checks what the functions need from the open, locked table.
+    ///
+    /// # Safety
+    /// `relation` is the table of `schema`, open and locked (`lock_by_name`).
     unsafe fn inspect(schema: pg_sys::Oid, relation: pg_sys::Relation) -> Table {
         let relid = (*relation).rd_id;
         let relkind = (*(*relation).rd_rel).relkind as u8;
@@ -543,6 +561,9 @@ impl Names {
 
 /// The relation's primary key index (an immediate one: ON CONFLICT cannot use a deferrable key),
 /// or InvalidOid. PostgreSQL 18 asks whether a deferrable one would do.
+///
+/// # Safety
+/// `relation` is an open relation.
 unsafe fn primary_key(relation: pg_sys::Relation) -> pg_sys::Oid {
     #[cfg(not(feature = "pg18"))]
     return pg_sys::RelationGetPrimaryKeyIndex(relation);
@@ -550,6 +571,10 @@ unsafe fn primary_key(relation: pg_sys::Relation) -> pg_sys::Oid {
     return pg_sys::RelationGetPrimaryKeyIndex(relation, false);
 }
 
+/// The attribute number of column `name`; a clear 55000 (`errors::table_shape`) if there is none.
+///
+/// # Safety
+/// `relation` is an open relation.
 unsafe fn attnum_of(relation: pg_sys::Relation, name: &CStr) -> i16 {
     let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
     if attnum <= 0 {
@@ -574,6 +599,9 @@ enum Compared {
 /// For a valid btree index with neither expressions nor a predicate whose leading key columns
 /// are `columns`, each compared as required: the equality function of the last of them. With
 /// `unique`, the index must also be unique on exactly those columns.
+///
+/// # Safety
+/// `index` is an open index relation.
 unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], unique: bool) -> Option<pg_sys::Oid> {
     let form = (*index).rd_index;
     if !usable(index)
@@ -615,6 +643,9 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
 /// index being built or rebuilt, one a failed CREATE INDEX CONCURRENTLY left behind, one changed)
 /// the list is read through SQL, which is right whatever they are. Each index is found among the
 /// table's own (the relcache's list, read under the table's lock) and locked as a scan locks it.
+///
+/// # Safety
+/// `relation` is the open, locked table.
 unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
     const ON: &str = " USING btree (uid, type, version, updated_at, id) WHERE ";
     let wanted: [(&CStr, &str); 3] = [
@@ -675,6 +706,9 @@ unsafe fn usable(index: pg_sys::Relation) -> bool {
 /// The leaf partitions of an open partitioned table, sorted, from its partition descriptor (and
 /// those of partitions partitioned again, opened and locked as a query would). Attaching or
 /// detaching a partition invalidates the table, which then finds them again.
+///
+/// # Safety
+/// `relation` is an open, locked partitioned table.
 unsafe fn leaf_partitions(relation: pg_sys::Relation) -> Vec<u32> {
     let mut leaves = Vec::new();
     let partitions = pg_sys::RelationGetPartitionDesc(relation, true);
@@ -695,6 +729,9 @@ unsafe fn leaf_partitions(relation: pg_sys::Relation) -> Vec<u32> {
 }
 
 /// A plain table's index led by (channel_id, channel_type), if any.
+///
+/// # Safety
+/// `relation` is the open, locked table; `key_columns` are its attribute numbers of the key.
 unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> Option<pg_sys::Oid> {
     let indexes = pg_sys::RelationGetIndexList(relation);
     let count = if indexes.is_null() { 0 } else { (*indexes).length };
@@ -715,6 +752,9 @@ unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> O
 }
 
 /// For a table partitioned by hash on key columns only: how to route a key.
+///
+/// # Safety
+/// `relid` is the table, locked (its pg_partitioned_table row is read through the syscache).
 unsafe fn hash_routing(relid: pg_sys::Oid, key_columns: &[i16; 3]) -> Option<HashRouting> {
     let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PARTRELID as i32, pg_sys::Datum::from(relid));
     if tuple.is_null() {

@@ -82,6 +82,9 @@ impl ResultRow {
 
     /// The tuple copied as it is, when it holds every attribute (a tuple written before an ADD
     /// COLUMN holds fewer; the missing values live in the table's descriptor, not the type's).
+    ///
+    /// # Safety
+    /// `tuple` is a valid heap tuple of the relation or result this row is read from.
     unsafe fn copied(&self, tuple: pg_sys::HeapTuple) -> Option<pg_sys::Datum> {
         if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*self.desc).natts {
             return None;
@@ -93,6 +96,10 @@ impl ResultRow {
         Some(datum)
     }
 
+    /// The result datum formed from `values` and `nulls` (in the source's attribute order) through `map`.
+    ///
+    /// # Safety
+    /// `values` and `nulls` are a deformed row of the descriptor `map` was built from.
     unsafe fn formed(&self, map: &ColumnMap, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
         let caller = pg_sys::MemoryContextSwitchTo(self.context);
         let (mut out_values, mut out_nulls) = map.fill(values, nulls, &[]);
@@ -129,6 +136,9 @@ pub unsafe fn deformed(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> (Ve
 
 /// Whether rows of `source` can be copied as they are into `target`: the same attributes, in the
 /// same order, of the same names and types, dropped ones included.
+///
+/// # Safety
+/// `source` and `target` are valid tuple descriptors.
 unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> bool {
     if (*source).natts != (*target).natts {
         return false;
@@ -233,6 +243,9 @@ impl ColumnMap {
 
 impl Conversion {
     /// How a value of type `from` becomes one of type `to`: as INSERT would assign it.
+    ///
+    /// # Safety
+    /// `from` and `to` are type OIDs of the catalog (a column's and the result type attribute's).
     unsafe fn between(from: pg_sys::Oid, to: pg_sys::Oid, typmod: i32, column: &str) -> Conversion {
         if from == to {
             return Conversion::None;

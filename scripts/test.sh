@@ -3,6 +3,7 @@
 # missing first.
 #   bash scripts/test.sh          both versions (what CI runs)
 #   bash scripts/test.sh 18       one version (or PGCONV_TEST_VERSIONS="15 18")
+# First, once: cargo fmt --check and cargo clippy (warnings as errors).
 # For each version (scripts/pg.sh):
 #   1. Rust unit tests and #[pg_test]s (cargo pgrx test pg15|pg18, in pgrx's own test cluster)
 #   2. isolation specs (PostgreSQL's pg_isolation_regress) against a private cluster
@@ -44,7 +45,7 @@ bash scripts/setup.sh || { echo "setup failed"; exit 1; }
 
 passed=0 failed=0 failed_names=() skipped=() installed=" "
 suite() {
-    local name="pg$PG_MAJOR: $1"; shift
+    local name="${PG_MAJOR:+pg$PG_MAJOR: }$1"; shift
     echo
     echo "=== $name"
     if "$@"; then
@@ -58,6 +59,13 @@ skip() {
     echo
     echo "=== pg$PG_MAJOR: $1: skipped: $2"
 }
+# The code's own checks, once for every version and before any server is touched: cargo fmt
+# with the repository's rustfmt.toml, and clippy with warnings as errors (on pg15's bindings;
+# Cargo.toml's features are pg15 and pg18). A lint allowed in the code is allowed where it stands,
+# with its reason beside it.
+suite "cargo fmt --check" cargo fmt --check
+suite "cargo clippy -D warnings" cargo clippy --all-targets --features pg15 -- -D warnings
+
 # The clusters of every version this run started, stopped however it ends.
 clusters=()
 stop_clusters() {

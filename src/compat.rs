@@ -3,7 +3,7 @@
 //! names (as PostgreSQL's contrib modules keep theirs). Up to 0.3.0, pgrx generated the entry
 //! points of some functions and named them `<function>_wrapper`.
 
-use crate::call::sql_function;
+use crate::glue::call::sql_function;
 
 /// Declares `old` as one more name of the SQL function `new`.
 macro_rules! earlier_name {
@@ -17,8 +17,8 @@ macro_rules! earlier_name {
     };
 }
 
-earlier_name!(get_or_create_conversations_from_jsonb_wrapper => crate::batch::get_or_create_conversations_jsonb);
-earlier_name!(get_or_create_conversations_for_members_wrapper => crate::batch::get_or_create_conversations_members);
-earlier_name!(conversation_stats_row_wrapper => crate::stats::conversation_stats_row);
-earlier_name!(conversation_stats_reset_all_wrapper => crate::stats::conversation_stats_reset);
-earlier_name!(conversation_lock_key_wrapper => crate::conversation_lock_key);
+earlier_name!(get_or_create_conversations_from_jsonb_wrapper => crate::create::batch::get_or_create_conversations_jsonb);
+earlier_name!(get_or_create_conversations_for_members_wrapper => crate::create::batch::get_or_create_conversations_members);
+earlier_name!(conversation_stats_row_wrapper => crate::stats_view::conversation_stats_row);
+earlier_name!(conversation_stats_reset_all_wrapper => crate::stats_view::conversation_stats_reset);
+earlier_name!(conversation_lock_key_wrapper => crate::create::lock::conversation_lock_key);

@@ -1,81 +1,60 @@
 //! pg_conversation: one conversation row per (uid, channel_id, channel_type), created atomically
 //! and idempotently inside PostgreSQL, for IM servers (WuKongIM and its kin).
 //!
-//! The design, in the order a call meets it:
+//! The design, in the order a call meets it, folder by folder (each imports only from the ones
+//! before it):
 //!
-//! - `call.rs`: the one way an SQL function is declared; arguments as PostgreSQL stores them (text
-//!   as bytes in the database encoding, arrays and JSON measured before they are read).
-//! - `key.rs`: the key and its limits. Every argument is checked before anything is read, so bad
-//!   input writes nothing and gets one SQLSTATE (`errors.rs` raises every error we raise).
-//! - `catalog.rs`: the table, found under a lock, checked, remembered until invalidated; which
-//!   relation holds a key's row (the table, a hash partition, a Citus shard on this node
-//!   (`citus.rs`), or "ask SQL").
-//! - `get_or_create.rs`: check, lock, check again, insert.
-//! - `find.rs`: the check, one probe of the key index (`probe.rs`) without SPI or planner. It is
-//!   the whole hit path: no advisory lock, no transaction id, no WAL, no sequence value. Also
-//!   find_conversation, the lookup that never writes (replicas, READ ONLY transactions).
-//! - `lock.rs`: the advisory lock of a key (class id `LOCK_CLASS_ID`, two-int4 form), taken
-//!   transaction-scoped and released right after the insert, so one transaction can create any
-//!   number of keys without filling the shared lock table.
-//! - `insert.rs`: the miss path's INSERT ... ON CONFLICT DO NOTHING.
-//! - `result_row.rs`: the row handed back, built by column name as the declared return type
-//!   (`conversation_row`: the table's columns without its defaults and constraints), so added,
-//!   dropped and retyped columns come back right; copied as it is when the layouts agree.
-//! - `kept.rs`: every SQL statement we run, prepared once per backend, under a pinned search_path.
-//!
-//! Around the core:
-//!
-//! - `batch_keys.rs`, `batch_json.rs` and `batch.rs`: many keys in one call, set-based, created
-//!   in one order.
-//! - `message.rs`: a message reached a channel; `read_state.rs`: a user read (or cleared) up to
-//!   a seq; `hide.rs`: a user hid a conversation.
-//! - `stamp.rs`: the trigger that stamps every change with its transaction; `list.rs`: the
-//!   conversation list and the unread totals, read through positions (`position.rs`) made of
-//!   snapshots and of the point in the cluster's history they were taken at (`history.rs`), so
-//!   that syncing loses nothing; straight from the list indexes where they are the
-//!   extension's (`list_scan.rs`, as the hit path reads the key index), through SQL elsewhere.
-//! - `stats.rs`: counters in shared memory when the library is preloaded.
-//! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE.
+//! - `input/`: `key.rs`, the key and its limits; `batch_keys.rs` and `batch_json.rs`, many keys
+//!   folded and put in one order. Every argument is checked before anything is read, so bad input
+//!   writes nothing and gets one SQLSTATE. Pure Rust.
+//! - `glue/`: `call.rs`, the one way an SQL function is declared (`sql_function!`); arguments as
+//!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
+//!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
+//!   counters in shared memory when the library is preloaded.
+//! - `relation/`: `catalog.rs`, the table, found under a lock, checked, remembered until
+//!   invalidated (and the clock table, and whether rows are stamped); which relation holds a
+//!   key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or "ask
+//!   SQL"). `probe.rs` reads an index without SPI or planner; `result_row.rs` builds the row
+//!   handed back as the declared return type (`conversation_row`), so added, dropped and retyped
+//!   columns come back right; `statements.rs` prepares every SQL statement we run once per
+//!   backend, under a pinned search_path.
+//! - `create/`: `get_or_create.rs`, check, lock, check again, insert: `find.rs` is the check (one
+//!   probe of the key index: the whole hit path, no advisory lock, no transaction id, no WAL, no
+//!   sequence value; also find_conversation, the lookup that never writes), `lock.rs` the advisory
+//!   lock of a key (class id `LOCK_CLASS_ID`, two-int4 form, released right after the insert so
+//!   one transaction can create any number of keys), `insert.rs` the INSERT ... ON CONFLICT DO
+//!   NOTHING; `batch.rs`, many keys in one call, set-based, created in one order;
+//!   `key_check.rs`, a key checked without creating it.
+//! - `list/`: `stamp.rs`, the trigger that stamps every change with its transaction (`version.rs`
+//!   the arithmetic); `reads.rs`, the conversation list and the unread totals, read through
+//!   positions (`position.rs`) made of snapshots and of the point in the cluster's history they
+//!   were taken at (`history.rs`), so that syncing loses nothing; straight from the list indexes
+//!   where they are the extension's (`list_scan.rs`), through SQL elsewhere.
+//! - `state/`: `message.rs`, a message reached a channel; `read_state.rs`, a user read (or
+//!   cleared) up to a seq; `hide.rs`, a user hid a conversation.
+//! - `stats_view.rs`: the counters' SQL functions; `compat.rs`: the C symbols earlier releases'
+//!   SQL names, until ALTER EXTENSION UPDATE.
 //! - sql/: the table, the function declarations, and the operations DBAs run (import, checks,
 //!   cleanup), in SQL.
 //!
 //! Invariants: the table's primary key (uid, channel_id, channel_type) guarantees one row per key
 //! whoever writes; the function never returns NULL, never lets 23505 reach the caller, and never
 //! returns a row the caller's snapshot cannot see (40001 instead, under REPEATABLE READ and
-//! SERIALIZABLE). The SQL objects of the first release live in sql/install.sql; every later release
-//! adds an upgrade script in sql/, which a fresh install also runs, so both paths build the same
-//! objects.
+//! SERIALIZABLE). sql/install.sql builds the first release's objects (all but
+//! conversation_lock_key, which a later script declares); every later release adds an upgrade
+//! script in sql/, which a fresh install also runs, so both paths build the same objects.
 
-use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-mod call; // first: its sql_function! macro declares every entry point
-
-mod batch;
-mod batch_json;
-mod batch_keys;
-mod catalog;
-mod citus;
-mod compat;
-mod errors;
-mod find;
-mod get_or_create;
-mod hide;
-mod history;
-mod insert;
-mod kept;
-mod key;
-mod key_check;
+mod create;
+mod glue;
+mod input;
 mod list;
-mod list_scan;
-mod lock;
-mod message;
-mod position;
-mod probe;
-mod read_state;
-mod result_row;
-mod stamp;
-mod stats;
+mod relation;
+mod state;
+
+mod compat;
+mod stats_view;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -89,16 +68,7 @@ extension_sql_file!("../sql/pg_conversation--0.6.0--0.7.0.sql", name = "v0_7_0",
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    stats::init();
-}
-
-call::sql_function! {
-    /// conversation_lock_key(uid, channel_id, channel_type): the advisory lock id
-    /// get_or_create_conversation takes while creating this key: find it in pg_locks as locktype
-    /// 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2. STRICT.
-    fn conversation_lock_key(call) {
-        pg_sys::Datum::from(call.key(0).lock_hash())
-    }
+    glue::stats::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

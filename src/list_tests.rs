@@ -1,6 +1,6 @@
 //! The conversation list inside the server: stamps, lists, positions, hide, clear and the badge.
 //! Each #[pg_test] is one transaction: rows "written long ago" are inserted with an old version
-//! of their own (the trigger leaves them as given: `stamp::for_tests`); what the test's
+//! of their own (the trigger leaves them as given: `catalog::for_tests`); what the test's
 //! transaction writes is stamped with its own id, which its positions count as in flight. Positions across
 //! transactions that commit out of order are tested by the isolation spec list_sync and the
 //! race test's sync mode.
@@ -9,7 +9,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::stamp::for_tests::{rows_as_given, stamp_trigger_frozen};
+    use crate::relation::catalog::for_tests::{rows_as_given, stamp_trigger_frozen};
     use crate::tests::tests::{error_of, one, sqlstate_of};
 
     /// A version written long ago by this cluster (transaction id 10 of its generation: the one
@@ -57,13 +57,11 @@ mod tests {
     #[pg_test]
     fn every_insert_and_update_is_stamped_with_its_transaction() {
         Spi::run("SELECT get_or_create_conversation('stamped', 'g1', 1)").unwrap();
-        let expected = format!(
-            "(SELECT k.generation::int8 << 48 | pg_current_xact_id()::text::int8 FROM conversation_clock AS k
-              WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system()))"
-        );
+        let expected = "(SELECT k.generation::int8 << 48 | pg_current_xact_id()::text::int8 FROM conversation_clock AS k
+              WHERE k.system_identifier = (SELECT system_identifier FROM pg_control_system()))";
         assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
         // Any writer's update: the application's own SQL too.
-        Spi::run(&format!("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'")).unwrap();
+        Spi::run("UPDATE conversation SET version = 5, unread_count = 3 WHERE uid = 'stamped'").unwrap();
         assert!(one::<bool>(&format!("SELECT version = {expected} FROM conversation WHERE uid = 'stamped'")));
         // An insert that brings a version is stamped too (a restore, an ORM saving every column,
         // INSERT ... SELECT from an archive carry another history's number), and so is a write

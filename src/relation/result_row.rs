@@ -20,8 +20,8 @@ use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgTupleDesc;
 
-use crate::call::Call;
-use crate::errors;
+use crate::glue::call::Call;
+use crate::glue::errors;
 
 /// The column batches add in front of the table's columns.
 pub const INPUT_POSITION: &CStr = c"input_position";
@@ -56,18 +56,18 @@ impl ResultRow {
     }
 
     /// The row in `slot` (a slot of the table, a partition or a shard) as the result datum.
-    pub fn from_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
+    pub fn of_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
         // fetched without a copy (the buffer stays pinned until the next probe).
         unsafe {
             let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            self.from_tuple(tuple, (*slot).tts_tupleDescriptor)
+            self.of_tuple(tuple, (*slot).tts_tupleDescriptor)
         }
     }
 
     /// A row of `desc` (a relation's, or a statement's result: the table's columns by name) as
     /// the result datum.
-    pub fn from_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
+    pub fn of_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
         // SAFETY: `tuple` is a row of `desc`.
         unsafe {
             if same_layout(desc, self.desc) {
@@ -82,6 +82,9 @@ impl ResultRow {
 
     /// The tuple copied as it is, when it holds every attribute (a tuple written before an ADD
     /// COLUMN holds fewer; the missing values live in the table's descriptor, not the type's).
+    ///
+    /// # Safety
+    /// `tuple` is a valid heap tuple of the relation or result this row is read from.
     unsafe fn copied(&self, tuple: pg_sys::HeapTuple) -> Option<pg_sys::Datum> {
         if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*self.desc).natts {
             return None;
@@ -93,6 +96,10 @@ impl ResultRow {
         Some(datum)
     }
 
+    /// The result datum formed from `values` and `nulls` (in the source's attribute order) through `map`.
+    ///
+    /// # Safety
+    /// `values` and `nulls` are a deformed row of the descriptor `map` was built from.
     unsafe fn formed(&self, map: &ColumnMap, values: &[pg_sys::Datum], nulls: &[bool]) -> pg_sys::Datum {
         let caller = pg_sys::MemoryContextSwitchTo(self.context);
         let (mut out_values, mut out_nulls) = map.fill(values, nulls, &[]);
@@ -129,6 +136,9 @@ pub unsafe fn deformed(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> (Ve
 
 /// Whether rows of `source` can be copied as they are into `target`: the same attributes, in the
 /// same order, of the same names and types, dropped ones included.
+///
+/// # Safety
+/// `source` and `target` are valid tuple descriptors.
 unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> bool {
     if (*source).natts != (*target).natts {
         return false;
@@ -233,6 +243,9 @@ impl ColumnMap {
 
 impl Conversion {
     /// How a value of type `from` becomes one of type `to`: as INSERT would assign it.
+    ///
+    /// # Safety
+    /// `from` and `to` are type OIDs of the catalog (a column's and the result type attribute's).
     unsafe fn between(from: pg_sys::Oid, to: pg_sys::Oid, typmod: i32, column: &str) -> Conversion {
         if from == to {
             return Conversion::None;

@@ -23,8 +23,9 @@
 
 use pgrx::pg_sys;
 
-use crate::history::Point;
-use crate::stamp;
+use crate::list::history::Point;
+use crate::list::version;
+use crate::relation::xid;
 
 /// The longest position accepted: a horizon lists the transactions in progress, a few per
 /// connection.
@@ -164,7 +165,7 @@ impl Horizon {
             let short = pg_sys::TransactionId::from((xid & 0xFFFF_FFFF) as u32);
             if pg_sys::TransactionIdFollowsOrEquals(short, pg_sys::TransactionXmin) {
                 let top = pg_sys::SubTransGetTopmostTransaction(short);
-                Some(stamp::full_xid(top.into_inner(), pg_sys::ReadNextFullTransactionId().value))
+                Some(xid::full_xid(top.into_inner(), pg_sys::ReadNextFullTransactionId().value))
             } else {
                 None
             }
@@ -181,9 +182,9 @@ impl Horizon {
     pub fn versions(&self) -> (i64, i64, Vec<i64>) {
         let generation = self.generation;
         (
-            stamp::version_of(generation, self.xmin),
-            stamp::version_of(generation, self.xmax),
-            self.in_flight.iter().map(|&xid| stamp::version_of(generation, xid)).collect(),
+            version::version_of(generation, self.xmin),
+            version::version_of(generation, self.xmax),
+            self.in_flight.iter().map(|&xid| version::version_of(generation, xid)).collect(),
         )
     }
 
@@ -221,8 +222,8 @@ impl Horizon {
             if list.is_empty() { Vec::new() } else { list.split(',').map(|xid| xid.parse::<u64>().ok()).collect::<Option<Vec<u64>>>()? };
         let ordered = in_flight.windows(2).all(|pair| pair[0] < pair[1]);
         let inside = in_flight.iter().all(|&xid| xid >= xmin && xid < xmax);
-        let known = (0..=stamp::MAX_GENERATION).contains(&generation);
-        (known && xmin <= xmax && ordered && inside && xmax <= stamp::XID_MASK).then_some(Horizon { generation, xmin, xmax, in_flight })
+        let known = (0..=version::MAX_GENERATION).contains(&generation);
+        (known && xmin <= xmax && ordered && inside && xmax <= version::XID_MASK).then_some(Horizon { generation, xmin, xmax, in_flight })
     }
 }
 
@@ -264,7 +265,7 @@ unsafe fn active_snapshot<'a>() -> (&'a pg_sys::SnapshotData, impl Fn(pg_sys::Tr
     let snapshot = pg_sys::GetActiveSnapshot();
     assert!(!snapshot.is_null(), "no active snapshot");
     let next = pg_sys::ReadNextFullTransactionId().value;
-    (&*snapshot, move |xid: pg_sys::TransactionId| stamp::full_xid(xid.into_inner(), next))
+    (&*snapshot, move |xid: pg_sys::TransactionId| xid::full_xid(xid.into_inner(), next))
 }
 
 impl Cursor {

@@ -64,6 +64,9 @@ fn catalog_only() -> bool {
     citus_here() && API.with(|api| api.get_or_init(load).is_none())
 }
 
+// Each transmute's target is the type of the Api field it fills, declared beside the field:
+// spelling it again at each call would only let the two drift apart.
+#[allow(clippy::missing_transmute_annotations)]
 fn load() -> Option<Api> {
     let symbol = |name: &CStr| -> Option<*mut c_void> {
         // SAFETY: looks a symbol up in citus.so (already loaded); NULL when it is not exported.

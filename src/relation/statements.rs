@@ -1,6 +1,6 @@
-//! Statements prepared once per backend and kept: planning an INSERT or UPDATE on every call would
-//! cost more than running it. Every SQL statement the Rust code runs goes through here, so this is
-//! also where search_path is pinned.
+//! A cache of prepared statements: each is prepared once per backend and kept (SPI_keepplan), as
+//! planning an INSERT or UPDATE on every call would cost more than running it. Every SQL statement
+//! the Rust code runs goes through here, so this is also where search_path is pinned.
 //!
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
 //! (statements return rows by column) and `{clock}` for the clock table (stamp.rs); it is prepared
@@ -16,10 +16,12 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::catalog::Names;
-use crate::errors;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
+use crate::glue::call::text_datum;
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::Names;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
 
 /// A statement the extension runs: its name (the cache key), its text, its parameter types, and
 /// the snapshot it reads with (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE
@@ -32,7 +34,7 @@ pub struct Statement {
 }
 
 /// A prepared statement kept for the backend's life (SPI_keepplan), and how it is run.
-pub struct Kept {
+pub struct Prepared {
     /// The table's name, its columns and the clock's name it was prepared for.
     prepared_for: (String, String, String),
     plan: pg_sys::SPIPlanPtr,
@@ -43,7 +45,7 @@ pub struct Kept {
     read_only: bool,
 }
 
-impl Drop for Kept {
+impl Drop for Prepared {
     fn drop(&mut self) {
         // SAFETY: our kept plan, no longer referenced (the cache held the last reference).
         unsafe { pg_sys::SPI_freeplan(self.plan) };
@@ -52,16 +54,16 @@ impl Drop for Kept {
 
 thread_local! {
     // Rc, not a borrow, is handed out: a trigger on the table may call us re-entrantly.
-    static KEPT: RefCell<HashMap<&'static str, Rc<Kept>>> = RefCell::new(HashMap::new());
+    static PREPARED: RefCell<HashMap<&'static str, Rc<Prepared>>> = RefCell::new(HashMap::new());
 }
 
-/// The kept plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
+/// The prepared plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
 /// Call it, and run the plan, while a `PinnedSearchPath` is alive.
-pub fn kept(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc<Kept> {
-    if let Some(kept) = KEPT.with_borrow(|all| all.get(statement.name).cloned()) {
-        let (table, columns, clock) = &kept.prepared_for;
+pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc<Prepared> {
+    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement.name).cloned()) {
+        let (table, columns, clock) = &prepared.prepared_for;
         if *table == names.table && *columns == names.columns && *clock == names.clock {
-            return kept;
+            return prepared;
         }
     }
     let sql = statement.sql.replace("{table}", &names.table).replace("{columns}", &names.columns).replace("{clock}", &names.clock);
@@ -78,9 +80,9 @@ pub fn kept(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc
     }
     let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
     let read_only = statement.snapshot == Snapshot::Statement;
-    let kept = Rc::new(Kept { prepared_for, plan, parameters: types.len(), read_only });
-    KEPT.with_borrow_mut(|all| all.insert(statement.name, kept.clone()));
-    kept
+    let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
+    PREPARED.with_borrow_mut(|all| all.insert(statement.name, prepared.clone()));
+    prepared
 }
 
 /// A parameter of a kept statement: a datum of the statement's type for it, or NULL.
@@ -101,19 +103,24 @@ pub fn arg_or_null(datum: Option<pg_sys::Datum>) -> Arg {
 ///
 /// `Fresh` statements run as SPI runs a VOLATILE function's: the command counter advanced and,
 /// under READ COMMITTED, a new snapshot. `Statement` ones read with the active snapshot.
-pub fn run(_client: &SpiClient<'_>, kept: &Kept, args: &[Arg]) -> Returned {
-    assert_eq!(args.len(), kept.parameters, "a statement run with as many arguments as it has parameters");
+pub fn run(_client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg]) -> Returned {
+    assert_eq!(args.len(), prepared.parameters, "a statement run with as many arguments as it has parameters");
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.0.unwrap_or(pg_sys::Datum::from(0))).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.0.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
     // SAFETY: a kept plan with `parameters` parameters, and as many values and null flags.
     let status = unsafe {
         pg_sys::SPI_tuptable = std::ptr::null_mut();
-        pg_sys::SPI_execute_plan(kept.plan, values.as_mut_ptr(), nulls.as_ptr(), kept.read_only, 0)
+        pg_sys::SPI_execute_plan(prepared.plan, values.as_mut_ptr(), nulls.as_ptr(), prepared.read_only, 0)
     };
     if status < 0 {
-        errors::statement_failed(&kept.prepared_for.0, &spi_result_of(status));
+        errors::statement_failed(&prepared.prepared_for.0, &spi_result_of(status));
     }
     Returned::last()
+}
+
+/// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
+pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
+    [arg(text_datum(key.uid)), arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))]
 }
 
 fn spi_result() -> String {
@@ -174,10 +181,10 @@ impl Returned {
 
 /// Runs a kept statement that returns the table's columns (`RETURNING {columns}`) for one row or
 /// none, and hands the row back as the call's result datum.
-pub fn returned_row(client: &SpiClient<'_>, kept: &Kept, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
-    let returned = run(client, kept, args);
+pub fn returned_row(client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
+    let returned = run(client, prepared, args);
     // The result is a copy in the caller's context; the returned row lives until SPI_finish.
-    (returned.len() > 0).then(|| result.from_tuple(returned.tuple(0), returned.desc()))
+    (returned.len() > 0).then(|| result.of_tuple(returned.tuple(0), returned.desc()))
 }
 
 /// Kept statements are the only SQL the Rust code runs, so this is where search_path is pinned:

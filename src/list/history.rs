@@ -43,10 +43,24 @@ pub fn here(flushed: bool) -> Point {
         } else {
             let lsn = pg_sys::GetXLogInsertRecPtr();
             if flushed {
-                pg_sys::XLogFlush(lsn);
+                pg_sys::XLogFlush(last_record_end(lsn));
             }
             Point { timeline: pg_sys::GetWALInsertionTimeLine(), lsn }
         }
+    }
+}
+
+/// Where the last record inserted before `insert` (the insert location) ends: at a page's start
+/// the location is past the page header, which is not written until the next record is, and a
+/// flush request past what is written is an ERROR.
+fn last_record_end(insert: u64) -> u64 {
+    // A page's header: 24 bytes, 40 on a segment's first page; no record ends inside one.
+    const LONGEST_PAGE_HEADER: u64 = 40;
+    let offset = insert % u64::from(pg_sys::XLOG_BLCKSZ);
+    if offset <= LONGEST_PAGE_HEADER {
+        insert - offset
+    } else {
+        insert
     }
 }
 
@@ -88,9 +102,12 @@ unsafe extern "C-unwind" {
     fn readTimeLineHistory(target: pg_sys::TimeLineID) -> *mut pg_sys::List;
 }
 
+/// A timeline and its ancestors, each with where the history left it.
+type Ancestry = (u32, Vec<(u32, u64)>);
+
 thread_local! {
     /// Per backend: a timeline's ancestry never changes once the timeline exists.
-    static ANCESTRY: RefCell<Option<(u32, Vec<(u32, u64)>)>> = const { RefCell::new(None) };
+    static ANCESTRY: RefCell<Option<Ancestry>> = const { RefCell::new(None) };
 }
 
 /// Where the history of `timeline` left its ancestor `ancestor` (None: not an ancestor).
@@ -120,5 +137,17 @@ fn ancestry(timeline: u32) -> Vec<(u32, u64)> {
             .collect();
         pg_sys::list_free_deep(list);
         entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_record_end;
+
+    #[test]
+    fn a_flush_stops_before_a_page_header_not_yet_written() {
+        assert_eq!(last_record_end(0x1E9E018), 0x1E9E000); // past a short header
+        assert_eq!(last_record_end(0x2000028), 0x2000000); // past a segment's long header
+        assert_eq!(last_record_end(0x1E9E0A8), 0x1E9E0A8); // after a record
     }
 }

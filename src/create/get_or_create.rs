@@ -19,16 +19,16 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::find::find;
-use crate::insert::insert;
-use crate::key::ConversationKey;
-use crate::lock::KeyLock;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
-use crate::stats::{self, Outcome};
+use crate::create::find::find;
+use crate::create::insert::insert;
+use crate::create::lock::KeyLock;
+use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::errors;
+use crate::glue::stats::{self, Outcome};
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
 
 /// How often a READ COMMITTED caller starts over when the row it conflicted with is gone again
 /// by the time it re-reads (a concurrent delete). Each round takes the lock again.
@@ -68,7 +68,7 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
                     return (found, Outcome::RaceResolved, waited); // the creator we waited for
                 }
             }
-            if let Some(created) = insert(&client, &table.table, key, result) {
+            if let Some(created) = insert(client, &table.table, key, result) {
                 return (created, Outcome::Created, waited);
             }
             drop(lock);
@@ -80,12 +80,4 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
         }
         errors::deleted_while_creating()
     })
-}
-
-/// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.
-pub fn refuse_writes_if_read_only(function: &str) {
-    // SAFETY: a plain global of the backend, set at transaction start (true during recovery).
-    if unsafe { pg_sys::XactReadOnly } {
-        errors::read_only(function);
-    }
 }

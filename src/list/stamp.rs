@@ -22,23 +22,17 @@
 //! conversation_clock, and only our own statements (search_path pinned) run meanwhile.
 
 use std::cell::Cell;
-use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::Names;
-use crate::errors;
-use crate::history;
-use crate::kept::{arg, kept, run, Arg, PinnedSearchPath, Statement};
-use crate::probe::Snapshot;
-
-/// Bits of a version that hold the transaction id: 2^48 transactions is about 90 years at
-/// 100,000 a second; the generation takes the 15 bits above.
-const XID_BITS: u32 = 48;
-pub const XID_MASK: u64 = (1 << XID_BITS) - 1;
-pub const MAX_GENERATION: i64 = 32767;
+use crate::glue::call::sql_function;
+use crate::glue::errors;
+use crate::list::history;
+use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
+use crate::relation::catalog::{self, Names};
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, prepared, run, Arg, PinnedSearchPath, Statement};
 
 thread_local! {
     /// The generation of this history's versions, per backend, for the clock table it was read
@@ -112,7 +106,7 @@ sql_function! {
                 );
             }
             #[cfg(any(test, feature = "pg_test"))]
-            if for_tests::ROWS_AS_GIVEN.get() {
+            if catalog::for_tests::ROWS_AS_GIVEN.get() {
                 return pg_sys::Datum::from(tuple);
             }
             let mut value = pg_sys::Datum::from(version_now(call.schema()));
@@ -120,86 +114,6 @@ sql_function! {
             let mut column = attnum;
             pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))
         }
-    }
-}
-
-/// Whether rows written to `relid` are stamped, and since when: Some(the transaction that last
-/// changed its stamp trigger) when it has conversation_stamp as a BEFORE INSERT OR UPDATE row
-/// trigger that fires ALWAYS (replication apply and session_replication_role = replica too) for
-/// every row and every column (no WHEN condition, no UPDATE OF list); None otherwise. (Positions
-/// would miss the changes of a table without it, so the list refuses to hand any out.)
-///
-/// A trigger disabled and enabled again (pg_restore --disable-triggers, a maintenance window)
-/// let writes through unstamped meanwhile, and its catalog row was last written by the
-/// transaction that enabled it: a position that did not see that transaction may lack those
-/// writes, and list.rs refuses it. So is a position older than the trigger itself (the extension
-/// dropped and created again, conversation_partition's new table): its rows may be gone. 0 when
-/// the trigger's row is frozen (older than every snapshot).
-pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
-    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
-    // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
-    // is read while it is open.
-    unsafe {
-        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
-        let triggers = (*relation).trigdesc;
-        let stamp = (!triggers.is_null())
-            .then(|| std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize))
-            .unwrap_or_default()
-            .iter()
-            .find(|trigger| {
-                trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
-                    && (trigger.tgtype as u32) & WANTED == WANTED
-                    && trigger.tgqual.is_null()
-                    && trigger.tgnattr == 0
-                    && pg_sys::get_func_namespace(trigger.tgfoid) == schema
-                    && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
-            })
-            .map(|trigger| trigger.tgoid);
-        pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, stamp?);
-        Some(written.map_or(0, |xid| full_xid(xid, pg_sys::ReadNextFullTransactionId().value)))
-    }
-}
-
-/// The transaction that wrote the catalog row of `oid` (None: frozen, or not found).
-///
-/// # Safety
-/// `catalog` is a system catalog whose unique index `index` is on its oid column `column`.
-unsafe fn written_by(catalog: pg_sys::Oid, index: u32, column: u32, oid: pg_sys::Oid) -> Option<u32> {
-    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-    pg_sys::ScanKeyInit(
-        &mut key,
-        column as _,
-        pg_sys::BTEqualStrategyNumber as _,
-        pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
-        pg_sys::Datum::from(oid),
-    );
-    let table = pg_sys::table_open(catalog, pg_sys::AccessShareLock as _);
-    let scan = pg_sys::systable_beginscan(table, pg_sys::Oid::from(index), true, std::ptr::null_mut(), 1, &mut key);
-    let tuple = pg_sys::systable_getnext(scan);
-    let xmin = (!tuple.is_null()).then(|| {
-        let header = &*(*tuple).t_data;
-        let frozen = u32::from(header.t_infomask) & pg_sys::HEAP_XMIN_FROZEN == pg_sys::HEAP_XMIN_FROZEN;
-        let xmin = header.t_choice.t_heap.t_xmin.into_inner();
-        (!frozen && xmin >= pg_sys::FirstNormalTransactionId.into_inner()).then_some(xmin)
-    });
-    pg_sys::systable_endscan(scan);
-    pg_sys::table_close(table, pg_sys::AccessShareLock as _);
-    xmin.flatten()
-}
-
-/// A 32-bit transaction id (of a snapshot, of a catalog row that is not frozen) as a full one,
-/// given the next full id read after it was taken: it is from next's epoch or the one before.
-pub fn full_xid(xid: u32, next: u64) -> u64 {
-    let xid = u64::from(xid);
-    if xid < u64::from(pg_sys::FirstNormalTransactionId.into_inner()) {
-        return xid; // a special id: epoch 0
-    }
-    let epoch = next >> 32;
-    if xid > (next & 0xFFFF_FFFF) && epoch > 0 {
-        ((epoch - 1) << 32) | xid
-    } else {
-        (epoch << 32) | xid
     }
 }
 
@@ -213,14 +127,9 @@ fn version_now(schema: pg_sys::Oid) -> i64 {
     version_of(written_generation(schema), xid)
 }
 
-/// The version a transaction id of this cluster's is stamped with, in generation `generation`.
-pub fn version_of(generation: i64, xid: u64) -> i64 {
-    (generation << XID_BITS) | (xid.min(XID_MASK) as i64)
-}
-
 /// This history's generation for writing: its row in conversation_clock, added if missing.
 fn written_generation(schema: pg_sys::Oid) -> i64 {
-    let clock = clock_relid(schema);
+    let clock = catalog::clock(schema);
     let timeline = history::timeline();
     if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
         if relid == clock && of == timeline {
@@ -232,8 +141,8 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     let generation = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            one_i64(&client, &names, &GENERATION_OF, &args)
-                .or_else(|| one_i64(&client, &names, &NEW_GENERATION, &args))
+            one_i64(client, &names, &GENERATION_OF, &args)
+                .or_else(|| one_i64(client, &names, &NEW_GENERATION, &args))
                 .unwrap_or_else(|| errors::clock_row_missing())
         })
     });
@@ -248,7 +157,7 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
 /// its row, or, for this server's timeline, the generation its first write will take. None for
 /// another timeline without a row (nothing was stamped on it).
 pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
-    let clock = clock_relid(schema);
+    let clock = catalog::clock(schema);
     if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
         if relid == clock && of == timeline {
             return Some(generation);
@@ -259,10 +168,10 @@ pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
     let (generation, held) = as_owner_of(clock, || {
         Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
-            match one_i64(&client, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
+            match one_i64(client, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
                 Some(generation) => (Some(generation), true),
                 None if !current => (None, false),
-                None => (Some(one_i64(&client, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
+                None => (Some(one_i64(client, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
             }
         })
     });
@@ -311,62 +220,8 @@ fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
     body()
 }
 
-fn clock_relid(schema: pg_sys::Oid) -> pg_sys::Oid {
-    // SAFETY: a syscache lookup.
-    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
-    if relid == pg_sys::InvalidOid {
-        errors::clock_table_missing();
-    }
-    relid
-}
-
 fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {
-    let kept = kept(client, names, statement);
-    let returned = run(client, &kept, args);
+    let prepared = prepared(client, names, statement);
+    let returned = run(client, &prepared, args);
     (returned.len() > 0).then(|| returned.value(0, 1)).flatten().map(|datum| datum.value() as i64)
-}
-
-/// What the in-server tests need to set up and nothing else may do: rows "written long ago" (as
-/// written before 0.5.0, or with a version of an old transaction), and a stamp trigger older than
-/// any position (as it is once its catalog row is frozen).
-#[cfg(any(test, feature = "pg_test"))]
-pub mod for_tests {
-    use std::cell::Cell;
-
-    thread_local! {
-        pub static ROWS_AS_GIVEN: Cell<bool> = const { Cell::new(false) };
-        pub static STAMP_TRIGGER_FROZEN: Cell<bool> = const { Cell::new(false) };
-    }
-
-    fn with<R>(flag: &'static std::thread::LocalKey<Cell<bool>>, body: impl FnOnce() -> R) -> R {
-        flag.set(true);
-        let result = body();
-        flag.set(false);
-        result
-    }
-
-    /// Runs `body` with the trigger leaving rows as they are written.
-    pub fn rows_as_given<R>(body: impl FnOnce() -> R) -> R {
-        with(&ROWS_AS_GIVEN, body)
-    }
-
-    /// Runs `body` with the stamp trigger taken as older than every position.
-    pub fn stamp_trigger_frozen<R>(body: impl FnOnce() -> R) -> R {
-        with(&STAMP_TRIGGER_FROZEN, body)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::full_xid;
-
-    #[test]
-    fn widens_ids_of_this_epoch_and_the_last() {
-        let next = (5 << 32) | 1000;
-        assert_eq!(full_xid(999, next), (5 << 32) | 999);
-        assert_eq!(full_xid(1000, next), (5 << 32) | 1000);
-        assert_eq!(full_xid(4_000_000_000, next), (4 << 32) | 4_000_000_000);
-        assert_eq!(full_xid(2, next), 2);
-        assert_eq!(full_xid(500, 1000), 500);
-    }
 }

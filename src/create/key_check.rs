@@ -9,8 +9,8 @@
 
 use pgrx::pg_sys;
 
-use crate::call::sql_function;
-use crate::key;
+use crate::glue::call::sql_function;
+use crate::input::key;
 
 sql_function! {
     /// Declared STRICT and IMMUTABLE (sql/): never called with a NULL.

@@ -26,17 +26,17 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::find::{find, key_args};
-use crate::get_or_create::{get_or_create, refuse_writes_if_read_only};
-use crate::hide::{change_up_to, up_to_msg_seq};
-use crate::kept::{arg, kept, returned_row, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
-use crate::stats;
+use crate::create::find::find;
+use crate::create::get_or_create::get_or_create;
+use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::errors;
+use crate::glue::stats;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{arg, key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::state::hide::{change_up_to, up_to_msg_seq};
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
 /// busy channel can have in delivery at once, with room to spare. A literal, for the statements'
@@ -124,10 +124,10 @@ sql_function! {
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let kept = kept(&client, &table.table.names, &MARK_READ);
+        let prepared = prepared(client, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        returned_row(&client, &kept, &args, result)
+        returned_row(client, &prepared, &args, result)
     })
 }
 

@@ -20,9 +20,9 @@
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::catalog::{Table, TEXT_EQUAL};
-use crate::key::ConversationKey;
+use crate::glue::call::text_datum;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{Table, TEXT_EQUAL};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Snapshot {
@@ -151,6 +151,10 @@ impl IndexProbe {
 }
 
 /// index_beginscan, which PostgreSQL 18 gave an instrumentation argument (NULL: none).
+///
+/// # Safety
+/// `heap` and `index` are open and locked, `index` an index of `heap`, and a snapshot is active;
+/// `keys` is the number of scan keys the caller passes to index_rescan.
 unsafe fn begin_scan(heap: pg_sys::Relation, index: pg_sys::Relation, keys: i32) -> pg_sys::IndexScanDesc {
     #[cfg(not(feature = "pg18"))]
     return pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), keys, 0);

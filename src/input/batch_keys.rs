@@ -4,7 +4,7 @@
 //! Pure Rust, so it is unit-tested without a server; `errors.rs` turns an `ElementError` into the
 //! SQLSTATE a client sees, naming the element.
 
-use crate::key::{ConversationKey, KeyError};
+use crate::input::key::{ConversationKey, KeyError};
 
 /// Most keys one batch call accepts. A batch holds its new rows' index entries locked until
 /// commit, and builds its result in memory: 10,000 covers the largest WuKongIM groups' fan-out

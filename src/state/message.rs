@@ -20,15 +20,14 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::batch::{array_error, get_or_create_many};
-use crate::batch_keys::{self, MAX_BATCH_KEYS};
-use crate::call::{sql_function, text_array_datum, text_datum};
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
-use crate::probe::Snapshot;
-use crate::stats;
+use crate::create::batch::{array_error, get_or_create_many};
+use crate::glue::call::{refuse_writes_if_read_only, sql_function, text_array_datum, text_datum};
+use crate::glue::errors;
+use crate::glue::stats;
+use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -133,7 +132,7 @@ sql_function! {
             if members.is_empty() {
                 return 0;
             }
-            get_or_create_many(&client, &table, &members, "conversation_message_arrived");
+            get_or_create_many(client, &table, &members, "conversation_message_arrived");
             let _pinned = PinnedSearchPath::pin();
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,
@@ -141,7 +140,7 @@ sql_function! {
                 (false, false) => &ADVANCE_BEFORE_0_5,
                 (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
             };
-            let kept = kept(&client, &table.table.names, statement);
+            let prepared = prepared(client, &table.table.names, statement);
             let key = members[0].key;
             let args = [
                 arg(text_datum(key.channel_id)),
@@ -150,7 +149,7 @@ sql_function! {
                 arg(pg_sys::Datum::from(message_seq)),
                 arg_or_null(sender_uid),
             ];
-            run(&client, &kept, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            run(client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
         table.close();
         stats::count_message();

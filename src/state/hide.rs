@@ -11,14 +11,13 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::sql_function;
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::find::{find, key_args};
-use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg_or_null, kept, returned_row, PinnedSearchPath, Statement};
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
+use crate::create::find::find;
+use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::errors;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{arg_or_null, key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const HIDE: Statement = Statement {
     name: "hide",
@@ -41,7 +40,7 @@ sql_function! {
 /// What conversation_hide and conversation_clear share: `statement` changes the conversation of
 /// the call's key, given up_to_msg_seq, and returns it; a conversation it leaves as it was is
 /// returned as it stands; NULL if there is none.
-pub fn change_up_to(call: &crate::call::Call, function: &str, statement: &Statement) -> pg_sys::Datum {
+pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &Statement) -> pg_sys::Datum {
     let key = call.key(0);
     let up_to = up_to_msg_seq(call);
     let schema = call.schema();
@@ -50,9 +49,9 @@ pub fn change_up_to(call: &crate::call::Call, function: &str, statement: &Statem
     refuse_writes_if_read_only(function);
     let changed = Spi::connect(|client| {
         let _pinned = PinnedSearchPath::pin();
-        let kept = kept(&client, &table.table.names, statement);
+        let prepared = prepared(client, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);
-        returned_row(&client, &kept, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
+        returned_row(client, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
     });
     let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
     table.close();
@@ -60,7 +59,7 @@ pub fn change_up_to(call: &crate::call::Call, function: &str, statement: &Statem
 }
 
 /// The optional `up_to_msg_seq` argument (the 4th): NULL, or a seq of 0 or more.
-pub fn up_to_msg_seq(call: &crate::call::Call) -> Option<i64> {
+pub fn up_to_msg_seq(call: &crate::glue::call::Call) -> Option<i64> {
     let up_to = call.int64(3);
     if let Some(seq) = up_to.filter(|&seq| seq < 0) {
         errors::invalid_seq("up_to_msg_seq", seq, 0);

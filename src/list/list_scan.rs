@@ -16,10 +16,10 @@
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
-use crate::position::Cursor;
-use crate::probe::{Bound, IndexProbe, Snapshot};
+use crate::glue::call::text_datum;
+use crate::list::position::Cursor;
+use crate::relation::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
+use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
 /// or everything; from the top, or below a cursor.
@@ -48,6 +48,8 @@ struct Walk {
 /// Hands `emit` the next rows of the list of `uid` (of `types`; hidden ones too when `changed`),
 /// in list order, each as its slot (valid during the call) and its place; at most `wanted`.
 /// Returns how many it handed.
+// The arguments are one page's request, each read once; a struct would only name them again.
+#[allow(clippy::too_many_arguments)]
 pub fn page(
     table: &OpenTable,
     indexes: &ListIndexes,

@@ -18,17 +18,17 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
-use crate::catalog::OpenTable;
-use crate::errors;
-use crate::history::{self, Reach};
-use crate::kept::{arg, arg_or_null, kept, run, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::list_scan::{self, Reading};
-use crate::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
-use crate::probe::Snapshot;
-use crate::result_row::{deformed, ColumnMap, LIST_POSITION};
-use crate::stamp;
+use crate::glue::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::list::history::{self, Reach};
+use crate::list::list_scan::{self, Reading};
+use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
+use crate::list::stamp;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
+use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
@@ -201,7 +201,7 @@ sql_function! {
         } else {
             Spi::connect(|client| {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-                passes(Some(&client));
+                passes(Some(client));
             });
         }
         table.close();
@@ -220,8 +220,8 @@ sql_function! {
             None => Spi::connect(|client| {
                 let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let kept = kept(&client, &table.table.names, statement);
-                let returned = run(&client, &kept, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
+                let prepared = prepared(client, &table.table.names, statement);
+                let returned = run(client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),
@@ -312,7 +312,7 @@ impl Page<'_> {
                 let client = self.client.expect("statements run under SPI");
                 let statement =
                     &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
-                let kept = kept(client, &self.table.table.names, statement);
+                let prepared = prepared(client, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
                     arg_or_null(self.list_type.map(pg_sys::Datum::from)),
@@ -324,7 +324,7 @@ impl Page<'_> {
                     arg(pg_sys::Datum::from(cursor.id)),
                     arg(pg_sys::Datum::from(wanted as i64)),
                 ];
-                let returned = run(client, &kept, &args);
+                let returned = run(client, &prepared, &args);
                 let desc = returned.desc();
                 // SAFETY: a descriptor of the statement's result.
                 let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };

@@ -8,11 +8,11 @@ use pgrx::pg_sys::panic::{CaughtError, ErrorReport};
 use pgrx::prelude::*;
 use pgrx::{PgLogLevel, PgSqlErrorCode};
 
-use crate::batch_keys::{BatchError, ElementError, MAX_BATCH_KEYS};
-use crate::key::{KeyError, MAX_CHANNEL_TYPE, MAX_ID_BYTES};
+use crate::input::batch_keys::{BatchError, ElementError, MAX_BATCH_KEYS};
+use crate::input::key::{KeyError, MAX_CHANNEL_TYPE, MAX_ID_BYTES};
 
 fn raise(code: PgSqlErrorCode, message: String, hint: Option<&str>) -> ! {
-    crate::stats::count_error();
+    crate::glue::stats::count_error();
     let mut report = ErrorReport::new(code, message, "pg_conversation");
     if let Some(hint) = hint {
         report = report.set_hint(hint);

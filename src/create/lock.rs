@@ -14,6 +14,8 @@
 
 use pgrx::pg_sys;
 
+use crate::glue::call::sql_function;
+
 /// "Conv" in ASCII. Visible in pg_locks as classid for locktype 'advisory' with objsubid 2.
 pub const LOCK_CLASS_ID: i32 = 0x436f_6e76;
 
@@ -66,5 +68,14 @@ impl Drop for KeyLock {
         unsafe {
             pg_sys::LockRelease(&self.tag, pg_sys::ExclusiveLock as pg_sys::LOCKMODE, false);
         }
+    }
+}
+
+sql_function! {
+    /// conversation_lock_key(uid, channel_id, channel_type): the advisory lock id
+    /// get_or_create_conversation takes while creating this key: find it in pg_locks as locktype
+    /// 'advisory', classid 1131376246, objid = this value (as oid), objsubid 2. STRICT.
+    fn conversation_lock_key(call) {
+        pg_sys::Datum::from(call.key(0).lock_hash())
     }
 }

@@ -7,13 +7,12 @@
 use pgrx::pg_sys;
 use pgrx::spi::SpiClient;
 
-use crate::catalog::Table;
-use crate::errors;
-use crate::find::key_args;
-use crate::kept::{kept, returned_row, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::Snapshot;
-use crate::result_row::ResultRow;
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::Table;
+use crate::relation::probe::Snapshot;
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
     name: "insert_one",
@@ -29,6 +28,6 @@ const INSERT_ONE: Statement = Statement {
 /// cannot see raises 40001, with a hint to retry.
 pub fn insert(client: &SpiClient<'_>, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
     let _pinned = PinnedSearchPath::pin();
-    let kept = kept(client, &table.names, &INSERT_ONE);
-    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &kept, &key_args(&key), result))
+    let prepared = prepared(client, &table.names, &INSERT_ONE);
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &prepared, &key_args(&key), result))
 }

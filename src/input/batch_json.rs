@@ -17,8 +17,8 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, SeqAccess, Visitor};
 
-use crate::batch_keys::{check_count, fold_and_order, BatchError, ElementError, PositionedKey, MAX_BATCH_KEYS};
-use crate::key::{ConversationKey, KeyError};
+use crate::input::batch_keys::{check_count, fold_and_order, BatchError, ElementError, PositionedKey, MAX_BATCH_KEYS};
+use crate::input::key::{ConversationKey, KeyError};
 
 /// One element, as written. Unknown and repeated fields are refused (a misspelt "channelId" is
 /// an error, not a different key); each field is told apart as missing, null or a value.

@@ -10,8 +10,8 @@
 
 use pgrx::pg_sys;
 
-use crate::errors;
-use crate::key::{ConversationKey, KeyError, MAX_ID_BYTES};
+use crate::glue::errors;
+use crate::input::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
 /// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
 /// turns a Rust panic into an ERROR, and a `Call` for the body. The body returns the result datum.
@@ -25,11 +25,14 @@ macro_rules! sql_function {
             }
         };
         $(#[$attr])*
+        ///
+        /// # Safety
+        /// Called by PostgreSQL's function manager, as a V1 function, with a valid fcinfo.
         #[pgrx::pg_guard]
         #[no_mangle]
         pub unsafe extern "C-unwind" fn $name(fcinfo: pgrx::pg_sys::FunctionCallInfo) -> pgrx::pg_sys::Datum {
             // SAFETY: PostgreSQL calls a V1 function with a valid fcinfo.
-            let $call = &unsafe { $crate::call::Call::new(fcinfo) };
+            let $call = &unsafe { $crate::glue::call::Call::new(fcinfo) };
             $body
         }
     };
@@ -211,6 +214,14 @@ impl Call {
             let info = (*self.fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
             Materialized { store: (*info).setResult, desc: (*info).setDesc }
         }
+    }
+}
+
+/// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.
+pub fn refuse_writes_if_read_only(function: &str) {
+    // SAFETY: a plain global of the backend, set at transaction start (true during recovery).
+    if unsafe { pg_sys::XactReadOnly } {
+        errors::read_only(function);
     }
 }
 

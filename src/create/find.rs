@@ -13,12 +13,12 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::call::{sql_function, text_datum};
-use crate::catalog::{OpenTable, Placement};
-use crate::kept::{arg, kept, returned_row, Arg, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::ResultRow;
+use crate::glue::call::sql_function;
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{OpenTable, Placement};
+use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::result_row::ResultRow;
+use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 
@@ -47,7 +47,7 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
     match table.placement(key) {
         placement @ Placement::Direct { heap, index, .. } => {
             let mut probe = IndexProbe::open(heap, index, 3, snapshot);
-            let row = probe.key(&table.table, key).map(|slot| result.from_slot(slot));
+            let row = probe.key(&table.table, key).map(|slot| result.of_slot(slot));
             probe.finish();
             placement.close();
             row
@@ -55,13 +55,8 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
         Placement::Query => Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();
             let statement = if snapshot == Snapshot::Fresh { &LOOKUP_FRESH } else { &LOOKUP_IN_STATEMENT };
-            let kept = kept(&client, &table.table.names, statement);
-            returned_row(&client, &kept, &key_args(key), result)
+            let prepared = prepared(client, &table.table.names, statement);
+            returned_row(client, &prepared, &key_args(key), result)
         }),
     }
-}
-
-/// A key as the parameters of a kept statement ($1 uid, $2 channel_id, $3 channel_type).
-pub fn key_args(key: &ConversationKey<'_>) -> [Arg; 3] {
-    [arg(text_datum(key.uid)), arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))]
 }

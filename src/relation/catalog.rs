@@ -23,10 +23,10 @@ use std::rc::Rc;
 
 use pgrx::pg_sys;
 
-use crate::call::text_datum;
-use crate::citus;
-use crate::errors;
-use crate::key::ConversationKey;
+use crate::glue::call::text_datum;
+use crate::glue::errors;
+use crate::input::key::ConversationKey;
+use crate::relation::{citus, xid};
 
 /// pg_partitioned_table (a catalog OID, fixed for good).
 const PARTITIONED_TABLE_CATALOG: pg_sys::Oid = pg_sys::Oid::from_u32(3350);
@@ -132,6 +132,8 @@ thread_local! {
     /// One entry: a database holds the extension once.
     static KNOWN: Cell<Option<Rc<Table>>> = const { Cell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The clock table of one schema and its OID.
+    static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
 fn known() -> Option<Rc<Table>> {
@@ -155,6 +157,9 @@ fn forget_if(depends: impl Fn(&Table) -> bool) {
 
 /// Relcache invalidation: the table, or one of the indexes we use, changed (or every cache was
 /// reset).
+///
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     forget_if(|table| {
         relid == pg_sys::InvalidOid
@@ -166,7 +171,20 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
     });
 }
 
+/// Relcache invalidation for the clock table (dropped, renamed), or of every relation.
+///
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
+unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock) {
+        KNOWN_CLOCK.set(None);
+    }
+}
+
 /// A schema changed (renamed, say): the qualified name we remember may be stale.
+///
+/// # Safety
+/// Called by PostgreSQL as a syscache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     forget_if(|_| true);
 }
@@ -178,6 +196,7 @@ fn register_callbacks() {
     // SAFETY: registered once for the life of this backend.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0));
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_clock), pg_sys::Datum::from(0));
         pg_sys::CacheRegisterSyscacheCallback(
             pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
             Some(forget_on_schema_change),
@@ -185,6 +204,89 @@ fn register_callbacks() {
         );
     }
     CALLBACKS_REGISTERED.with(|registered| registered.set(true));
+}
+
+/// The clock table (conversation_clock, stamp.rs) of `schema`. Looked up by name once and
+/// remembered until a relcache invalidation of it: the stamp trigger asks on every row it stamps.
+pub fn clock(schema: pg_sys::Oid) -> pg_sys::Oid {
+    register_callbacks();
+    if let Some((known_schema, relid)) = KNOWN_CLOCK.get() {
+        if known_schema == schema {
+            return relid;
+        }
+    }
+    // SAFETY: a syscache lookup.
+    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
+    if relid == pg_sys::InvalidOid {
+        errors::clock_table_missing();
+    }
+    KNOWN_CLOCK.set(Some((schema, relid)));
+    relid
+}
+
+/// Whether rows written to `relid` are stamped, and since when: Some(the transaction that last
+/// changed its stamp trigger) when it has conversation_stamp as a BEFORE INSERT OR UPDATE row
+/// trigger that fires ALWAYS (replication apply and session_replication_role = replica too) for
+/// every row and every column (no WHEN condition, no UPDATE OF list); None otherwise. (Positions
+/// would miss the changes of a table without it, so the list refuses to hand any out.)
+///
+/// A trigger disabled and enabled again (pg_restore --disable-triggers, a maintenance window)
+/// let writes through unstamped meanwhile, and its catalog row was last written by the
+/// transaction that enabled it: a position that did not see that transaction may lack those
+/// writes, and the list refuses it. So is a position older than the trigger itself (the extension
+/// dropped and created again, conversation_partition's new table): its rows may be gone. 0 when
+/// the trigger's row is frozen (older than every snapshot).
+pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
+    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+    // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
+    // is read while it is open.
+    unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let triggers = (*relation).trigdesc;
+        let all =
+            if triggers.is_null() { &[][..] } else { std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize) };
+        let stamp = all
+            .iter()
+            .find(|trigger| {
+                trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
+                    && (trigger.tgtype as u32) & WANTED == WANTED
+                    && trigger.tgqual.is_null()
+                    && trigger.tgnattr == 0
+                    && pg_sys::get_func_namespace(trigger.tgfoid) == schema
+                    && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
+            })
+            .map(|trigger| trigger.tgoid);
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, stamp?);
+        Some(written.map_or(0, |id| xid::full_xid(id, pg_sys::ReadNextFullTransactionId().value)))
+    }
+}
+
+/// The transaction that wrote the catalog row of `oid` (None: frozen, or not found).
+///
+/// # Safety
+/// `catalog` is a system catalog whose unique index `index` is on its oid column `column`.
+unsafe fn written_by(catalog: pg_sys::Oid, index: u32, column: u32, oid: pg_sys::Oid) -> Option<u32> {
+    let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+    pg_sys::ScanKeyInit(
+        &mut key,
+        column as _,
+        pg_sys::BTEqualStrategyNumber as _,
+        pg_sys::RegProcedure::from(pg_sys::F_OIDEQ),
+        pg_sys::Datum::from(oid),
+    );
+    let table = pg_sys::table_open(catalog, pg_sys::AccessShareLock as _);
+    let scan = pg_sys::systable_beginscan(table, pg_sys::Oid::from(index), true, std::ptr::null_mut(), 1, &mut key);
+    let tuple = pg_sys::systable_getnext(scan);
+    let xmin = (!tuple.is_null()).then(|| {
+        let header = &*(*tuple).t_data;
+        let frozen = u32::from(header.t_infomask) & pg_sys::HEAP_XMIN_FROZEN == pg_sys::HEAP_XMIN_FROZEN;
+        let xmin = header.t_choice.t_heap.t_xmin.into_inner();
+        (!frozen && xmin >= pg_sys::FirstNormalTransactionId.into_inner()).then_some(xmin)
+    });
+    pg_sys::systable_endscan(scan);
+    pg_sys::table_close(table, pg_sys::AccessShareLock as _);
+    xmin.flatten()
 }
 
 /// The table, locked and open for this call, its privileges checked.
@@ -263,7 +365,7 @@ impl OpenTable {
     /// which transaction (`stamp::stamped_since`; the latest of its partitions').
     pub fn stamped_since(&self, relid: pg_sys::Oid) -> Option<u64> {
         #[cfg(any(test, feature = "pg_test"))]
-        if crate::stamp::for_tests::STAMP_TRIGGER_FROZEN.get() {
+        if for_tests::STAMP_TRIGGER_FROZEN.get() {
             return self.stamped_since_as_found(relid).map(|_| 0);
         }
         self.stamped_since_as_found(relid)
@@ -271,18 +373,19 @@ impl OpenTable {
 
     fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<u64> {
         if relid != self.table.relid {
-            return crate::stamp::stamped_since(relid, self.table.schema);
+            return stamped_since(relid, self.table.schema);
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
         let stamped = if self.table.leaves.is_empty() {
-            crate::stamp::stamped_since(relid, self.table.schema)
+            stamped_since(relid, self.table.schema)
         } else {
-            self.table.leaves.iter().try_fold(0, |latest, &leaf| {
-                crate::stamp::stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema).map(|since| since.max(latest))
-            })
+            self.table
+                .leaves
+                .iter()
+                .try_fold(0, |latest, &leaf| stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema).map(|since| since.max(latest)))
         };
         self.table.stamped.set(Some(stamped));
         stamped
@@ -290,6 +393,9 @@ impl OpenTable {
 
     /// The leaf partition PostgreSQL would route `key` to, as ExecFindPartition does for hash
     /// partitioning: the partition key's hash, modulo the greatest modulus, indexes the bound.
+    ///
+    /// # Safety
+    /// `self.relation` is the open, locked partitioned table that `routing` was read from.
     unsafe fn hash_partition_of(&self, routing: &HashRouting, key: &ConversationKey<'_>) -> Placement {
         let partitions = pg_sys::RelationGetPartitionDesc(self.relation, true);
         if partitions.is_null() || (*partitions).nparts == 0 {
@@ -330,6 +436,9 @@ impl OpenTable {
 
 /// A placement in the relation `relid` (a partition or a shard), opened and locked (AccessShareLock,
 /// as the executor locks the partitions it reads), probed through its own primary key.
+///
+/// # Safety
+/// `relid` is a relation that exists (a partition or shard of the table, found under its lock).
 unsafe fn direct(relid: pg_sys::Oid) -> Placement {
     let leaf = pg_sys::table_open(relid, pg_sys::AccessShareLock as _);
     let index = primary_key(leaf);
@@ -393,6 +502,9 @@ impl Table {
     }
 
     /// Reads and checks what the functions need from the open, locked table.
+    ///
+    /// # Safety
+    /// `relation` is the table of `schema`, open and locked (`lock_by_name`).
     unsafe fn inspect(schema: pg_sys::Oid, relation: pg_sys::Relation) -> Table {
         let relid = (*relation).rd_id;
         let relkind = (*(*relation).rd_rel).relkind as u8;
@@ -499,6 +611,9 @@ impl Names {
 
 /// The relation's primary key index (an immediate one: ON CONFLICT cannot use a deferrable key),
 /// or InvalidOid. PostgreSQL 18 asks whether a deferrable one would do.
+///
+/// # Safety
+/// `relation` is an open relation.
 unsafe fn primary_key(relation: pg_sys::Relation) -> pg_sys::Oid {
     #[cfg(not(feature = "pg18"))]
     return pg_sys::RelationGetPrimaryKeyIndex(relation);
@@ -506,6 +621,10 @@ unsafe fn primary_key(relation: pg_sys::Relation) -> pg_sys::Oid {
     return pg_sys::RelationGetPrimaryKeyIndex(relation, false);
 }
 
+/// The attribute number of column `name`; a clear 55000 (`errors::table_shape`) if there is none.
+///
+/// # Safety
+/// `relation` is an open relation.
 unsafe fn attnum_of(relation: pg_sys::Relation, name: &CStr) -> i16 {
     let attnum = pg_sys::get_attnum((*relation).rd_id, name.as_ptr());
     if attnum <= 0 {
@@ -530,6 +649,9 @@ enum Compared {
 /// For a valid btree index with neither expressions nor a predicate whose leading key columns
 /// are `columns`, each compared as required: the equality function of the last of them. With
 /// `unique`, the index must also be unique on exactly those columns.
+///
+/// # Safety
+/// `index` is an open index relation.
 unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], unique: bool) -> Option<pg_sys::Oid> {
     let form = (*index).rd_index;
     if !usable(index)
@@ -571,6 +693,9 @@ unsafe fn key_equality(index: pg_sys::Relation, columns: &[(i16, Compared)], uni
 /// index being built or rebuilt, one a failed CREATE INDEX CONCURRENTLY left behind, one changed)
 /// the list is read through SQL, which is right whatever they are. Each index is found among the
 /// table's own (the relcache's list, read under the table's lock) and locked as a scan locks it.
+///
+/// # Safety
+/// `relation` is the open, locked table.
 unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
     const ON: &str = " USING btree (uid, type, version, updated_at, id) WHERE ";
     let wanted: [(&CStr, &str); 3] = [
@@ -631,6 +756,9 @@ unsafe fn usable(index: pg_sys::Relation) -> bool {
 /// The leaf partitions of an open partitioned table, sorted, from its partition descriptor (and
 /// those of partitions partitioned again, opened and locked as a query would). Attaching or
 /// detaching a partition invalidates the table, which then finds them again.
+///
+/// # Safety
+/// `relation` is an open, locked partitioned table.
 unsafe fn leaf_partitions(relation: pg_sys::Relation) -> Vec<u32> {
     let mut leaves = Vec::new();
     let partitions = pg_sys::RelationGetPartitionDesc(relation, true);
@@ -651,6 +779,9 @@ unsafe fn leaf_partitions(relation: pg_sys::Relation) -> Vec<u32> {
 }
 
 /// A plain table's index led by (channel_id, channel_type), if any.
+///
+/// # Safety
+/// `relation` is the open, locked table; `key_columns` are its attribute numbers of the key.
 unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> Option<pg_sys::Oid> {
     let indexes = pg_sys::RelationGetIndexList(relation);
     let count = if indexes.is_null() { 0 } else { (*indexes).length };
@@ -671,6 +802,9 @@ unsafe fn channel_index(relation: pg_sys::Relation, key_columns: &[i16; 3]) -> O
 }
 
 /// For a table partitioned by hash on key columns only: how to route a key.
+///
+/// # Safety
+/// `relid` is the table, locked (its pg_partitioned_table row is read through the syscache).
 unsafe fn hash_routing(relid: pg_sys::Oid, key_columns: &[i16; 3]) -> Option<HashRouting> {
     let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::PARTRELID as i32, pg_sys::Datum::from(relid));
     if tuple.is_null() {
@@ -722,4 +856,34 @@ unsafe fn hash_routing(relid: pg_sys::Oid, key_columns: &[i16; 3]) -> Option<Has
     }
     pg_sys::ReleaseSysCache(tuple);
     routed.then_some(routing)
+}
+
+/// What the in-server tests need to set up and nothing else may do: rows "written long ago" (as
+/// written before 0.5.0, or with a version of an old transaction), and a stamp trigger older than
+/// any position (as it is once its catalog row is frozen).
+#[cfg(any(test, feature = "pg_test"))]
+pub mod for_tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        pub static ROWS_AS_GIVEN: Cell<bool> = const { Cell::new(false) };
+        pub static STAMP_TRIGGER_FROZEN: Cell<bool> = const { Cell::new(false) };
+    }
+
+    fn with<R>(flag: &'static std::thread::LocalKey<Cell<bool>>, body: impl FnOnce() -> R) -> R {
+        flag.set(true);
+        let result = body();
+        flag.set(false);
+        result
+    }
+
+    /// Runs `body` with the trigger leaving rows as they are written.
+    pub fn rows_as_given<R>(body: impl FnOnce() -> R) -> R {
+        with(&ROWS_AS_GIVEN, body)
+    }
+
+    /// Runs `body` with the stamp trigger taken as older than every position.
+    pub fn stamp_trigger_frozen<R>(body: impl FnOnce() -> R) -> R {
+        with(&STAMP_TRIGGER_FROZEN, body)
+    }
 }

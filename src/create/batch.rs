@@ -24,17 +24,16 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::batch_json;
-use crate::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
-use crate::call::{raw_size, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
-use crate::catalog::{OpenTable, Placement};
-use crate::errors;
-use crate::get_or_create::refuse_writes_if_read_only;
-use crate::kept::{arg, kept, run, PinnedSearchPath, Statement};
-use crate::key::ConversationKey;
-use crate::probe::{IndexProbe, Snapshot};
-use crate::result_row::{deformed, ColumnMap, INPUT_POSITION};
-use crate::stats;
+use crate::glue::call::{raw_size, refuse_writes_if_read_only, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
+use crate::glue::errors;
+use crate::glue::stats;
+use crate::input::batch_json;
+use crate::input::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
+use crate::input::key::ConversationKey;
+use crate::relation::catalog::{OpenTable, Placement};
+use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
+use crate::relation::statements::{arg, prepared, run, PinnedSearchPath, Statement};
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;
@@ -209,7 +208,7 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
     let output = call.materialize();
     let table = OpenTable::open(schema);
     Spi::connect(|client| {
-        let mut rows = get_or_create_many(&client, &table, keys, function);
+        let mut rows = get_or_create_many(client, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
         positioned.sort_by_key(|k| k.position);
         // One map per descriptor met (the table's, each partition's, a statement's), by name.
@@ -325,14 +324,14 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
 /// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
 /// (the table's columns) under their keys, those of `keys` only.
 fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
-    let kept = kept(client, &table.table.names, statement);
+    let prepared = prepared(client, &table.table.names, statement);
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
     let args = [
         arg(text_array_datum(keys.iter().map(|k| k.uid))),
         arg(text_array_datum(keys.iter().map(|k| k.channel_id))),
         arg(channel_types.into_datum().expect("an array")),
     ];
-    let returned = run(client, &kept, &args);
+    let returned = run(client, &prepared, &args);
     let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
     let column = |name: &CStr| {
         // SAFETY: the result's descriptor; SPI_fnumber returns a 1-based number or an error code.

@@ -1,0 +1,6 @@
+//! What happens to a conversation after it exists: a message reached it (`message`), a user read
+//! up to a seq or cleared it (`read_state`), a user hid it (`hide`).
+
+pub mod hide;
+pub mod message;
+pub mod read_state;

@@ -29,7 +29,7 @@ pub enum Reach {
     Elsewhere,
 }
 
-/// This server's point now. On a primary, its WAL insert location, made durable first: a
+/// This server's point now. On a primary, the end of its last WAL record, made durable first: a
 /// position handed out must not name a transaction whose end a crash could still lose (after
 /// it, the id would be handed out again). On a standby, how far it has replayed.
 pub fn here(flushed: bool) -> Point {
@@ -41,9 +41,9 @@ pub fn here(flushed: bool) -> Point {
             let lsn = pg_sys::GetXLogReplayRecPtr(&mut timeline);
             Point { timeline, lsn }
         } else {
-            let lsn = pg_sys::GetXLogInsertRecPtr();
+            let lsn = last_record_end(pg_sys::GetXLogInsertRecPtr());
             if flushed {
-                pg_sys::XLogFlush(last_record_end(lsn));
+                pg_sys::XLogFlush(lsn);
             }
             Point { timeline: pg_sys::GetWALInsertionTimeLine(), lsn }
         }
@@ -72,13 +72,11 @@ pub fn timeline() -> u32 {
 /// Whether `point` is in this server's history, now at `now`.
 pub fn reach(point: Point, now: Point, in_recovery: bool) -> Reach {
     if point.timeline == now.timeline {
-        return if point.lsn <= now.lsn {
-            Reach::Contains
-        } else if in_recovery {
-            Reach::Behind
-        } else {
-            Reach::Elsewhere
-        };
+        // A standby that has not replayed as far has the same history, only less of it: whether
+        // its snapshot has seen what the position saw is for the position's horizons to say
+        // (position.rs); WAL written since for other reasons does not matter. A primary's WAL
+        // ends before the point only if it lost some (restored from a file-system snapshot).
+        return if point.lsn <= now.lsn || in_recovery { Reach::Contains } else { Reach::Elsewhere };
     }
     match switch_point(now.timeline, point.timeline) {
         Some(end) if point.lsn <= end => Reach::Contains,

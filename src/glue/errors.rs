@@ -194,6 +194,25 @@ pub fn position_before_stamp() -> ! {
     )
 }
 
+/// A position handed out by a transaction that had written conversations, and did not commit:
+/// its rows took back what the position counts as seen (own_writes.rs).
+pub fn position_of_rolled_back_writes() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned by a transaction that wrote conversations and then rolled back".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
+/// A ROLLBACK TO SAVEPOINT undid writes a list of this transaction had returned (own_writes.rs).
+pub fn listed_writes_rolled_back() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        "conversation_list returned changes of this transaction that a ROLLBACK TO SAVEPOINT then undid; the positions it handed out would be wrong".into(),
+        Some("Retry the whole transaction; or call conversation_list after the writes it should show are past any savepoint rolled back."),
+    )
+}
+
 /// A position of 0.5.0 or 0.6.0, which does not say where in the history it was taken.
 pub fn position_of_earlier_version() -> ! {
     raise(

@@ -4,6 +4,7 @@
 
 pub mod history;
 pub mod list_scan;
+pub mod own_writes;
 pub mod position;
 pub mod reads;
 pub mod stamp;

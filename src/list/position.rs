@@ -63,6 +63,9 @@ pub struct Cursor {
 pub struct Origin {
     pub system_identifier: u64,
     pub taken: Point,
+    /// Handed out by a transaction that had written conversations (own_writes.rs): good once it
+    /// committed.
+    pub tentative: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,9 +296,16 @@ impl Position {
             "*" => None,
             t => Some(t.parse::<i16>().ok()?),
         };
-        let (timeline, lsn) = taken.split_once(':')?;
-        let taken = Point { timeline: timeline.parse().ok()?, lsn: lsn.parse().ok()? };
-        let origin = Origin { system_identifier: system_identifier.parse().ok()?, taken };
+        let mut parts = taken.split(':');
+        let taken = Point { timeline: parts.next()?.parse().ok()?, lsn: parts.next()?.parse().ok()? };
+        let tentative = match parts.next() {
+            None => None,
+            Some(xid) => Some(xid.parse().ok()?),
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        let origin = Origin { system_identifier: system_identifier.parse().ok()?, taken, tentative };
         let since = match *since {
             "-" => None,
             horizon => Some(Horizon::parse(horizon)?),
@@ -309,10 +319,12 @@ impl Position {
     }
 }
 
-/// `2/<type>/<system id>/<timeline>:<lsn>/`: what every position a call hands out begins with.
+/// `2/<type>/<system id>/<timeline>:<lsn>[:<tentative on>]/`: what every position a call hands
+/// out begins with.
 fn head(list_type: Option<i16>, origin: Origin) -> String {
     let list_type = list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
-    format!("{FORMAT}/{list_type}/{}/{}:{}/", origin.system_identifier, origin.taken.timeline, origin.taken.lsn)
+    let tentative = origin.tentative.map_or_else(String::new, |xid| format!(":{xid}"));
+    format!("{FORMAT}/{list_type}/{}/{}:{}{tentative}/", origin.system_identifier, origin.taken.timeline, origin.taken.lsn)
 }
 
 /// The positions of one pass's rows, written once for what they share (a page's rows differ
@@ -373,7 +385,8 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let origin = Origin { system_identifier: 7_312_345_678_901_234_567, taken: Point { timeline: 2, lsn: 0x1_0000_0028 } };
+        let origin =
+            Origin { system_identifier: 7_312_345_678_901_234_567, taken: Point { timeline: 2, lsn: 0x1_0000_0028 }, tentative: None };
         for position in [
             Position { list_type: None, origin, since: None, pass: None },
             Position { list_type: Some(1), origin, since: Some(horizon(10, 20, &[11, 15])), pass: None },
@@ -386,7 +399,10 @@ mod tests {
             Position { list_type: Some(2), origin, since: Some(horizon(1, 2, &[1])), pass: Some((horizon(9, 12, &[10]), Cursor::TOP)) },
         ] {
             let text = position.to_text();
-            assert_eq!(Position::parse(text.as_bytes()), Some(position), "{text}");
+            assert_eq!(Position::parse(text.as_bytes()), Some(position.clone()), "{text}");
+            let tentative = Position { origin: Origin { tentative: Some(7_000_000_001), ..position.origin }, ..position };
+            let text = tentative.to_text();
+            assert_eq!(Position::parse(text.as_bytes()), Some(tentative), "{text}");
         }
     }
 
@@ -405,6 +421,9 @@ mod tests {
             "2/*/1/1:/-/-/-",
             "2/*/1/:5/-/-/-",
             "2/*/1/-1:5/-/-/-",
+            "2/*/1/1:5:/-/-/-",
+            "2/*/1/1:5:x/-/-/-",
+            "2/*/1/1:5:7:8/-/-/-",
             "2/*/1/1:0/32768:4:9:/-/-",
             "2/*/1/1:0/-1:4:9:/-/-",
             "2/*/1/1:0/4:9:/-/-",
@@ -428,7 +447,7 @@ mod tests {
 
     #[test]
     fn a_horizon_of_too_many_ids_is_written_as_seeing_less() {
-        let origin = Origin { system_identifier: 1, taken: Point { timeline: 1, lsn: 42 } };
+        let origin = Origin { system_identifier: 1, taken: Point { timeline: 1, lsn: 42 }, tentative: None };
         let many: Vec<u64> = (100..100 + MAX_WRITTEN_IN_FLIGHT as u64 + 1).collect();
         let since = Horizon { generation: 0, xmin: 100, xmax: 5000, in_flight: many };
         let now = Horizon { generation: 0, ..horizon(6000, 6010, &[6001]) };

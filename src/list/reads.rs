@@ -23,6 +23,7 @@ use crate::glue::errors;
 use crate::input::key::ConversationKey;
 use crate::list::history::{self, Reach};
 use crate::list::list_scan::{self, Reading};
+use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
@@ -173,7 +174,7 @@ sql_function! {
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
         let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
-        let origin = Origin { system_identifier: stamp::system_identifier(), taken: history::here(true) };
+        let origin = Origin { system_identifier: stamp::system_identifier(), taken: history::here(true), tentative: own_writes::listing() };
         let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
         let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
         let now = Horizon::of_active_snapshot(generation);
@@ -252,6 +253,16 @@ fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i
         Reach::Contains => {}
         Reach::Behind => errors::position_ahead_of_snapshot(),
         Reach::Elsewhere => errors::position_of_another_history(),
+    }
+    if let Some(writer) = given.origin.tentative {
+        // SAFETY: a read of this backend's transaction state.
+        if writer != unsafe { pg_sys::GetTopFullTransactionIdIfAny() }.value {
+            match own_writes::outcome(writer) {
+                Outcome::Committed => {}
+                Outcome::InProgress => errors::position_ahead_of_snapshot(),
+                Outcome::NotCommitted => errors::position_of_rolled_back_writes(),
+            }
+        }
     }
     let horizons = || given.since.iter().chain(given.pass.iter().map(|(horizon, _)| horizon));
     if horizons().any(|horizon| horizon.generation > generation) {

@@ -28,8 +28,8 @@ use pgrx::prelude::*;
 
 use crate::glue::call::sql_function;
 use crate::glue::errors;
-use crate::list::history;
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
+use crate::list::{history, own_writes};
 use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, prepared, run, Arg, PinnedSearchPath, Statement};
@@ -110,6 +110,7 @@ sql_function! {
                 return pg_sys::Datum::from(tuple);
             }
             let mut value = pg_sys::Datum::from(version_now(call.schema()));
+            own_writes::stamped();
             let mut null = false;
             let mut column = attnum;
             pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))

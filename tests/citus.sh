@@ -127,8 +127,9 @@ grep -q "conversation_list runs on the Citus node that holds the user's shard" <
 echo "ok: list, badge, hide and clear on the distributed table; positions taken on the shard's node"
 "$RACE" --dsn "$(dsn "$PORT")" --mode sync --clients 4 --autocommit
 
-# A shard moved to the other worker: its rows keep their versions, and a position taken on the
-# old node is refused there with 72000 (the client lists from the start).
+# A shard moved to the other worker: its rows are stamped by the node that writes them there
+# (Citus moves them with logical replication, whose apply fires the ALWAYS trigger), and a
+# position taken on the old node is refused there with 72000 (the client lists from the start).
 position=$(coordinator -c "SELECT position FROM conversation_list('lister', 1, '$position')")
 other_port=$([ "$lister_port" = $((PORT + 1)) ] && echo $((PORT + 2)) || echo $((PORT + 1)))
 coordinator -c "SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('conversation', 'lister'::text),
@@ -137,6 +138,23 @@ expect "the moved conversation" "lg1 1 true" "SELECT channel_id || ' ' || delete
 moved=$(coordinator -c "SELECT * FROM conversation_list('lister', 1, '$position')" 2>&1 || true)
 grep -q "position was returned by another server" <<<"$moved" || fail "a position of the shard's old node was not refused: $moved"
 echo "ok: after a shard move, the rows are listed from the new node, and an old position is refused (72000)"
+
+# On the new node, a sync with nothing changed returns nothing: moved rows carry no version of the
+# old node's history (above this node's, they came back on every sync).
+coordinator -c "SELECT conversation_message_arrived('lg1', 1, ARRAY['lister', 'other'], 2, 'other')" >/dev/null
+here=$(coordinator -c "SELECT position FROM conversation_list('lister', 1)" | tail -1)
+expect "a sync with nothing changed, after the move" "0" "SELECT count(*) FROM conversation_list('lister', 1, '$here')"
+# Moved back: a change made meanwhile on the other node is never lost to a position the first
+# node handed out before the moves; the shard there is new, so that position is refused (72000).
+coordinator -c "SELECT conversation_mark_read('lister', 'lg1', 1, 2)" >/dev/null
+coordinator -c "CALL citus_cleanup_orphaned_resources()" >/dev/null 2>&1 || true
+coordinator -c "SELECT citus_move_shard_placement(get_shard_id_for_distribution_column('conversation', 'lister'::text),
+                    '$DIR', $other_port, '$DIR', $lister_port, shard_transfer_mode => 'force_logical')" >/dev/null
+back=$(coordinator -c "SELECT * FROM conversation_list('lister', 1, '$position')" 2>&1 || true)
+grep -q "position was returned before trigger conversation_stamp was last made" <<<"$back" ||
+    fail "a position of the first node, from before the shard moved away and back, was not refused: $back"
+expect "the change made on the other node" "lg1 0" "SELECT channel_id || ' ' || unread_count FROM conversation_list('lister', 1)"
+echo "ok: moved back, the first node refuses its old positions (72000); a sync after the move returns nothing unchanged"
 
 # A cluster distributed with 0.4.0, updated to this version: Citus's coordinator applies the new
 # columns and indexes to every shard, the workers put the stamp trigger on theirs, and a second

@@ -126,5 +126,26 @@ wait_replay
 # Page 1 returned g3, the newer change; the rest of that pass is g2.
 expect "once caught up, the replica continues the sync" "g2 1" \
     "SELECT channel_id, unread_count FROM conversation_list('carol', NULL, '$page1')"
-[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 7 ] || fail "the primary does not hold 7 conversations"
+# A transaction open on the primary with more subtransactions than a snapshot keeps track of: the
+# standby's snapshots overflow, yet know every top-level transaction in progress, which is all a
+# stamp is made of. A sync with nothing changed returns nothing (positions once fell back to the
+# oldest running transaction there, and re-sent every change since on every sync).
+primary -d replica -c "TRUNCATE gate"
+primary -d replica -c "CREATE TABLE scratch (i int)"
+primary -d replica -c "BEGIN" \
+    -c "DO \$\$ BEGIN FOR i IN 1..70 LOOP BEGIN INSERT INTO scratch VALUES (i); EXCEPTION WHEN OTHERS THEN NULL; END; END LOOP; END \$\$" \
+    -c "DO \$\$ BEGIN WHILE NOT EXISTS (SELECT FROM gate) LOOP PERFORM pg_sleep(0.05); END LOOP; END \$\$" \
+    -c "COMMIT" >/dev/null &
+writer=$!
+for _ in $(seq 1 100); do
+    [ "$(primary -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO %gate%'")" = 1 ] && break
+    sleep 0.1
+done
+primary -d replica -c "SELECT conversation_message_arrived('g4', 2, ARRAY['carol'], 1, NULL)" >/dev/null
+wait_replay
+latest=$(standby -c "SELECT position FROM conversation_list('carol') WITH ORDINALITY ORDER BY ordinality DESC LIMIT 1")
+expect "with an overflowed snapshot, a sync with nothing changed" "0" "SELECT count(*) FROM conversation_list('carol', NULL, '$latest')"
+primary -d replica -c "INSERT INTO gate DEFAULT VALUES"
+wait "$writer"
+[ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 8 ] || fail "the primary does not hold 8 conversations"
 echo "ok: a streaming replica serves hits, lookups and the list, and refuses writes with 25006"

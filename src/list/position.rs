@@ -88,12 +88,6 @@ impl Horizon {
         unsafe {
             let (snapshot, widen) = active_snapshot();
             let (xmin, xmax) = (widen(snapshot.xmin), widen(snapshot.xmax));
-            if snapshot.takenDuringRecovery && snapshot.suboverflowed {
-                // A standby's snapshot that lost track of which ids are in progress: take every
-                // id from xmin on as not seen. The next pass may return more than changed, never
-                // less.
-                return Horizon { generation, xmin, xmax: xmin, in_flight: Vec::new() };
-            }
             let ids = |array: *mut pg_sys::TransactionId, count: usize| {
                 if array.is_null() || count == 0 {
                     &[][..]
@@ -103,7 +97,11 @@ impl Horizon {
             };
             let mut in_flight: Vec<u64> = ids(snapshot.xip, snapshot.xcnt as usize).iter().map(|&xid| widen(xid)).collect();
             if snapshot.takenDuringRecovery {
-                // On a standby every id in progress on the primary is in subxip.
+                // On a standby every id in progress on the primary is in subxip. A snapshot there
+                // that overflowed (a transaction with many subtransactions, or one under
+                // wal_level = logical) lacks some subtransactions' ids, never a top-level one's
+                // (a subtransaction's id makes its parent's known too), and top-level ids are
+                // all a stamp is made of: it is still exact.
                 in_flight.extend(ids(snapshot.subxip, snapshot.subxcnt.max(0) as usize).iter().map(|&xid| widen(xid)));
             }
             in_flight.retain(|&xid| xid >= xmin && xid < xmax);

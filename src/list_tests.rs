@@ -323,6 +323,17 @@ mod tests {
         assert_eq!(synced, channels(&["x30", "x20"]));
         let walked = read() - before;
         assert!(walked <= 30, "a sync of 2 changed rows read {walked} index entries");
+        // The same through SQL (where the list indexes are not the extension's as they were
+        // made: here renamed; a partitioned table's, a Citus shard's): each branch reads a range
+        // of its index, above the ceiling or one version in flight, never from the floor up.
+        for index in ["unread", "read", "hidden"] {
+            Spi::run(&format!("ALTER INDEX conversation_list_{index}_idx RENAME TO conversation_list_{index}_idx_renamed")).unwrap();
+        }
+        let before = read();
+        let synced = stamp_trigger_frozen(|| list(&format!("'long', NULL, '{since}', 100")).0);
+        assert_eq!(synced, channels(&["x30", "x20"]));
+        let walked = read() - before;
+        assert!(walked <= 30, "a sync of 2 changed rows through SQL read {walked} index entries");
     }
 
     // ---- hide, clear, unread (src/hide.rs, src/read_state.rs)

@@ -33,10 +33,16 @@ use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchP
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
-/// The rows a position's horizon did not see ($3 floor, $4 ceiling, $5 in flight, position.rs).
+/// The rows a position's horizon did not see ($4 ceiling, $5 in flight, position.rs; $3, the
+/// floor, is what every id in flight is at or above), as ranges of the list index: from the
+/// ceiling up, and each version in flight (`f`, one of $5). Each branch reads only what it returns: a floor far
+/// back (a transaction open since long ago) does not make a sync read every row written since.
 macro_rules! changed_since {
-    () => {
-        " AND c.version >= $3 AND (c.version >= $4 OR c.version = ANY ($5))"
+    (above) => {
+        " AND c.version >= $4"
+    };
+    (in_flight) => {
+        " AND c.version = f.version"
     };
 }
 
@@ -51,7 +57,8 @@ macro_rules! below {
 }
 
 /// One state's rows of one type, newest first, at most a page ($9): one backward scan of its
-/// list index. $1 uid; `$since`: every row (a first listing), or `changed_since!()`.
+/// list index. $1 uid; `$since`: every row (a first listing), or `changed_since!(above)` or
+/// `changed_since!(in_flight)`.
 macro_rules! state_rows {
     ($type:literal, $state:literal, $since:expr, $at:ident) => {
         concat!(
@@ -66,10 +73,30 @@ macro_rules! state_rows {
     };
 }
 
+/// One state's rows of one type of the versions in flight, each version found in its list index
+/// (a probe per version, whatever the statistics say; an ordered scan would walk the index from
+/// the top and filter).
+macro_rules! in_flight_rows {
+    ($type:literal, $state:literal, $at:ident) => {
+        concat!(
+            "SELECT c.* FROM unnest($5) AS f (version) CROSS JOIN LATERAL (SELECT c.* FROM {table} AS c WHERE c.uid = $1 AND c.type = ",
+            $type,
+            " AND ",
+            $state,
+            changed_since!(in_flight),
+            below!($at),
+            // Not pulled up into a join, which the planner could turn around into a walk of the
+            // index with the versions as a filter.
+            " OFFSET 0) AS c"
+        )
+    };
+}
+
 /// The states a list shows, each the predicate of its list index: the visible ones (a first
-/// listing), or those changed since a position, hidden ones too. Each branch is a query of its
-/// own with its own LIMIT: that is what makes PostgreSQL merge their ordered scans (a plain UNION
-/// ALL of them gets a sort of every row).
+/// listing), or those changed since a position, hidden ones too (above the ceiling: the ones in
+/// flight are `in_flight_of_type`'s). Each branch is a query of its own with its own LIMIT: that
+/// is what makes PostgreSQL merge their ordered scans (a plain UNION ALL of them gets a sort of
+/// every row).
 macro_rules! type_rows {
     ($type:literal, visible, $at:ident) => {
         concat!(
@@ -80,30 +107,61 @@ macro_rules! type_rows {
     };
     ($type:literal, changed, $at:ident) => {
         concat!(
-            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", changed_since!(), $at),
+            state_rows!($type, "c.unread_count > 0 AND NOT c.hidden", changed_since!(above), $at),
             " UNION ALL ",
-            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", changed_since!(), $at),
+            state_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", changed_since!(above), $at),
             " UNION ALL ",
-            state_rows!($type, "c.hidden", changed_since!(), $at)
+            state_rows!($type, "c.hidden", changed_since!(above), $at)
         )
     };
 }
 
-/// A list statement: of one type ($2) or of both types the table's generated column holds.
+/// Every state's rows of one type of the versions in flight.
+macro_rules! in_flight_of_type {
+    ($type:literal, $at:ident) => {
+        concat!(
+            in_flight_rows!($type, "c.unread_count > 0 AND NOT c.hidden", $at),
+            " UNION ALL ",
+            in_flight_rows!($type, "c.unread_count <= 0 AND NOT c.hidden", $at),
+            " UNION ALL ",
+            in_flight_rows!($type, "c.hidden", $at)
+        )
+    };
+}
+
+/// A list statement: of one type ($2) or of both types the table's generated column holds. A
+/// sync's rows in flight are read first (a materialized CTE, so that reading them is planned
+/// apart from their order) and sorted, a few rows, into the merge of the ordered scans.
 macro_rules! list_statement {
-    ($name:literal, one, $which:ident, $at:ident) => {
-        list_statement!(@ $name, type_rows!("$2", $which, $at))
+    ($name:literal, one, visible, $at:ident) => {
+        list_statement!(@ $name, "", type_rows!("$2", visible, $at))
     };
-    ($name:literal, all, $which:ident, $at:ident) => {
-        list_statement!(@ $name, concat!(type_rows!("1", $which, $at), " UNION ALL ", type_rows!("2", $which, $at)))
+    ($name:literal, all, visible, $at:ident) => {
+        list_statement!(@ $name, "", concat!(type_rows!("1", visible, $at), " UNION ALL ", type_rows!("2", visible, $at)))
     };
-    (@ $name:literal, $rows:expr) => {
+    ($name:literal, one, changed, $at:ident) => {
+        list_statement!(@ $name,
+            concat!("WITH in_flight AS MATERIALIZED (", in_flight_of_type!("$2", $at), ") "),
+            concat!(type_rows!("$2", changed, $at), " UNION ALL ", in_flight_sorted!()))
+    };
+    ($name:literal, all, changed, $at:ident) => {
+        list_statement!(@ $name,
+            concat!("WITH in_flight AS MATERIALIZED (", in_flight_of_type!("1", $at), " UNION ALL ", in_flight_of_type!("2", $at), ") "),
+            concat!(type_rows!("1", changed, $at), " UNION ALL ", type_rows!("2", changed, $at), " UNION ALL ", in_flight_sorted!()))
+    };
+    (@ $name:literal, $with:expr, $rows:expr) => {
         Statement {
             name: $name,
-            sql: concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9"),
+            sql: concat!($with, "SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9"),
             parameters: LIST_PARAMETERS,
             snapshot: Snapshot::Statement,
         }
+    };
+}
+
+macro_rules! in_flight_sorted {
+    () => {
+        "(SELECT * FROM in_flight AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9)"
     };
 }
 

@@ -101,14 +101,23 @@ fn sized_inputs(options: &Options, db: &mut Client) -> (usize, usize) {
         .query_one("SELECT position FROM conversation_list('lister', NULL, NULL, 1000) ORDER BY position LIMIT 1", &[])
         .expect("a position")
         .get(0);
-    // 1/<type>/<system id>/<generation>/<since>/-/-: since replaced by a horizon of 110,000 ids.
+    // 2/<type>/<system id>/<timeline>:<lsn>/<since>/-/-: since replaced by a horizon of 110,000
+    // ids (<generation>:<xmin>:<xmax>:<ids>).
     let fields: Vec<&str> = real.split('/').collect();
+    let horizon = if fields[4] == "-" { fields[5] } else { fields[4] };
+    let generation = horizon.split(':').next().expect("a generation");
     let ids = (3..110_003u64).map(|id| id.to_string()).collect::<Vec<_>>().join(",");
-    let crafted = format!("{}/{}/{}/{}/3:200000:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
+    let crafted = format!("{}/{}/{}/{}/{generation}:3:200000:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
     // Fewer ids than the server can have in progress, so accepted: every row's position must not
-    // repeat them.
-    let ids = (3..10_003u64).map(|id| id.to_string()).collect::<Vec<_>>().join(",");
-    let accepted = format!("{}/{}/{}/{}/3:10003:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
+    // repeat them. Ids that ended after the stamp trigger was made (a position from before it is
+    // refused), and before the reading snapshot: 10,010 transactions are spent first.
+    partitioned
+        .batch_execute("DO $$ BEGIN FOR i IN 1..10010 LOOP PERFORM pg_catalog.txid_current(); COMMIT; END LOOP; END $$")
+        .expect("spend transaction ids");
+    let next: i64 = partitioned.query_one("SELECT pg_catalog.txid_current()", &[]).expect("the next id").get(0);
+    let (xmin, xmax) = (next as u64 - 10_005, next as u64 - 5);
+    let ids = (xmin..xmax).map(|id| id.to_string()).collect::<Vec<_>>().join(",");
+    let accepted = format!("{}/{}/{}/{}/{generation}:{xmin}:{xmax}:{ids}/-/-", fields[0], fields[1], fields[2], fields[3]);
     partitioned
         .execute("CREATE TABLE crafted AS SELECT $1::text AS position, $2::text AS accepted", &[&crafted, &accepted])
         .expect("store the positions");

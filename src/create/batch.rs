@@ -45,7 +45,6 @@ const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID,
 // Inside a CTE, so that the statement's result is the rows the INSERT returned: Citus counts an
 // INSERT ... SELECT's rows as those it sent, and SPI refuses a count that is not what it received.
 const INSERT_MANY: Statement = Statement {
-    name: "insert_many",
     sql: "WITH inserted AS ( \
               INSERT INTO {table} AS c (uid, channel_id, channel_type) \
               SELECT k.uid, k.channel_id, k.channel_type \
@@ -62,7 +61,6 @@ const INSERT_MANY: Statement = Statement {
 /// PostgreSQL (or Citus), of every row whose uid, channel_id and channel_type are among the keys';
 /// the rows of exactly the keys asked for are kept.
 const FIND_MANY: Statement = Statement {
-    name: "find_many",
     sql: "SELECT {columns} FROM {table} AS c \
           WHERE c.uid = ANY ($1) AND c.channel_id = ANY ($2) AND c.channel_type = ANY ($3)",
     parameters: KEY_ARRAYS,

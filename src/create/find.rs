@@ -24,9 +24,8 @@ const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sy
 
 const LOOKUP: &str = "SELECT {columns} FROM {table} AS c WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3";
 
-const LOOKUP_FRESH: Statement = Statement { name: "lookup_fresh", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Fresh };
-const LOOKUP_IN_STATEMENT: Statement =
-    Statement { name: "lookup_in_statement", sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Statement };
+const LOOKUP_FRESH: Statement = Statement { sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Fresh };
+const LOOKUP_IN_STATEMENT: Statement = Statement { sql: LOOKUP, parameters: KEY_PARAMETERS, snapshot: Snapshot::Statement };
 
 sql_function! {
     /// find_conversation(uid, channel_id, channel_type) RETURNS conversation_row, STABLE. Not

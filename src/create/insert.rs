@@ -15,7 +15,6 @@ use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const INSERT_ONE: Statement = Statement {
-    name: "insert_one",
     sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
           ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING {columns}",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID],

@@ -90,15 +90,14 @@ macro_rules! type_rows {
 
 /// A list statement: of one type ($2) or of both types the table's generated column holds.
 macro_rules! list_statement {
-    ($name:literal, one, $which:ident, $at:ident) => {
-        list_statement!(@ $name, type_rows!("$2", $which, $at))
+    (one, $which:ident, $at:ident) => {
+        list_statement!(@ type_rows!("$2", $which, $at))
     };
-    ($name:literal, all, $which:ident, $at:ident) => {
-        list_statement!(@ $name, concat!(type_rows!("1", $which, $at), " UNION ALL ", type_rows!("2", $which, $at)))
+    (all, $which:ident, $at:ident) => {
+        list_statement!(@ concat!(type_rows!("1", $which, $at), " UNION ALL ", type_rows!("2", $which, $at)))
     };
-    (@ $name:literal, $rows:expr) => {
+    (@ $rows:expr) => {
         Statement {
-            name: $name,
             sql: concat!("SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9"),
             parameters: LIST_PARAMETERS,
             snapshot: Snapshot::Statement,
@@ -124,17 +123,16 @@ const LIST_PARAMETERS: &[pg_sys::Oid] = &[
 /// cursor at a pass's top).
 const LIST: [[[Statement; 2]; 2]; 2] = [
     [
-        [list_statement!("list_one_visible", one, visible, top), list_statement!("list_one_visible_cursor", one, visible, cursor)],
-        [list_statement!("list_one_changed", one, changed, top), list_statement!("list_one_changed_cursor", one, changed, cursor)],
+        [list_statement!(one, visible, top), list_statement!(one, visible, cursor)],
+        [list_statement!(one, changed, top), list_statement!(one, changed, cursor)],
     ],
     [
-        [list_statement!("list_all_visible", all, visible, top), list_statement!("list_all_visible_cursor", all, visible, cursor)],
-        [list_statement!("list_all_changed", all, changed, top), list_statement!("list_all_changed_cursor", all, changed, cursor)],
+        [list_statement!(all, visible, top), list_statement!(all, visible, cursor)],
+        [list_statement!(all, changed, top), list_statement!(all, changed, cursor)],
     ],
 ];
 
 const UNREAD_ONE_TYPE: Statement = Statement {
-    name: "unread_one_type",
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
           WHERE c.uid = $1 AND c.type = $2 AND c.unread_count > 0 AND NOT c.hidden",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
@@ -142,7 +140,6 @@ const UNREAD_ONE_TYPE: Statement = Statement {
 };
 
 const UNREAD_ALL_TYPES: Statement = Statement {
-    name: "unread_all_types",
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
           WHERE c.uid = $1 AND c.unread_count > 0 AND NOT c.hidden",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],

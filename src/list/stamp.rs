@@ -47,29 +47,20 @@ const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k W
 
 /// For a writer: sees a row another writer just committed.
 const GENERATION_OF: Statement =
-    Statement { name: "generation_of", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
+    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
 
 /// For a reader: the calling statement's snapshot.
-const GENERATION_SEEN: Statement = Statement {
-    name: "generation_seen",
-    sql: GENERATION_SQL,
-    parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
-    snapshot: Snapshot::Statement,
-};
+const GENERATION_SEEN: Statement =
+    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Statement };
 
 /// The generation a cluster that has not written yet would take: the next one.
-const NEXT_GENERATION: Statement = Statement {
-    name: "next_generation",
-    sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k",
-    parameters: &[],
-    snapshot: Snapshot::Statement,
-};
+const NEXT_GENERATION: Statement =
+    Statement { sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k", parameters: &[], snapshot: Snapshot::Statement };
 
 /// The first writers of a history may each add this row: they all see the same committed rows,
 /// so they add the same generation, and none waits for another (a unique key would make them
 /// wait for the first one's whole transaction, and could deadlock them).
 const NEW_GENERATION: Statement = Statement {
-    name: "new_generation",
     sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
           SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
           RETURNING generation::int8",

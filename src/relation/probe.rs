@@ -24,7 +24,7 @@ use crate::glue::call::text_datum;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::{Table, TEXT_EQUAL};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Snapshot {
     Fresh,
     Statement,

@@ -7,6 +7,10 @@
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
 //! itself after other DDL on the table.
+//!
+//! A statement is known by what it is: its text, its parameter types and its snapshot, the whole
+//! `Statement`. There is no name to keep apart by hand: two statements that differ in anything are
+//! prepared apart, and one written twice is prepared once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,11 +27,11 @@ use crate::relation::catalog::Names;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 
-/// A statement the extension runs: its name (the cache key), its text, its parameter types, and
-/// the snapshot it reads with (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE
-/// one's).
+/// A statement the extension runs: its text, its parameter types, and the snapshot it reads with
+/// (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE one's). All three are the
+/// cache's key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Statement {
-    pub name: &'static str,
     pub sql: &'static str,
     pub parameters: &'static [pg_sys::Oid],
     pub snapshot: Snapshot,
@@ -54,13 +58,13 @@ impl Drop for Prepared {
 
 thread_local! {
     // Rc, not a borrow, is handed out: a trigger on the table may call us re-entrantly.
-    static PREPARED: RefCell<HashMap<&'static str, Rc<Prepared>>> = RefCell::new(HashMap::new());
+    static PREPARED: RefCell<HashMap<Statement, Rc<Prepared>>> = RefCell::new(HashMap::new());
 }
 
 /// The prepared plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
 /// Call it, and run the plan, while a `PinnedSearchPath` is alive.
 pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc<Prepared> {
-    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement.name).cloned()) {
+    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement).cloned()) {
         let (table, columns, clock) = &prepared.prepared_for;
         if *table == names.table && *columns == names.columns && *clock == names.clock {
             return prepared;
@@ -81,7 +85,7 @@ pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -
     let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
     let read_only = statement.snapshot == Snapshot::Statement;
     let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
-    PREPARED.with_borrow_mut(|all| all.insert(statement.name, prepared.clone()));
+    PREPARED.with_borrow_mut(|all| all.insert(*statement, prepared.clone()));
     prepared
 }
 

@@ -20,7 +20,6 @@ use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{arg_or_null, key_args, prepared, returned_row, PinnedSearchPath, Statement};
 
 const HIDE: Statement = Statement {
-    name: "hide",
     sql: "UPDATE {table} AS c SET hidden = true \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND NOT c.hidden \
             AND c.last_msg_seq <= COALESCE($4, c.last_msg_seq) \

@@ -62,9 +62,8 @@ const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, p
 
 /// On one server: the rows are locked first, in one order, so that two messages queue.
 macro_rules! locked_first {
-    ($name:literal, $unhide:literal, $unread_kept:literal) => {
+    ($unhide:literal, $unread_kept:literal) => {
         Statement {
-            name: $name,
             sql: concat!(
                 "WITH locked AS ( \
                      SELECT c.uid FROM {table} AS c \
@@ -86,9 +85,8 @@ macro_rules! locked_first {
 /// On a table distributed with Citus: one UPDATE, which Citus runs shard by shard, taking the
 /// shards' locks in one order itself (and it refuses a multi-shard SELECT ... FOR UPDATE).
 macro_rules! distributed {
-    ($name:literal, $unhide:literal, $unread_kept:literal) => {
+    ($unhide:literal, $unread_kept:literal) => {
         Statement {
-            name: $name,
             sql: concat!(
                 "WITH ",
                 advance!(
@@ -103,11 +101,10 @@ macro_rules! distributed {
     };
 }
 
-const ADVANCE: Statement = locked_first!("advance", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
-const ADVANCE_DISTRIBUTED: Statement =
-    distributed!("advance_distributed", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
-const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "", "c.unread_count");
-const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "", "c.unread_count");
+const ADVANCE: Statement = locked_first!("hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_DISTRIBUTED: Statement = distributed!("hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_BEFORE_0_5: Statement = locked_first!("", "c.unread_count");
+const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("", "c.unread_count");
 
 sql_function! {
     /// Not STRICT: sender_uid may be NULL (a system message: everyone's unread count goes up); any

@@ -50,7 +50,6 @@ macro_rules! max_read_ahead {
 pub const MAX_READ_AHEAD: i64 = 1000;
 
 const MARK_READ: Statement = Statement {
-    name: "mark_read",
     sql: concat!(
         "UPDATE {table} AS c SET \
               readed_to_msg_seq = $4, \
@@ -70,7 +69,6 @@ const FUNCTION: &str = "conversation_mark_read";
 
 /// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
 const CLEAR: Statement = Statement {
-    name: "clear",
     sql: concat!(
         "UPDATE {table} AS c SET \
               deleted_at_msg_seq = GREATEST(c.deleted_at_msg_seq, COALESCE($4, c.last_msg_seq)), \

@@ -223,7 +223,6 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
             output.push(&values, &nulls);
         }
     });
-    table.close();
     call.return_null()
 }
 
@@ -266,8 +265,9 @@ fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<
     let new_channels = new_channels(table, keys);
     let mut by_sql: Vec<ConversationKey<'_>> = Vec::new();
     // One probe per relation holding keys (the table, or each partition or shard met), and a copy
-    // of its descriptor, which outlives the relation's closing.
-    let mut probes: Vec<(pg_sys::Oid, Placement, IndexProbe, pg_sys::TupleDesc)> = Vec::new();
+    // of its descriptor, which outlives the relation's closing. Each probe is dropped (closed)
+    // before its placement.
+    let mut probes: Vec<(pg_sys::Oid, IndexProbe, Placement, pg_sys::TupleDesc)> = Vec::new();
     for key in keys {
         if new_channels.contains(&(key.channel_id, key.channel_type)) {
             continue;
@@ -278,29 +278,23 @@ fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<
             continue;
         };
         let at = match probes.iter().position(|(oid, _, _, _)| *oid == index) {
-            Some(at) => {
-                placement.close();
-                at
-            }
+            Some(at) => at,
             None => {
                 let probe = IndexProbe::open(heap, index, 3, Snapshot::Fresh);
                 // SAFETY: the open relation's descriptor, copied into the SPI context.
                 let desc = unsafe { pg_sys::CreateTupleDescCopy((*heap).rd_att) };
-                probes.push((index, placement, probe, desc));
+                probes.push((index, probe, placement, desc));
                 probes.len() - 1
             }
         };
-        let (_, _, probe, desc) = &mut probes[at];
+        let (_, probe, _, desc) = &mut probes[at];
         if let Some(slot) = probe.key(&table.table, key) {
             // SAFETY: the slot holds the found row; the copy lives in the SPI context.
             let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
             found.insert(key_of(key), Row { tuple, desc: *desc });
         }
     }
-    for (_, placement, probe, _) in probes {
-        probe.finish();
-        placement.close();
-    }
+    drop(probes);
     if !by_sql.is_empty() {
         file_rows(client, table, &FIND_MANY, &by_sql, found);
     }
@@ -315,7 +309,6 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
     channels.dedup();
     let mut probe = IndexProbe::open(table.relation, channel_index, 2, Snapshot::Fresh);
     channels.retain(|&(channel_id, channel_type)| !probe.channel_has_rows(&table.table, channel_id, channel_type));
-    probe.finish();
     channels
 }
 

@@ -36,20 +36,18 @@ sql_function! {
         let result = ResultRow::of_call(call);
         let table = OpenTable::open(schema);
         let found = find(&table, &key, Snapshot::Statement, &result);
-        table.close();
         found.unwrap_or_else(|| call.return_null())
     }
 }
 
 /// The row of `key` as the call's result datum, or None.
 pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, result: &ResultRow) -> Option<pg_sys::Datum> {
-    match table.placement(key) {
-        placement @ Placement::Direct { heap, index, .. } => {
+    // Dropped after the probe: a partition or shard it opened is closed then.
+    let placement = table.placement(key);
+    match placement {
+        Placement::Direct { heap, index, .. } => {
             let mut probe = IndexProbe::open(heap, index, 3, snapshot);
-            let row = probe.key(&table.table, key).map(|slot| result.of_slot(slot));
-            probe.finish();
-            placement.close();
-            row
+            probe.key(&table.table, key).map(|slot| result.of_slot(slot))
         }
         Placement::Query => Spi::connect(|client| {
             let _pinned = PinnedSearchPath::pin();

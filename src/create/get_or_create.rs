@@ -43,7 +43,6 @@ sql_function! {
         let result = ResultRow::of_call(call);
         let table = OpenTable::open(schema);
         let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
-        table.close();
         stats::count_call(outcome, lock_waited);
         row
     }

@@ -201,7 +201,6 @@ sql_function! {
                 passes(Some(client));
             });
         }
-        table.close();
         call.return_null()
     }
 }
@@ -223,7 +222,6 @@ sql_function! {
                 (value(1), value(2))
             }),
         };
-        table.close();
         call.record_result(&[pg_sys::Datum::from(unread), pg_sys::Datum::from(conversations)], &[false, false])
     }
 }

@@ -53,7 +53,6 @@ pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &
         returned_row(client, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
     });
     let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
-    table.close();
     row.unwrap_or_else(|| call.return_null())
 }
 

@@ -148,7 +148,6 @@ sql_function! {
             ];
             run(client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
-        table.close();
         stats::count_message();
         pg_sys::Datum::from(advanced)
     }

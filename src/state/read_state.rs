@@ -114,7 +114,6 @@ sql_function! {
             mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(&table, key, &result, FUNCTION).0)
         });
         refuse_read_ahead(row, "read_to_seq", read_to_seq);
-        table.close();
         row
     }
 }

@@ -11,14 +11,13 @@
 //! returns NULL when the conversation does not exist.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::glue::call::sql_function;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::{OpenTable, Placement};
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{connect, key_args, prepared, returned_row, Statement};
 
 const KEY_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID];
 
@@ -49,11 +48,10 @@ pub fn find(table: &OpenTable, key: &ConversationKey<'_>, snapshot: Snapshot, re
             let mut probe = IndexProbe::open(heap, index, 3, snapshot);
             probe.key(&table.table, key).map(|slot| result.of_slot(slot))
         }
-        Placement::Query => Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin();
+        Placement::Query => connect(|statements| {
             let statement = if snapshot == Snapshot::Fresh { &LOOKUP_FRESH } else { &LOOKUP_IN_STATEMENT };
-            let prepared = prepared(client, &table.table.names, statement);
-            returned_row(client, &prepared, &key_args(key), result)
+            let prepared = prepared(statements, &table.table.names, statement);
+            returned_row(statements, &prepared, &key_args(key), result)
         }),
     }
 }

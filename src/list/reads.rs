@@ -16,7 +16,6 @@
 //! unread ones.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::glue::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::glue::errors;
@@ -28,7 +27,7 @@ use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
-use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
@@ -174,8 +173,8 @@ sql_function! {
         let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
         let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
         let now = Horizon::of_active_snapshot(generation);
-        let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
-            let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
+        let passes = |statements: Option<&Statements>| {
+            let page = Page { output: &output, table: &table, statements, uid, list_type, origin, page_size };
             match given {
                 None => {
                     page.pass(None, &now, Cursor::TOP);
@@ -196,10 +195,7 @@ sql_function! {
         if table.table.list_indexes.is_some() {
             passes(None);
         } else {
-            Spi::connect(|client| {
-                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-                passes(Some(client));
-            });
+            connect_for_lists(|statements| passes(Some(statements)));
         }
         call.return_null()
     }
@@ -213,11 +209,10 @@ sql_function! {
         let table = OpenTable::open(call.schema());
         let (unread, conversations) = match &table.table.list_indexes {
             Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
-            None => Spi::connect(|client| {
-                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
+            None => connect_for_lists(|statements| {
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let prepared = prepared(client, &table.table.names, statement);
-                let returned = run(client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
+                let prepared = prepared(statements, &table.table.names, statement);
+                let returned = run(statements, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),
@@ -273,7 +268,7 @@ struct Page<'a> {
     output: &'a Materialized,
     table: &'a OpenTable,
     /// For the statements, when the indexes are not read directly.
-    client: Option<&'a pgrx::spi::SpiClient<'a>>,
+    statements: Option<&'a Statements>,
     uid: &'a [u8],
     list_type: Option<i16>,
     origin: Origin,
@@ -304,10 +299,10 @@ impl Page<'_> {
                 (rows, unsafe { (*self.table.relation).rd_att })
             }
             None => {
-                let client = self.client.expect("statements run under SPI");
+                let statements = self.statements.expect("statements run under SPI");
                 let statement =
                     &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
-                let prepared = prepared(client, &self.table.table.names, statement);
+                let prepared = prepared(statements, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
                     arg_or_null(self.list_type.map(pg_sys::Datum::from)),
@@ -319,7 +314,7 @@ impl Page<'_> {
                     arg(pg_sys::Datum::from(cursor.id)),
                     arg(pg_sys::Datum::from(wanted as i64)),
                 ];
-                let returned = run(client, &prepared, &args);
+                let returned = run(statements, &prepared, &args);
                 let desc = returned.desc();
                 // SAFETY: a descriptor of the statement's result.
                 let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };

@@ -18,7 +18,6 @@
 //! moves back; under REPEATABLE READ / SERIALIZABLE it fails with 40001 and the caller retries.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::batch::{array_error, get_or_create_many};
 use crate::glue::call::{refuse_writes_if_read_only, sql_function, text_array_datum, text_datum};
@@ -27,7 +26,7 @@ use crate::glue::stats;
 use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, connect, prepared, run, Statement};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -125,19 +124,18 @@ sql_function! {
         let sender_uid = call.id_text(4, "sender_uid").map(text_datum);
         let table = OpenTable::open(call.schema());
         refuse_writes_if_read_only("conversation_message_arrived");
-        let advanced = Spi::connect(|client| {
+        let advanced = connect(|statements| {
             if members.is_empty() {
                 return 0;
             }
-            get_or_create_many(client, &table, &members, "conversation_message_arrived");
-            let _pinned = PinnedSearchPath::pin();
+            get_or_create_many(statements, &table, &members, "conversation_message_arrived");
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,
                 (true, true) => &ADVANCE_DISTRIBUTED,
                 (false, false) => &ADVANCE_BEFORE_0_5,
                 (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
             };
-            let prepared = prepared(client, &table.table.names, statement);
+            let prepared = prepared(statements, &table.table.names, statement);
             let key = members[0].key;
             let args = [
                 arg(text_datum(key.channel_id)),
@@ -146,7 +144,7 @@ sql_function! {
                 arg(pg_sys::Datum::from(message_seq)),
                 arg_or_null(sender_uid),
             ];
-            run(client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            run(statements, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
         stats::count_message();
         pg_sys::Datum::from(advanced)

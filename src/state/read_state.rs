@@ -24,7 +24,6 @@
 //! (nothing to clear, nothing created).
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::find::find;
 use crate::create::get_or_create::get_or_create;
@@ -35,7 +34,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg, key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, connect, key_args, prepared, returned_row, Statement};
 use crate::state::hide::{change_up_to, up_to_msg_seq};
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
@@ -119,12 +118,11 @@ sql_function! {
 }
 
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
-    Spi::connect(|client| {
-        let _pinned = PinnedSearchPath::pin();
-        let prepared = prepared(client, &table.table.names, &MARK_READ);
+    connect(|statements| {
+        let prepared = prepared(statements, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        returned_row(client, &prepared, &args, result)
+        returned_row(statements, &prepared, &args, result)
     })
 }
 

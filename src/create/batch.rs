@@ -201,9 +201,9 @@ fn respond_to_json(call: &Call, text: &[u8]) -> pg_sys::Datum {
 /// Gets or creates every key's row and returns them, in input order, as the declared rows.
 fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::Datum {
     // The function's own catalog entry first: materializing reads its result type from there.
-    let schema = call.schema();
+    call.schema();
     let output = call.materialize();
-    let table = OpenTable::open(schema);
+    let table = OpenTable::for_call(call);
     connect(|statements| {
         let mut rows = get_or_create_many(statements, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();

@@ -31,9 +31,8 @@ sql_function! {
     /// STRICT: a NULL argument is an error (22004), as for every function; NULL means "none".
     fn find_conversation(call) {
         let key = call.key(0);
-        let schema = call.schema();
+        let table = OpenTable::for_call(call);
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
         let found = find(&table, &key, Snapshot::Statement, &result);
         found.unwrap_or_else(|| call.return_null())
     }

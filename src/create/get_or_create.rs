@@ -39,9 +39,8 @@ sql_function! {
     /// STRICT: a NULL argument is an error (22004), not a NULL result.
     fn get_or_create_conversation(call) {
         let key = call.key(0);
-        let schema = call.schema();
+        let table = OpenTable::for_call(call);
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
         let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
         stats::count_call(outcome, lock_waited);
         row

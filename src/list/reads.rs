@@ -163,9 +163,11 @@ sql_function! {
             Some(size) if !(1..=MAX_PAGE_SIZE).contains(&size) => errors::invalid_page_size(size, MAX_PAGE_SIZE),
             Some(size) => size as usize,
         };
-        let schema = call.schema();
+        // The function's own catalog entry first: materializing reads its result type from there.
+        call.schema();
         let output = call.materialize();
-        let table = OpenTable::open(schema);
+        let table = OpenTable::for_call(call);
+        let schema = table.table.schema;
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
         let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
@@ -206,7 +208,7 @@ sql_function! {
     fn conversation_unread(call) {
         let uid = ConversationKey::validate_uid(call.id_text(0, "uid")).unwrap_or_else(|error| errors::invalid_key(error));
         let list_type = list_type(call);
-        let table = OpenTable::open(call.schema());
+        let table = OpenTable::for_call(call);
         let (unread, conversations) = match &table.table.list_indexes {
             Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
             None => connect_for_lists(|statements| {

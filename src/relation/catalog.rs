@@ -302,7 +302,7 @@ impl OpenTable {
     /// Locks the conversation table of `schema` (AccessShareLock, to the end of the transaction)
     /// and checks that the caller may read it: SELECT privilege, and no row level security policy
     /// in force (the functions refuse rather than bypass one).
-    pub fn open(schema: pg_sys::Oid) -> OpenTable {
+    pub(in crate::relation) fn open(schema: pg_sys::Oid) -> OpenTable {
         register_callbacks();
         if let Some(table) = known().filter(|table| table.schema == schema) {
             // SAFETY: locks by OID first; NULL if the relation is gone.

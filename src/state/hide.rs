@@ -11,7 +11,7 @@
 use pgrx::pg_sys;
 
 use crate::create::find::find;
-use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::call::sql_function;
 use crate::glue::errors;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
@@ -41,10 +41,8 @@ sql_function! {
 pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &Statement) -> pg_sys::Datum {
     let key = call.key(0);
     let up_to = up_to_msg_seq(call);
-    let schema = call.schema();
+    let table = OpenTable::for_writes(call, function);
     let result = ResultRow::of_call(call);
-    let table = OpenTable::open(schema);
-    refuse_writes_if_read_only(function);
     let changed = connect(|statements| {
         let prepared = prepared(statements, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);

@@ -20,7 +20,7 @@
 use pgrx::pg_sys;
 
 use crate::create::batch::{array_error, get_or_create_many};
-use crate::glue::call::{refuse_writes_if_read_only, sql_function, text_array_datum, text_datum};
+use crate::glue::call::{sql_function, text_array_datum, text_datum};
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
@@ -122,8 +122,7 @@ sql_function! {
             .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
         // Measured like a uid (a longer one could match no member anyway).
         let sender_uid = call.id_text(4, "sender_uid").map(text_datum);
-        let table = OpenTable::open(call.schema());
-        refuse_writes_if_read_only("conversation_message_arrived");
+        let table = OpenTable::for_writes(call, "conversation_message_arrived");
         let advanced = connect(|statements| {
             if members.is_empty() {
                 return 0;

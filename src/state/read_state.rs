@@ -27,7 +27,7 @@ use pgrx::pg_sys;
 
 use crate::create::find::find;
 use crate::create::get_or_create::get_or_create;
-use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::call::sql_function;
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::key::ConversationKey;
@@ -95,10 +95,8 @@ sql_function! {
         if read_to_seq < 1 {
             errors::invalid_seq("read_to_seq", read_to_seq, 1);
         }
-        let schema = call.schema();
+        let table = OpenTable::for_writes(call, FUNCTION);
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
-        refuse_writes_if_read_only(FUNCTION);
         stats::count_read();
         // The common case: the conversation exists and the position moves forward. One statement.
         let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {

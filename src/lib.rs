@@ -17,7 +17,8 @@
 //!   SQL"). `probe.rs` reads an index without SPI or planner; `result_row.rs` builds the row
 //!   handed back as the declared return type (`conversation_row`), so added, dropped and retyped
 //!   columns come back right; `statements.rs` prepares every SQL statement we run once per
-//!   backend, under a pinned search_path.
+//!   backend, under a pinned search_path. `entry.rs` is the one way a SQL function reaches the
+//!   table; what it opens is released on Drop.
 //! - `create/`: `get_or_create.rs`, check, lock, check again, insert: `find.rs` is the check (one
 //!   probe of the key index: the whole hit path, no advisory lock, no transaction id, no WAL, no
 //!   sequence value; also find_conversation, the lookup that never writes), `lock.rs` the advisory

@@ -22,7 +22,6 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 
 use crate::glue::call::{raw_size, refuse_writes_if_read_only, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
 use crate::glue::errors;
@@ -33,7 +32,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::{OpenTable, Placement};
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
-use crate::relation::statements::{arg, prepared, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
 
 /// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
 const MAX_ROUNDS: usize = 3;
@@ -45,7 +44,6 @@ const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID,
 // Inside a CTE, so that the statement's result is the rows the INSERT returned: Citus counts an
 // INSERT ... SELECT's rows as those it sent, and SPI refuses a count that is not what it received.
 const INSERT_MANY: Statement = Statement {
-    name: "insert_many",
     sql: "WITH inserted AS ( \
               INSERT INTO {table} AS c (uid, channel_id, channel_type) \
               SELECT k.uid, k.channel_id, k.channel_type \
@@ -62,7 +60,6 @@ const INSERT_MANY: Statement = Statement {
 /// PostgreSQL (or Citus), of every row whose uid, channel_id and channel_type are among the keys';
 /// the rows of exactly the keys asked for are kept.
 const FIND_MANY: Statement = Statement {
-    name: "find_many",
     sql: "SELECT {columns} FROM {table} AS c \
           WHERE c.uid = ANY ($1) AND c.channel_id = ANY ($2) AND c.channel_type = ANY ($3)",
     parameters: KEY_ARRAYS,
@@ -204,11 +201,11 @@ fn respond_to_json(call: &Call, text: &[u8]) -> pg_sys::Datum {
 /// Gets or creates every key's row and returns them, in input order, as the declared rows.
 fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::Datum {
     // The function's own catalog entry first: materializing reads its result type from there.
-    let schema = call.schema();
+    call.schema();
     let output = call.materialize();
-    let table = OpenTable::open(schema);
-    Spi::connect(|client| {
-        let mut rows = get_or_create_many(client, &table, keys, function);
+    let table = OpenTable::for_call(call);
+    connect(|statements| {
+        let mut rows = get_or_create_many(statements, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
         positioned.sort_by_key(|k| k.position);
         // One map per descriptor met (the table's, each partition's, a statement's), by name.
@@ -225,25 +222,23 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
             output.push(&values, &nulls);
         }
     });
-    table.close();
     call.return_null()
 }
 
 /// The rows of every key (already folded and ordered), creating the missing ones.
-pub fn get_or_create_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[PositionedKey<'_>], function: &str) -> Rows {
-    let _pinned = PinnedSearchPath::pin();
+pub fn get_or_create_many(statements: &Statements, table: &OpenTable, keys: &[PositionedKey<'_>], function: &str) -> Rows {
     let mut found = Rows::with_capacity(keys.len());
     let mut missing: Vec<ConversationKey<'_>> = keys.iter().map(|k| k.key).collect();
     let mut created = 0;
     for _ in 0..MAX_ROUNDS {
-        find_many(client, table, &missing, &mut found);
+        find_many(statements, table, &missing, &mut found);
         missing.retain(|key| !found.contains_key(&key_of(key)));
         if missing.is_empty() {
             break;
         }
         refuse_writes_if_read_only(function);
         let before = found.len();
-        errors::hint_retry_on_snapshot_conflict(|| file_rows(client, table, &INSERT_MANY, &missing, &mut found));
+        errors::hint_retry_on_snapshot_conflict(|| file_rows(statements, table, &INSERT_MANY, &missing, &mut found));
         created += found.len() - before;
         // What is still missing met a row committed since the find's snapshot: under READ
         // COMMITTED the next round's find sees it.
@@ -264,12 +259,13 @@ pub fn get_or_create_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[Pos
 /// index, not one per member. Each probe takes its snapshot as the single-key check takes it
 /// (under READ COMMITTED fresh, so a later round sees what the insert met); a row committed
 /// between the two is met by the insert's ON CONFLICT and found by the next round.
-fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<'_>], found: &mut Rows) {
+fn find_many(statements: &Statements, table: &OpenTable, keys: &[ConversationKey<'_>], found: &mut Rows) {
     let new_channels = new_channels(table, keys);
     let mut by_sql: Vec<ConversationKey<'_>> = Vec::new();
     // One probe per relation holding keys (the table, or each partition or shard met), and a copy
-    // of its descriptor, which outlives the relation's closing.
-    let mut probes: Vec<(pg_sys::Oid, Placement, IndexProbe, pg_sys::TupleDesc)> = Vec::new();
+    // of its descriptor, which outlives the relation's closing. Each probe is dropped (closed)
+    // before its placement.
+    let mut probes: Vec<(pg_sys::Oid, IndexProbe, Placement, pg_sys::TupleDesc)> = Vec::new();
     for key in keys {
         if new_channels.contains(&(key.channel_id, key.channel_type)) {
             continue;
@@ -280,31 +276,25 @@ fn find_many(client: &SpiClient<'_>, table: &OpenTable, keys: &[ConversationKey<
             continue;
         };
         let at = match probes.iter().position(|(oid, _, _, _)| *oid == index) {
-            Some(at) => {
-                placement.close();
-                at
-            }
+            Some(at) => at,
             None => {
                 let probe = IndexProbe::open(heap, index, 3, Snapshot::Fresh);
                 // SAFETY: the open relation's descriptor, copied into the SPI context.
                 let desc = unsafe { pg_sys::CreateTupleDescCopy((*heap).rd_att) };
-                probes.push((index, placement, probe, desc));
+                probes.push((index, probe, placement, desc));
                 probes.len() - 1
             }
         };
-        let (_, _, probe, desc) = &mut probes[at];
+        let (_, probe, _, desc) = &mut probes[at];
         if let Some(slot) = probe.key(&table.table, key) {
             // SAFETY: the slot holds the found row; the copy lives in the SPI context.
             let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
             found.insert(key_of(key), Row { tuple, desc: *desc });
         }
     }
-    for (_, placement, probe, _) in probes {
-        probe.finish();
-        placement.close();
-    }
+    drop(probes);
     if !by_sql.is_empty() {
-        file_rows(client, table, &FIND_MANY, &by_sql, found);
+        file_rows(statements, table, &FIND_MANY, &by_sql, found);
     }
 }
 
@@ -317,21 +307,20 @@ fn new_channels<'k>(table: &OpenTable, keys: &[ConversationKey<'k>]) -> Vec<(&'k
     channels.dedup();
     let mut probe = IndexProbe::open(table.relation, channel_index, 2, Snapshot::Fresh);
     channels.retain(|&(channel_id, channel_type)| !probe.channel_has_rows(&table.table, channel_id, channel_type));
-    probe.finish();
     channels
 }
 
 /// Runs INSERT_MANY or FIND_MANY over `keys` (in their order) and files the rows it returns
 /// (the table's columns) under their keys, those of `keys` only.
-fn file_rows(client: &SpiClient<'_>, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
-    let prepared = prepared(client, &table.table.names, statement);
+fn file_rows(statements: &Statements, table: &OpenTable, statement: &Statement, keys: &[ConversationKey<'_>], found: &mut Rows) {
+    let prepared = prepared(statements, &table.table.names, statement);
     let channel_types: Vec<i16> = keys.iter().map(|k| k.channel_type).collect();
     let args = [
         arg(text_array_datum(keys.iter().map(|k| k.uid))),
         arg(text_array_datum(keys.iter().map(|k| k.channel_id))),
         arg(channel_types.into_datum().expect("an array")),
     ];
-    let returned = run(client, &prepared, &args);
+    let returned = run(statements, &prepared, &args);
     let wanted: HashSet<KeyOf> = keys.iter().map(key_of).collect();
     let column = |name: &CStr| {
         // SAFETY: the result's descriptor; SPI_fnumber returns a 1-based number or an error code.

@@ -17,7 +17,6 @@
 //!   25006 before any lock is taken.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::find::find;
 use crate::create::insert::insert;
@@ -29,6 +28,7 @@ use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
+use crate::relation::statements::connect;
 
 /// How often a READ COMMITTED caller starts over when the row it conflicted with is gone again
 /// by the time it re-reads (a concurrent delete). Each round takes the lock again.
@@ -39,11 +39,9 @@ sql_function! {
     /// STRICT: a NULL argument is an error (22004), not a NULL result.
     fn get_or_create_conversation(call) {
         let key = call.key(0);
-        let schema = call.schema();
+        let table = OpenTable::for_call(call);
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
         let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
-        table.close();
         stats::count_call(outcome, lock_waited);
         row
     }
@@ -56,7 +54,7 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
         return (found, Outcome::Hit, false);
     }
     refuse_writes_if_read_only(function);
-    Spi::connect(|client| {
+    connect(|statements| {
         let mut waited = false;
         for _ in 0..MAX_ROUNDS {
             let lock = KeyLock::acquire(key.lock_hash());
@@ -68,7 +66,7 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
                     return (found, Outcome::RaceResolved, waited); // the creator we waited for
                 }
             }
-            if let Some(created) = insert(client, &table.table, key, result) {
+            if let Some(created) = insert(statements, &table.table, key, result) {
                 return (created, Outcome::Created, waited);
             }
             drop(lock);

@@ -5,17 +5,15 @@
 //! speculative insertion against the key index.
 
 use pgrx::pg_sys;
-use pgrx::spi::SpiClient;
 
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::Table;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{key_args, prepared, returned_row, Statement, Statements};
 
 const INSERT_ONE: Statement = Statement {
-    name: "insert_one",
     sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
           ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING {columns}",
     parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID],
@@ -26,8 +24,7 @@ const INSERT_ONE: Statement = Statement {
 /// then committed: ON CONFLICT waits for it). Returns the new row as the call's result datum,
 /// or None on conflict. Under REPEATABLE READ / SERIALIZABLE a conflict with a row this snapshot
 /// cannot see raises 40001, with a hint to retry.
-pub fn insert(client: &SpiClient<'_>, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
-    let _pinned = PinnedSearchPath::pin();
-    let prepared = prepared(client, &table.names, &INSERT_ONE);
-    errors::hint_retry_on_snapshot_conflict(|| returned_row(client, &prepared, &key_args(&key), result))
+pub fn insert(statements: &Statements, table: &Table, key: ConversationKey<'_>, result: &ResultRow) -> Option<pg_sys::Datum> {
+    let prepared = prepared(statements, &table.names, &INSERT_ONE);
+    errors::hint_retry_on_snapshot_conflict(|| returned_row(statements, &prepared, &key_args(&key), result))
 }

@@ -109,9 +109,6 @@ pub fn page(
         handed += 1;
         advance(&mut walks[next], indexes, reading);
     }
-    for walk in walks {
-        walk.probe.finish();
-    }
     handed
 }
 
@@ -143,7 +140,6 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
             }
         }
     }
-    probe.finish();
     (unread, conversations)
 }
 

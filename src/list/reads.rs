@@ -16,7 +16,6 @@
 //! unread ones.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::glue::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::glue::errors;
@@ -29,7 +28,7 @@ use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
-use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
 
@@ -133,25 +132,24 @@ macro_rules! in_flight_of_type {
 /// sync's rows in flight are read first (a materialized CTE, so that reading them is planned
 /// apart from their order) and sorted, a few rows, into the merge of the ordered scans.
 macro_rules! list_statement {
-    ($name:literal, one, visible, $at:ident) => {
-        list_statement!(@ $name, "", type_rows!("$2", visible, $at))
+    (one, visible, $at:ident) => {
+        list_statement!(@ "", type_rows!("$2", visible, $at))
     };
-    ($name:literal, all, visible, $at:ident) => {
-        list_statement!(@ $name, "", concat!(type_rows!("1", visible, $at), " UNION ALL ", type_rows!("2", visible, $at)))
+    (all, visible, $at:ident) => {
+        list_statement!(@ "", concat!(type_rows!("1", visible, $at), " UNION ALL ", type_rows!("2", visible, $at)))
     };
-    ($name:literal, one, changed, $at:ident) => {
-        list_statement!(@ $name,
+    (one, changed, $at:ident) => {
+        list_statement!(@
             concat!("WITH in_flight AS MATERIALIZED (", in_flight_of_type!("$2", $at), ") "),
             concat!(type_rows!("$2", changed, $at), " UNION ALL ", in_flight_sorted!()))
     };
-    ($name:literal, all, changed, $at:ident) => {
-        list_statement!(@ $name,
+    (all, changed, $at:ident) => {
+        list_statement!(@
             concat!("WITH in_flight AS MATERIALIZED (", in_flight_of_type!("1", $at), " UNION ALL ", in_flight_of_type!("2", $at), ") "),
             concat!(type_rows!("1", changed, $at), " UNION ALL ", type_rows!("2", changed, $at), " UNION ALL ", in_flight_sorted!()))
     };
-    (@ $name:literal, $with:expr, $rows:expr) => {
+    (@ $with:expr, $rows:expr) => {
         Statement {
-            name: $name,
             sql: concat!($with, "SELECT {columns} FROM (", $rows, ") AS c ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9"),
             parameters: LIST_PARAMETERS,
             snapshot: Snapshot::Statement,
@@ -183,17 +181,16 @@ const LIST_PARAMETERS: &[pg_sys::Oid] = &[
 /// cursor at a pass's top).
 const LIST: [[[Statement; 2]; 2]; 2] = [
     [
-        [list_statement!("list_one_visible", one, visible, top), list_statement!("list_one_visible_cursor", one, visible, cursor)],
-        [list_statement!("list_one_changed", one, changed, top), list_statement!("list_one_changed_cursor", one, changed, cursor)],
+        [list_statement!(one, visible, top), list_statement!(one, visible, cursor)],
+        [list_statement!(one, changed, top), list_statement!(one, changed, cursor)],
     ],
     [
-        [list_statement!("list_all_visible", all, visible, top), list_statement!("list_all_visible_cursor", all, visible, cursor)],
-        [list_statement!("list_all_changed", all, changed, top), list_statement!("list_all_changed_cursor", all, changed, cursor)],
+        [list_statement!(all, visible, top), list_statement!(all, visible, cursor)],
+        [list_statement!(all, changed, top), list_statement!(all, changed, cursor)],
     ],
 ];
 
 const UNREAD_ONE_TYPE: Statement = Statement {
-    name: "unread_one_type",
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
           WHERE c.uid = $1 AND c.type = $2 AND c.unread_count > 0 AND NOT c.hidden",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
@@ -201,7 +198,6 @@ const UNREAD_ONE_TYPE: Statement = Statement {
 };
 
 const UNREAD_ALL_TYPES: Statement = Statement {
-    name: "unread_all_types",
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
           WHERE c.uid = $1 AND c.unread_count > 0 AND NOT c.hidden",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
@@ -226,9 +222,11 @@ sql_function! {
             Some(size) if !(1..=MAX_PAGE_SIZE).contains(&size) => errors::invalid_page_size(size, MAX_PAGE_SIZE),
             Some(size) => size as usize,
         };
-        let schema = call.schema();
+        // The function's own catalog entry first: materializing reads its result type from there.
+        call.schema();
         let output = call.materialize();
-        let table = OpenTable::open(schema);
+        let table = OpenTable::for_call(call);
+        let schema = table.table.schema;
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
         let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
@@ -236,8 +234,8 @@ sql_function! {
         let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
         let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
         let now = Horizon::of_active_snapshot(generation);
-        let passes = |client: Option<&pgrx::spi::SpiClient<'_>>| {
-            let page = Page { output: &output, table: &table, client, uid, list_type, origin, page_size };
+        let passes = |statements: Option<&Statements>| {
+            let page = Page { output: &output, table: &table, statements, uid, list_type, origin, page_size };
             match given {
                 None => {
                     page.pass(None, &now, Cursor::TOP);
@@ -258,12 +256,8 @@ sql_function! {
         if table.table.list_indexes.is_some() {
             passes(None);
         } else {
-            Spi::connect(|client| {
-                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
-                passes(Some(client));
-            });
+            connect_for_lists(|statements| passes(Some(statements)));
         }
-        table.close();
         call.return_null()
     }
 }
@@ -273,19 +267,17 @@ sql_function! {
     fn conversation_unread(call) {
         let uid = ConversationKey::validate_uid(call.id_text(0, "uid")).unwrap_or_else(|error| errors::invalid_key(error));
         let list_type = list_type(call);
-        let table = OpenTable::open(call.schema());
+        let table = OpenTable::for_call(call);
         let (unread, conversations) = match &table.table.list_indexes {
             Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
-            None => Spi::connect(|client| {
-                let _pinned = PinnedSearchPath::pin().with_ordered_index_scans();
+            None => connect_for_lists(|statements| {
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let prepared = prepared(client, &table.table.names, statement);
-                let returned = run(client, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
+                let prepared = prepared(statements, &table.table.names, statement);
+                let returned = run(statements, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
             }),
         };
-        table.close();
         call.record_result(&[pg_sys::Datum::from(unread), pg_sys::Datum::from(conversations)], &[false, false])
     }
 }
@@ -347,7 +339,7 @@ struct Page<'a> {
     output: &'a Materialized,
     table: &'a OpenTable,
     /// For the statements, when the indexes are not read directly.
-    client: Option<&'a pgrx::spi::SpiClient<'a>>,
+    statements: Option<&'a Statements>,
     uid: &'a [u8],
     list_type: Option<i16>,
     origin: Origin,
@@ -378,10 +370,10 @@ impl Page<'_> {
                 (rows, unsafe { (*self.table.relation).rd_att })
             }
             None => {
-                let client = self.client.expect("statements run under SPI");
+                let statements = self.statements.expect("statements run under SPI");
                 let statement =
                     &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
-                let prepared = prepared(client, &self.table.table.names, statement);
+                let prepared = prepared(statements, &self.table.table.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
                     arg_or_null(self.list_type.map(pg_sys::Datum::from)),
@@ -393,7 +385,7 @@ impl Page<'_> {
                     arg(pg_sys::Datum::from(cursor.id)),
                     arg(pg_sys::Datum::from(wanted as i64)),
                 ];
-                let returned = run(client, &prepared, &args);
+                let returned = run(statements, &prepared, &args);
                 let desc = returned.desc();
                 // SAFETY: a descriptor of the statement's result.
                 let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };

@@ -24,7 +24,6 @@
 use std::cell::Cell;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::glue::call::sql_function;
 use crate::glue::errors;
@@ -32,7 +31,7 @@ use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::list::{history, own_writes};
 use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, prepared, run, Arg, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, connect, prepared, run, Arg, Statement, Statements};
 
 thread_local! {
     /// The generation of this history's versions, per backend, for the clock table it was read
@@ -47,29 +46,20 @@ const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k W
 
 /// For a writer: sees a row another writer just committed.
 const GENERATION_OF: Statement =
-    Statement { name: "generation_of", sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
+    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
 
 /// For a reader: the calling statement's snapshot.
-const GENERATION_SEEN: Statement = Statement {
-    name: "generation_seen",
-    sql: GENERATION_SQL,
-    parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
-    snapshot: Snapshot::Statement,
-};
+const GENERATION_SEEN: Statement =
+    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Statement };
 
 /// The generation a cluster that has not written yet would take: the next one.
-const NEXT_GENERATION: Statement = Statement {
-    name: "next_generation",
-    sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k",
-    parameters: &[],
-    snapshot: Snapshot::Statement,
-};
+const NEXT_GENERATION: Statement =
+    Statement { sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k", parameters: &[], snapshot: Snapshot::Statement };
 
 /// The first writers of a history may each add this row: they all see the same committed rows,
 /// so they add the same generation, and none waits for another (a unique key would make them
 /// wait for the first one's whole transaction, and could deadlock them).
 const NEW_GENERATION: Statement = Statement {
-    name: "new_generation",
     sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
           SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
           RETURNING generation::int8",
@@ -140,10 +130,9 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     let names = Names::of_schema(schema);
     let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
     let generation = as_owner_of(clock, || {
-        Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin();
-            one_i64(client, &names, &GENERATION_OF, &args)
-                .or_else(|| one_i64(client, &names, &NEW_GENERATION, &args))
+        connect(|statements| {
+            one_i64(statements, &names, &GENERATION_OF, &args)
+                .or_else(|| one_i64(statements, &names, &NEW_GENERATION, &args))
                 .unwrap_or_else(|| errors::clock_row_missing())
         })
     });
@@ -167,12 +156,11 @@ pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
     let names = Names::of_schema(schema);
     let current = timeline == history::timeline();
     let (generation, held) = as_owner_of(clock, || {
-        Spi::connect(|client| {
-            let _pinned = PinnedSearchPath::pin();
-            match one_i64(client, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
+        connect(|statements| {
+            match one_i64(statements, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
                 Some(generation) => (Some(generation), true),
                 None if !current => (None, false),
-                None => (Some(one_i64(client, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
+                None => (Some(one_i64(statements, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
             }
         })
     });
@@ -221,8 +209,8 @@ fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
     body()
 }
 
-fn one_i64(client: &pgrx::spi::SpiClient<'_>, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {
-    let prepared = prepared(client, names, statement);
-    let returned = run(client, &prepared, args);
+fn one_i64(statements: &Statements, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {
+    let prepared = prepared(statements, names, statement);
+    let returned = run(statements, &prepared, args);
     (returned.len() > 0).then(|| returned.value(0, 1)).flatten().map(|datum| datum.value() as i64)
 }

@@ -113,17 +113,19 @@ enum KeyField {
 /// Where the row of a key lives.
 pub enum Placement {
     /// In `heap`, under its key index `index`: probe it directly. `leaf` when it is a partition
-    /// opened for this probe (close it with `close`).
+    /// opened for this probe (closed when the placement is dropped).
     Direct { heap: pg_sys::Relation, index: pg_sys::Oid, leaf: bool },
     /// Only SQL can find it.
     Query,
 }
 
-impl Placement {
-    pub fn close(self) {
-        if let Placement::Direct { heap, leaf: true, .. } = self {
+impl Drop for Placement {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR, PostgreSQL may not be called; the abort that follows
+        // releases the relation with the resource owner.
+        if let (Placement::Direct { heap, leaf: true, .. }, false) = (&*self, std::thread::panicking()) {
             // SAFETY: opened by `placement`; the lock stays to the end of the transaction.
-            unsafe { pg_sys::table_close(heap, pg_sys::NoLock as _) };
+            unsafe { pg_sys::table_close(*heap, pg_sys::NoLock as _) };
         }
     }
 }
@@ -289,7 +291,8 @@ unsafe fn written_by(catalog: pg_sys::Oid, index: u32, column: u32, oid: pg_sys:
     xmin.flatten()
 }
 
-/// The table, locked and open for this call, its privileges checked.
+/// The table, locked and open for this call, its privileges checked; closed when dropped (the
+/// lock stays to the end of the transaction).
 pub struct OpenTable {
     pub table: Rc<Table>,
     pub relation: pg_sys::Relation,
@@ -299,7 +302,7 @@ impl OpenTable {
     /// Locks the conversation table of `schema` (AccessShareLock, to the end of the transaction)
     /// and checks that the caller may read it: SELECT privilege, and no row level security policy
     /// in force (the functions refuse rather than bypass one).
-    pub fn open(schema: pg_sys::Oid) -> OpenTable {
+    pub(in crate::relation) fn open(schema: pg_sys::Oid) -> OpenTable {
         register_callbacks();
         if let Some(table) = known().filter(|table| table.schema == schema) {
             // SAFETY: locks by OID first; NULL if the relation is gone.
@@ -336,7 +339,8 @@ impl OpenTable {
         OpenTable { table, relation }
     }
 
-    /// Where the row of `key` lives. Close what it returns with `Placement::close`.
+    /// Where the row of `key` lives (a partition or shard it opens is closed when the placement
+    /// is dropped).
     pub fn placement(&self, key: &ConversationKey<'_>) -> Placement {
         match &self.table.layout {
             Layout::Plain => Placement::Direct { heap: self.relation, index: self.table.key_index, leaf: false },
@@ -427,10 +431,16 @@ impl OpenTable {
         }
         direct(*(*partitions).oids.add(part as usize))
     }
+}
 
-    pub fn close(self) {
-        // SAFETY: opened by `open`; the lock stays to the end of the transaction.
-        unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
+impl Drop for OpenTable {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR, PostgreSQL may not be called; the abort that follows
+        // releases the relation with the resource owner.
+        if !std::thread::panicking() {
+            // SAFETY: opened by `open`; the lock stays to the end of the transaction.
+            unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
+        }
     }
 }
 

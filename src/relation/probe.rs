@@ -24,7 +24,7 @@ use crate::glue::call::text_datum;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::{Table, TEXT_EQUAL};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Snapshot {
     Fresh,
     Statement,
@@ -44,8 +44,8 @@ pub struct Bound {
 const MAX_BOUNDS: usize = 4;
 
 /// An open scan of one index of a relation: the snapshot pushed, the scan ready to be rescanned
-/// per probe. `finish` closes it; on ERROR the abort releases the scan, the slot's buffer pin and
-/// the pushed snapshot.
+/// per probe. Dropping it closes it; on ERROR the abort releases the scan, the slot's buffer pin
+/// and the pushed snapshot.
 pub struct IndexProbe {
     index: pg_sys::Relation,
     slot: *mut pg_sys::TupleTableSlot,
@@ -138,8 +138,14 @@ impl IndexProbe {
         // SAFETY: a scan rescanned with its keys.
         unsafe { pg_sys::index_getnext_slot(self.scan, direction, self.slot).then_some(self.slot) }
     }
+}
 
-    pub fn finish(self) {
+impl Drop for IndexProbe {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR, PostgreSQL may not be called; the abort releases it all.
+        if std::thread::panicking() {
+            return;
+        }
         // SAFETY: closes what open() opened, in reverse order.
         unsafe {
             pg_sys::index_endscan(self.scan);

@@ -146,7 +146,7 @@ unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> b
     let (source, target) = (PgTupleDesc::from_pg_unchecked(source), PgTupleDesc::from_pg_unchecked(target));
     source.iter().zip(target.iter()).all(|(s, t)| {
         s.attisdropped == t.attisdropped
-            && (s.attisdropped || (s.atttypid == t.atttypid && s.atttypmod == t.atttypmod && s.name() == t.name()))
+            && (s.attisdropped || (s.atttypid == t.atttypid && s.atttypmod == t.atttypmod && name_bytes(s) == name_bytes(t)))
             && s.attlen == t.attlen
             && s.attalign == t.attalign
     })

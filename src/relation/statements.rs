@@ -7,6 +7,10 @@
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
 //! itself after other DDL on the table.
+//!
+//! A statement is known by what it is: its text, its parameter types and its snapshot, the whole
+//! `Statement`. There is no name to keep apart by hand: two statements that differ in anything are
+//! prepared apart, and one written twice is prepared once.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,7 +18,7 @@ use std::ffi::{CStr, CString};
 use std::rc::Rc;
 
 use pgrx::pg_sys;
-use pgrx::spi::SpiClient;
+use pgrx::spi::Spi;
 
 use crate::glue::call::text_datum;
 use crate::glue::errors;
@@ -23,11 +27,11 @@ use crate::relation::catalog::Names;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 
-/// A statement the extension runs: its name (the cache key), its text, its parameter types, and
-/// the snapshot it reads with (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE
-/// one's).
+/// A statement the extension runs: its text, its parameter types, and the snapshot it reads with
+/// (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE one's). All three are the
+/// cache's key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Statement {
-    pub name: &'static str,
     pub sql: &'static str,
     pub parameters: &'static [pg_sys::Oid],
     pub snapshot: Snapshot,
@@ -54,13 +58,31 @@ impl Drop for Prepared {
 
 thread_local! {
     // Rc, not a borrow, is handed out: a trigger on the table may call us re-entrantly.
-    static PREPARED: RefCell<HashMap<&'static str, Rc<Prepared>>> = RefCell::new(HashMap::new());
+    static PREPARED: RefCell<HashMap<Statement, Rc<Prepared>>> = RefCell::new(HashMap::new());
+}
+
+/// What preparing and running a kept statement needs, set up in one place: SPI connected and
+/// search_path pinned (`PinnedSearchPath`). Only `connect` makes one, and every statement takes
+/// one, so no statement runs without either; both are undone when `connect`'s body returns (the
+/// path first, then SPI_finish), or by the abort after an ERROR.
+pub struct Statements {
+    _pinned: PinnedSearchPath,
+}
+
+/// Runs `body` with SPI connected and search_path pinned.
+pub fn connect<R>(body: impl FnOnce(&Statements) -> R) -> R {
+    Spi::connect(|_client| body(&Statements { _pinned: PinnedSearchPath::pin() }))
+}
+
+/// As `connect`, and the statements planned as ordered index scans
+/// (`PinnedSearchPath::with_ordered_index_scans`): the list's.
+pub fn connect_for_lists<R>(body: impl FnOnce(&Statements) -> R) -> R {
+    Spi::connect(|_client| body(&Statements { _pinned: PinnedSearchPath::pin().with_ordered_index_scans() }))
 }
 
 /// The prepared plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
-/// Call it, and run the plan, while a `PinnedSearchPath` is alive.
-pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -> Rc<Prepared> {
-    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement.name).cloned()) {
+pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) -> Rc<Prepared> {
+    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement).cloned()) {
         let (table, columns, clock) = &prepared.prepared_for;
         if *table == names.table && *columns == names.columns && *clock == names.clock {
             return prepared;
@@ -69,7 +91,7 @@ pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -
     let sql = statement.sql.replace("{table}", &names.table).replace("{columns}", &names.columns).replace("{clock}", &names.clock);
     let text = CString::new(sql.as_str()).expect("statements hold no NUL");
     let mut types = statement.parameters.to_vec();
-    // SAFETY: SPI is connected (the client proves it); an invalid statement raises an ERROR.
+    // SAFETY: SPI is connected (`Statements` proves it); an invalid statement raises an ERROR.
     let plan = unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
     if plan.is_null() {
         errors::statement_failed(&sql, &spi_result());
@@ -81,7 +103,7 @@ pub fn prepared(_client: &SpiClient<'_>, names: &Names, statement: &Statement) -
     let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
     let read_only = statement.snapshot == Snapshot::Statement;
     let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
-    PREPARED.with_borrow_mut(|all| all.insert(statement.name, prepared.clone()));
+    PREPARED.with_borrow_mut(|all| all.insert(*statement, prepared.clone()));
     prepared
 }
 
@@ -103,7 +125,7 @@ pub fn arg_or_null(datum: Option<pg_sys::Datum>) -> Arg {
 ///
 /// `Fresh` statements run as SPI runs a VOLATILE function's: the command counter advanced and,
 /// under READ COMMITTED, a new snapshot. `Statement` ones read with the active snapshot.
-pub fn run(_client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg]) -> Returned {
+pub fn run(_statements: &Statements, prepared: &Prepared, args: &[Arg]) -> Returned {
     assert_eq!(args.len(), prepared.parameters, "a statement run with as many arguments as it has parameters");
     let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.0.unwrap_or(pg_sys::Datum::from(0))).collect();
     let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.0.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
@@ -181,8 +203,8 @@ impl Returned {
 
 /// Runs a kept statement that returns the table's columns (`RETURNING {columns}`) for one row or
 /// none, and hands the row back as the call's result datum.
-pub fn returned_row(client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
-    let returned = run(client, prepared, args);
+pub fn returned_row(statements: &Statements, prepared: &Prepared, args: &[Arg], result: &ResultRow) -> Option<pg_sys::Datum> {
+    let returned = run(statements, prepared, args);
     // The result is a copy in the caller's context; the returned row lives until SPI_finish.
     (returned.len() > 0).then(|| result.of_tuple(returned.tuple(0), returned.desc()))
 }
@@ -196,12 +218,12 @@ pub fn returned_row(client: &SpiClient<'_>, prepared: &Prepared, args: &[Arg], r
 /// table that sets its own search_path sees it; one that does not sees this one.
 /// Cheaper than a `SET search_path` clause on the functions, which would tax every hit (about 4%
 /// of a hit's server time under perf) for lookups the hit path never makes.
-pub struct PinnedSearchPath {
+struct PinnedSearchPath {
     nest_level: i32,
 }
 
 impl PinnedSearchPath {
-    pub fn pin() -> PinnedSearchPath {
+    fn pin() -> PinnedSearchPath {
         // SAFETY: as fmgr_security_definer applies a SET clause.
         let nest_level = unsafe { pg_sys::NewGUCNestLevel() };
         set_until_restored(c"search_path", c"pg_catalog, pg_temp");
@@ -213,7 +235,7 @@ impl PinnedSearchPath {
     /// a page must never mean sorting every row of a user (list.rs). The disabled plan types add
     /// a huge cost to the plan, which would make PostgreSQL JIT-compile it (130 ms a call): JIT
     /// goes off too. Undone with the path.
-    pub fn with_ordered_index_scans(self) -> PinnedSearchPath {
+    fn with_ordered_index_scans(self) -> PinnedSearchPath {
         for setting in [c"enable_sort", c"enable_bitmapscan", c"enable_seqscan", c"jit"] {
             set_until_restored(setting, c"off");
         }

@@ -9,18 +9,16 @@
 //! exist (nothing to hide, nothing created).
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::find::find;
-use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::call::sql_function;
 use crate::glue::errors;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg_or_null, key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg_or_null, connect, key_args, prepared, returned_row, Statement};
 
 const HIDE: Statement = Statement {
-    name: "hide",
     sql: "UPDATE {table} AS c SET hidden = true \
           WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND NOT c.hidden \
             AND c.last_msg_seq <= COALESCE($4, c.last_msg_seq) \
@@ -43,18 +41,14 @@ sql_function! {
 pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &Statement) -> pg_sys::Datum {
     let key = call.key(0);
     let up_to = up_to_msg_seq(call);
-    let schema = call.schema();
+    let table = OpenTable::for_writes(call, function);
     let result = ResultRow::of_call(call);
-    let table = OpenTable::open(schema);
-    refuse_writes_if_read_only(function);
-    let changed = Spi::connect(|client| {
-        let _pinned = PinnedSearchPath::pin();
-        let prepared = prepared(client, &table.table.names, statement);
+    let changed = connect(|statements| {
+        let prepared = prepared(statements, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);
-        returned_row(client, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
+        returned_row(statements, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)
     });
     let row = changed.or_else(|| find(&table, &key, Snapshot::Fresh, &result));
-    table.close();
     row.unwrap_or_else(|| call.return_null())
 }
 

@@ -18,16 +18,15 @@
 //! moves back; under REPEATABLE READ / SERIALIZABLE it fails with 40001 and the caller retries.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::batch::{array_error, get_or_create_many};
-use crate::glue::call::{refuse_writes_if_read_only, sql_function, text_array_datum, text_datum};
+use crate::glue::call::{sql_function, text_array_datum, text_datum};
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, arg_or_null, prepared, run, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, arg_or_null, connect, prepared, run, Statement};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -62,9 +61,8 @@ const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, p
 
 /// On one server: the rows are locked first, in one order, so that two messages queue.
 macro_rules! locked_first {
-    ($name:literal, $unhide:literal, $unread_kept:literal) => {
+    ($unhide:literal, $unread_kept:literal) => {
         Statement {
-            name: $name,
             sql: concat!(
                 "WITH locked AS ( \
                      SELECT c.uid FROM {table} AS c \
@@ -86,9 +84,8 @@ macro_rules! locked_first {
 /// On a table distributed with Citus: one UPDATE, which Citus runs shard by shard, taking the
 /// shards' locks in one order itself (and it refuses a multi-shard SELECT ... FOR UPDATE).
 macro_rules! distributed {
-    ($name:literal, $unhide:literal, $unread_kept:literal) => {
+    ($unhide:literal, $unread_kept:literal) => {
         Statement {
-            name: $name,
             sql: concat!(
                 "WITH ",
                 advance!(
@@ -103,11 +100,10 @@ macro_rules! distributed {
     };
 }
 
-const ADVANCE: Statement = locked_first!("advance", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
-const ADVANCE_DISTRIBUTED: Statement =
-    distributed!("advance_distributed", "hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
-const ADVANCE_BEFORE_0_5: Statement = locked_first!("advance_before_0_5", "", "c.unread_count");
-const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("advance_distributed_before_0_5", "", "c.unread_count");
+const ADVANCE: Statement = locked_first!("hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_DISTRIBUTED: Statement = distributed!("hidden = false, ", "(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END)");
+const ADVANCE_BEFORE_0_5: Statement = locked_first!("", "c.unread_count");
+const ADVANCE_DISTRIBUTED_BEFORE_0_5: Statement = distributed!("", "c.unread_count");
 
 sql_function! {
     /// Not STRICT: sender_uid may be NULL (a system message: everyone's unread count goes up); any
@@ -126,21 +122,19 @@ sql_function! {
             .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
         // Measured like a uid (a longer one could match no member anyway).
         let sender_uid = call.id_text(4, "sender_uid").map(text_datum);
-        let table = OpenTable::open(call.schema());
-        refuse_writes_if_read_only("conversation_message_arrived");
-        let advanced = Spi::connect(|client| {
+        let table = OpenTable::for_writes(call, "conversation_message_arrived");
+        let advanced = connect(|statements| {
             if members.is_empty() {
                 return 0;
             }
-            get_or_create_many(client, &table, &members, "conversation_message_arrived");
-            let _pinned = PinnedSearchPath::pin();
+            get_or_create_many(statements, &table, &members, "conversation_message_arrived");
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,
                 (true, true) => &ADVANCE_DISTRIBUTED,
                 (false, false) => &ADVANCE_BEFORE_0_5,
                 (true, false) => &ADVANCE_DISTRIBUTED_BEFORE_0_5,
             };
-            let prepared = prepared(client, &table.table.names, statement);
+            let prepared = prepared(statements, &table.table.names, statement);
             let key = members[0].key;
             let args = [
                 arg(text_datum(key.channel_id)),
@@ -149,9 +143,8 @@ sql_function! {
                 arg(pg_sys::Datum::from(message_seq)),
                 arg_or_null(sender_uid),
             ];
-            run(client, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            run(statements, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
         });
-        table.close();
         stats::count_message();
         pg_sys::Datum::from(advanced)
     }

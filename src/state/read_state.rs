@@ -24,18 +24,17 @@
 //! (nothing to clear, nothing created).
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::create::find::find;
 use crate::create::get_or_create::get_or_create;
-use crate::glue::call::{refuse_writes_if_read_only, sql_function};
+use crate::glue::call::sql_function;
 use crate::glue::errors;
 use crate::glue::stats;
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
-use crate::relation::statements::{arg, key_args, prepared, returned_row, PinnedSearchPath, Statement};
+use crate::relation::statements::{arg, connect, key_args, prepared, returned_row, Statement};
 use crate::state::hide::{change_up_to, up_to_msg_seq};
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
@@ -50,7 +49,6 @@ macro_rules! max_read_ahead {
 pub const MAX_READ_AHEAD: i64 = 1000;
 
 const MARK_READ: Statement = Statement {
-    name: "mark_read",
     sql: concat!(
         "UPDATE {table} AS c SET \
               readed_to_msg_seq = $4, \
@@ -70,7 +68,6 @@ const FUNCTION: &str = "conversation_mark_read";
 
 /// $4: up_to_msg_seq, NULL for the last message. Changes the row only if something moves.
 const CLEAR: Statement = Statement {
-    name: "clear",
     sql: concat!(
         "UPDATE {table} AS c SET \
               deleted_at_msg_seq = GREATEST(c.deleted_at_msg_seq, COALESCE($4, c.last_msg_seq)), \
@@ -98,10 +95,8 @@ sql_function! {
         if read_to_seq < 1 {
             errors::invalid_seq("read_to_seq", read_to_seq, 1);
         }
-        let schema = call.schema();
+        let table = OpenTable::for_writes(call, FUNCTION);
         let result = ResultRow::of_call(call);
-        let table = OpenTable::open(schema);
-        refuse_writes_if_read_only(FUNCTION);
         stats::count_read();
         // The common case: the conversation exists and the position moves forward. One statement.
         let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {
@@ -116,18 +111,16 @@ sql_function! {
             mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| get_or_create(&table, key, &result, FUNCTION).0)
         });
         refuse_read_ahead(row, "read_to_seq", read_to_seq);
-        table.close();
         row
     }
 }
 
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
-    Spi::connect(|client| {
-        let _pinned = PinnedSearchPath::pin();
-        let prepared = prepared(client, &table.table.names, &MARK_READ);
+    connect(|statements| {
+        let prepared = prepared(statements, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        returned_row(client, &prepared, &args, result)
+        returned_row(statements, &prepared, &args, result)
     })
 }
 

@@ -259,8 +259,13 @@ mod tests {
             .starts_with("22023: position belongs to the list of type 1, not of type 2"));
         assert!(error_of(&format!("SELECT * FROM conversation_list('bad', NULL, '{position}')")).starts_with("22023"));
         let fields: Vec<&str> = position.split('/').collect();
-        let elsewhere = format!("{}/{}/{}/{}", fields[0], fields[1], "12345", fields[3..].join("/"));
+        let database = fields[2].split(':').nth(1).expect("the database");
+        let elsewhere = format!("{}/{}/12345:{database}/{}", fields[0], fields[1], fields[3..].join("/"));
         assert_eq!(sqlstate_of(&format!("SELECT * FROM conversation_list('bad', 1, '{elsewhere}')")), "72000");
+        // Another database of this cluster: its rows are its own.
+        let system_identifier = fields[2].split(':').next().expect("the system identifier");
+        let other_database = format!("{}/{}/{system_identifier}:1/{}", fields[0], fields[1], fields[3..].join("/"));
+        assert_eq!(sqlstate_of(&format!("SELECT * FROM conversation_list('bad', 1, '{other_database}')")), "72000");
     }
 
     /// The list reads a page's worth of index entries, not every conversation of the user.

@@ -103,7 +103,15 @@ for script in $releases; do
     row_view=$([ "$old" \< 0.3.0 ] || echo yes)
     [ -z "$row_view" ] || sql -d "$db" -c "CREATE VIEW users_row_view AS SELECT * FROM get_or_create_conversation('u1', 'g1', 1)"
 
+    # A position a client holds from before the update (0.5.0 on): refused once after it (72000,
+    # list from the start), since 0.7.0's stamp trigger changed (ENABLE ALWAYS).
+    held=""
+    [ "$old" \< 0.5.0 ] || held=$(sql -d "$db" -c "SELECT position FROM conversation_list('u7', NULL, NULL, 1000) LIMIT 1")
     sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE"
+    if [ -n "$held" ]; then
+        refused=$(sql -d "$db" -v VERBOSITY=verbose -c "SELECT count(*) FROM conversation_list('u7', NULL, '$held')" 2>&1 || true)
+        grep -q "72000" <<<"$refused" || fail "$old: a position from before the update was not refused with 72000: $refused"
+    fi
     version=$(sql -d "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")
     [ "$version" = "$current" ] || fail "$old: updated to $version, not $current"
     after=$(sql -d "$db" -c "$fingerprint")

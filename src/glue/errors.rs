@@ -166,7 +166,7 @@ pub fn position_of_another_list(given: Option<i16>, asked: Option<i16>) -> ! {
 pub fn position_of_another_cluster() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
-        "position was returned by another server (before a restore, an upgrade or a shard move)".into(),
+        "position was returned by another server or database (before a restore, an upgrade or a shard move)".into(),
         Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
     )
 }

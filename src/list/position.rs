@@ -13,7 +13,7 @@
 //! above its cursor; the next pass returns them, since the pass's horizon did not see them.
 //!
 //! Text form, opaque to clients:
-//! `2/<type or *>/<system id>/<timeline>:<lsn>/<since>/<pass>/<cursor>`, a horizon as
+//! `2/<type or *>/<system id>:<database>/<timeline>:<lsn>/<since>/<pass>/<cursor>`, a horizon as
 //! `generation:xmin:xmax:xid,xid,...` (full transaction ids, like pg_snapshot, and the
 //! generation they are stamped in: stamp.rs), a cursor as `version:updated_at:id`, and `-` for
 //! none. The system id and the point in the cluster's history where it was handed out
@@ -62,6 +62,8 @@ pub struct Cursor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     pub system_identifier: u64,
+    /// The database (its OID): another database of the cluster has rows of its own.
+    pub database: u32,
     pub taken: Point,
     /// Handed out by a transaction that had written conversations (own_writes.rs): good once it
     /// committed.
@@ -303,7 +305,8 @@ impl Position {
         if parts.next().is_some() {
             return None;
         }
-        let origin = Origin { system_identifier: system_identifier.parse().ok()?, taken, tentative };
+        let (system_identifier, database) = system_identifier.split_once(':')?;
+        let origin = Origin { system_identifier: system_identifier.parse().ok()?, database: database.parse().ok()?, taken, tentative };
         let since = match *since {
             "-" => None,
             horizon => Some(Horizon::parse(horizon)?),
@@ -317,12 +320,15 @@ impl Position {
     }
 }
 
-/// `2/<type>/<system id>/<timeline>:<lsn>[:<tentative on>]/`: what every position a call hands
+/// `2/<type>/<system id>:<database>/<timeline>:<lsn>[:<tentative on>]/`: what every position a call hands
 /// out begins with.
 fn head(list_type: Option<i16>, origin: Origin) -> String {
     let list_type = list_type.map_or_else(|| "*".to_string(), |t| t.to_string());
     let tentative = origin.tentative.map_or_else(String::new, |xid| format!(":{xid}"));
-    format!("{FORMAT}/{list_type}/{}/{}:{}{tentative}/", origin.system_identifier, origin.taken.timeline, origin.taken.lsn)
+    format!(
+        "{FORMAT}/{list_type}/{}:{}/{}:{}{tentative}/",
+        origin.system_identifier, origin.database, origin.taken.timeline, origin.taken.lsn
+    )
 }
 
 /// The positions of one pass's rows, written once for what they share (a page's rows differ
@@ -383,8 +389,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let origin =
-            Origin { system_identifier: 7_312_345_678_901_234_567, taken: Point { timeline: 2, lsn: 0x1_0000_0028 }, tentative: None };
+        let origin = Origin {
+            system_identifier: 7_312_345_678_901_234_567,
+            database: 16384,
+            taken: Point { timeline: 2, lsn: 0x1_0000_0028 },
+            tentative: None,
+        };
         for position in [
             Position { list_type: None, origin, since: None, pass: None },
             Position { list_type: Some(1), origin, since: Some(horizon(10, 20, &[11, 15])), pass: None },
@@ -411,47 +421,49 @@ mod tests {
             "2",
             "1/*/1/0/-/-/-",
             "1/*/1/0/1:0/-/-/-",
-            "2/*/1/1:0/-/-",
-            "2/*/1/1:0/-/-/-/",
-            "2/x/1/1:0/-/-/-",
-            "2/*/-1/1:0/-/-/-",
-            "2/*/1/1/-/-/-",
-            "2/*/1/1:/-/-/-",
-            "2/*/1/:5/-/-/-",
-            "2/*/1/-1:5/-/-/-",
-            "2/*/1/1:5:/-/-/-",
-            "2/*/1/1:5:x/-/-/-",
-            "2/*/1/1:5:7:8/-/-/-",
-            "2/*/1/1:0/32768:4:9:/-/-",
-            "2/*/1/1:0/-1:4:9:/-/-",
-            "2/*/1/1:0/4:9:/-/-",
-            "2/*/1/1:0/0:5:4:/-/-",
-            "2/*/1/1:0/0:4:9:7,6/-/-",
-            "2/*/1/1:0/0:4:9:3/-/-",
-            "2/*/1/1:0/0:4:9:9/-/-",
-            "2/*/1/1:0/0:4:9:5,5/-/-",
-            "2/*/1/1:0/-/0:4:9:/-",
-            "2/*/1/1:0/-/-/1:2:3",
-            "2/*/1/1:0/-/0:4:9:/1:2",
-            "2/*/1/1:0/-/0:4:9:/1:2:3:4",
-            "2/*/1/1:0/0:281474976710656:281474976710657:/-/-",
-            "2/*/1/1:0/ 0:4:9:/-/-",
+            "2/*/1:5/1:0/-/-",
+            "2/*/1/1:0/-/-/-",
+            "2/*/1:/1:0/-/-/-",
+            "2/*/1:5/1:0/-/-/-/",
+            "2/x/1:5/1:0/-/-/-",
+            "2/*/-1:5/1:0/-/-/-",
+            "2/*/1:5/1/-/-/-",
+            "2/*/1:5/1:/-/-/-",
+            "2/*/1:5/:5/-/-/-",
+            "2/*/1:5/-1:5/-/-/-",
+            "2/*/1:5/1:5:/-/-/-",
+            "2/*/1:5/1:5:x/-/-/-",
+            "2/*/1:5/1:5:7:8/-/-/-",
+            "2/*/1:5/1:0/32768:4:9:/-/-",
+            "2/*/1:5/1:0/-1:4:9:/-/-",
+            "2/*/1:5/1:0/4:9:/-/-",
+            "2/*/1:5/1:0/0:5:4:/-/-",
+            "2/*/1:5/1:0/0:4:9:7,6/-/-",
+            "2/*/1:5/1:0/0:4:9:3/-/-",
+            "2/*/1:5/1:0/0:4:9:9/-/-",
+            "2/*/1:5/1:0/0:4:9:5,5/-/-",
+            "2/*/1:5/1:0/-/0:4:9:/-",
+            "2/*/1:5/1:0/-/-/1:2:3",
+            "2/*/1:5/1:0/-/0:4:9:/1:2",
+            "2/*/1:5/1:0/-/0:4:9:/1:2:3:4",
+            "2/*/1:5/1:0/0:281474976710656:281474976710657:/-/-",
+            "2/*/1:5/1:0/ 0:4:9:/-/-",
         ] {
             assert_eq!(Position::parse(text.as_bytes()), None, "{text:?}");
         }
-        assert_eq!(Position::parse(b"2/*/1/1:0/\xff/-/-"), None);
-        assert!(Position::parse(b"2/*/1/1:0/-/-/-").is_some());
+        assert_eq!(Position::parse(b"2/*/1:5/1:0/\xff/-/-"), None);
+        assert!(Position::parse(b"2/*/1:5/1:0/-/-/-").is_some());
     }
 
     #[test]
     fn a_horizon_of_too_many_ids_is_written_as_seeing_less() {
-        let origin = Origin { system_identifier: 1, taken: Point { timeline: 1, lsn: 42 }, tentative: None };
+        let origin = Origin { system_identifier: 1, database: 5, taken: Point { timeline: 1, lsn: 42 }, tentative: None };
         let many: Vec<u64> = (100..100 + MAX_WRITTEN_IN_FLIGHT as u64 + 1).collect();
         let since = Horizon { generation: 0, xmin: 100, xmax: 5000, in_flight: many };
         let now = Horizon { generation: 0, ..horizon(6000, 6010, &[6001]) };
         let positions = PassPositions::new(None, origin, Some(&since), &now);
         let after = positions.after(Cursor { version: 7, updated_at: 8, id: 9 });
-        assert_eq!(after, "2/*/1/1:42/0:100:100:/0:6000:6010:6001/7:8:9");
+        assert_eq!(after, "2/*/1:5/1:42/0:100:100:/0:6000:6010:6001/7:8:9");
         // Seeing less: every id the original did not see, this one does not see either.
         let coarse = Position::parse(after.as_bytes()).unwrap().since.unwrap();
         assert_eq!((coarse.xmin, coarse.xmax, coarse.in_flight.len()), (100, 100, 0));

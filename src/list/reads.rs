@@ -230,7 +230,13 @@ sql_function! {
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
         let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
-        let origin = Origin { system_identifier: stamp::system_identifier(), taken: history::here(true), tentative: own_writes::listing() };
+        let origin = Origin {
+            system_identifier: stamp::system_identifier(),
+            // SAFETY: this backend's database, set at connection.
+            database: unsafe { pg_sys::MyDatabaseId }.to_u32(),
+            taken: history::here(true),
+            tentative: own_writes::listing(),
+        };
         let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
         let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
         let now = Horizon::of_active_snapshot(generation);
@@ -294,7 +300,7 @@ fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i
     if given.list_type != list_type {
         errors::position_of_another_list(given.list_type, list_type);
     }
-    if given.origin.system_identifier != here.system_identifier {
+    if (given.origin.system_identifier, given.origin.database) != (here.system_identifier, here.database) {
         errors::position_of_another_cluster();
     }
     // SAFETY: a flag in shared memory.

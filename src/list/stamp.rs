@@ -42,15 +42,24 @@ thread_local! {
     static KNOWN_GENERATION: Cell<Option<(pg_sys::Oid, u32, i64)>> = const { Cell::new(None) };
 }
 
-const GENERATION_SQL: &str = "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1 AND k.timeline = $2";
+/// The statements below by [whether the clock has a generation per timeline] ($2, the timeline, is
+/// not read by a clock of before 0.7.0: `catalog::Clock`).
+const GENERATION_SQL: [&str; 2] = [
+    "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1",
+    "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1 AND k.timeline = $2",
+];
 
 /// For a writer: sees a row another writer just committed.
-const GENERATION_OF: Statement =
-    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh };
+const GENERATION_OF: [Statement; 2] = [
+    Statement { sql: GENERATION_SQL[0], parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh },
+    Statement { sql: GENERATION_SQL[1], parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Fresh },
+];
 
 /// For a reader: the calling statement's snapshot.
-const GENERATION_SEEN: Statement =
-    Statement { sql: GENERATION_SQL, parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Statement };
+const GENERATION_SEEN: [Statement; 2] = [
+    Statement { sql: GENERATION_SQL[0], parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Statement },
+    Statement { sql: GENERATION_SQL[1], parameters: &[pg_sys::INT8OID, pg_sys::INT4OID], snapshot: Snapshot::Statement },
+];
 
 /// The generation a cluster that has not written yet would take: the next one.
 const NEXT_GENERATION: Statement =
@@ -59,13 +68,22 @@ const NEXT_GENERATION: Statement =
 /// The first writers of a history may each add this row: they all see the same committed rows,
 /// so they add the same generation, and none waits for another (a unique key would make them
 /// wait for the first one's whole transaction, and could deadlock them).
-const NEW_GENERATION: Statement = Statement {
-    sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
-          SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
-          RETURNING generation::int8",
-    parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
-    snapshot: Snapshot::Fresh,
-};
+const NEW_GENERATION: [Statement; 2] = [
+    Statement {
+        sql: "INSERT INTO {clock} (system_identifier, generation) \
+              SELECT $1, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+              RETURNING generation::int8",
+        parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
+        snapshot: Snapshot::Fresh,
+    },
+    Statement {
+        sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
+              SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+              RETURNING generation::int8",
+        parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
+        snapshot: Snapshot::Fresh,
+    },
+];
 
 sql_function! {
     /// Trigger function: BEFORE INSERT OR UPDATE ... FOR EACH ROW on the conversation table (and
@@ -123,23 +141,24 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     let clock = catalog::clock(schema);
     let timeline = history::timeline();
     if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock && of == timeline {
+        if relid == clock.relid && of == timeline {
             return generation;
         }
     }
     let names = Names::of_schema(schema);
     let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
-    let generation = as_owner_of(clock, || {
+    let generation = as_owner_of(clock.relid, || {
         connect(|statements| {
-            one_i64(statements, &names, &GENERATION_OF, &args)
-                .or_else(|| one_i64(statements, &names, &NEW_GENERATION, &args))
+            let per_timeline = usize::from(clock.per_timeline);
+            one_i64(statements, &names, &GENERATION_OF[per_timeline], &args)
+                .or_else(|| one_i64(statements, &names, &NEW_GENERATION[per_timeline], &args))
                 .unwrap_or_else(|| errors::clock_row_missing())
         })
     });
     if generation > MAX_GENERATION {
         errors::versions_exhausted();
     }
-    KNOWN_GENERATION.set(Some((clock, timeline, generation)));
+    KNOWN_GENERATION.set(Some((clock.relid, timeline, generation)));
     generation
 }
 
@@ -149,15 +168,16 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
 pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
     let clock = catalog::clock(schema);
     if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock && of == timeline {
+        if relid == clock.relid && of == timeline {
             return Some(generation);
         }
     }
     let names = Names::of_schema(schema);
     let current = timeline == history::timeline();
-    let (generation, held) = as_owner_of(clock, || {
+    let (generation, held) = as_owner_of(clock.relid, || {
         connect(|statements| {
-            match one_i64(statements, &names, &GENERATION_SEEN, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
+            let seen = &GENERATION_SEEN[usize::from(clock.per_timeline)];
+            match one_i64(statements, &names, seen, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
                 Some(generation) => (Some(generation), true),
                 None if !current => (None, false),
                 None => (Some(one_i64(statements, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
@@ -165,7 +185,7 @@ pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
         })
     });
     if let (true, true, Some(generation)) = (held, current, generation) {
-        KNOWN_GENERATION.set(Some((clock, timeline, generation)));
+        KNOWN_GENERATION.set(Some((clock.relid, timeline, generation)));
     }
     generation
 }

@@ -135,7 +135,7 @@ thread_local! {
     static KNOWN: Cell<Option<Rc<Table>>> = const { Cell::new(None) };
     static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// The clock table of one schema and its OID.
-    static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+    static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, Clock)>> = const { Cell::new(None) };
 }
 
 fn known() -> Option<Rc<Table>> {
@@ -178,7 +178,7 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
 /// # Safety
 /// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
 unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock) {
+    if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock.relid) {
         KNOWN_CLOCK.set(None);
     }
 }
@@ -208,22 +208,35 @@ fn register_callbacks() {
     CALLBACKS_REGISTERED.with(|registered| registered.set(true));
 }
 
-/// The clock table (conversation_clock, stamp.rs) of `schema`. Looked up by name once and
-/// remembered until a relcache invalidation of it: the stamp trigger asks on every row it stamps.
-pub fn clock(schema: pg_sys::Oid) -> pg_sys::Oid {
+/// The clock table (conversation_clock, stamp.rs).
+#[derive(Clone, Copy)]
+pub struct Clock {
+    pub relid: pg_sys::Oid,
+    /// Whether it has column timeline (0.7.0): a generation per timeline. A database whose
+    /// extension is not updated yet is served as its version was: a generation per cluster, and
+    /// a stamp trigger enabled for ordinary sessions counts.
+    pub per_timeline: bool,
+}
+
+/// The clock table of `schema`. Looked up by name once and remembered until a relcache
+/// invalidation of it: the stamp trigger asks on every row it stamps.
+pub fn clock(schema: pg_sys::Oid) -> Clock {
     register_callbacks();
-    if let Some((known_schema, relid)) = KNOWN_CLOCK.get() {
+    if let Some((known_schema, clock)) = KNOWN_CLOCK.get() {
         if known_schema == schema {
-            return relid;
+            return clock;
         }
     }
-    // SAFETY: a syscache lookup.
-    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema) };
-    if relid == pg_sys::InvalidOid {
-        errors::clock_table_missing();
-    }
-    KNOWN_CLOCK.set(Some((schema, relid)));
-    relid
+    // SAFETY: syscache lookups.
+    let clock = unsafe {
+        let relid = pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema);
+        if relid == pg_sys::InvalidOid {
+            errors::clock_table_missing();
+        }
+        Clock { relid, per_timeline: pg_sys::get_attnum(relid, c"timeline".as_ptr()) > 0 }
+    };
+    KNOWN_CLOCK.set(Some((schema, clock)));
+    clock
 }
 
 /// Whether rows written to `relid` are stamped, and since when: Some(the transaction that last
@@ -250,12 +263,14 @@ pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
         let stamp = all
             .iter()
             .find(|trigger| {
-                trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
-                    && (trigger.tgtype as u32) & WANTED == WANTED
+                (trigger.tgtype as u32) & WANTED == WANTED
                     && trigger.tgqual.is_null()
                     && trigger.tgnattr == 0
                     && pg_sys::get_func_namespace(trigger.tgfoid) == schema
                     && CStr::from_ptr(pg_sys::get_func_name(trigger.tgfoid)) == c"conversation_stamp"
+                    // (Enabled for ordinary sessions only was enough before 0.7.0's update.)
+                    && (trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
+                        || (trigger.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ON_ORIGIN && !clock(schema).per_timeline))
             })
             .map(|trigger| trigger.tgoid);
         pg_sys::relation_close(relation, pg_sys::NoLock as _);

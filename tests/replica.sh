@@ -148,4 +148,11 @@ expect "with an overflowed snapshot, a sync with nothing changed" "0" "SELECT co
 primary -d replica -c "INSERT INTO gate DEFAULT VALUES"
 wait "$writer"
 [ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 8 ] || fail "the primary does not hold 8 conversations"
+
+# The sync race with a standby reader: writers commit out of order on the primary while each
+# client reads every other page on the standby, its position carried across; afterwards every
+# client holds exactly the table.
+RACE=${CARGO_TARGET_DIR:-target}/release/race-test
+"$RACE" --dsn "host=$DIR/primary port=$PORT user=postgres dbname=replica" \
+    --standby "host=$DIR port=$STANDBY_PORT user=postgres dbname=replica" --mode sync --clients 4 --autocommit
 echo "ok: a streaming replica serves hits, lookups and the list, and refuses writes with 25006"

@@ -55,6 +55,9 @@ pub struct Options {
     /// Create and sync modes: each call in a transaction of its own, outside a transaction block
     /// (READ COMMITTED only). On Citus such calls are delegated to the node of the key's shard.
     pub autocommit: bool,
+    /// Sync mode: a hot standby of --dsn; each client reads every other page there (a position
+    /// carried between the servers), retrying what the standby refuses while it is behind (40001).
+    pub standby: Option<String>,
 }
 
 pub const LEVELS: [(&str, IsolationLevel); 3] = [
@@ -270,8 +273,16 @@ fn install_naive(dsn: &str) -> String {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options =
-        Options { dsn: String::new(), mode: "create".into(), clients: 32, keys: 100, naive: false, prefix: None, autocommit: false };
+    let mut options = Options {
+        dsn: String::new(),
+        mode: "create".into(),
+        clients: 32,
+        keys: 100,
+        naive: false,
+        prefix: None,
+        autocommit: false,
+        standby: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -283,7 +294,8 @@ fn parse_args() -> Result<Options, String> {
             "--naive" => options.naive = true,
             "--prefix" => options.prefix = Some(value()?),
             "--autocommit" => options.autocommit = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit]")),
+            "--standby" => options.standby = Some(value()?),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit] [--standby DSN]")),
         }
     }
     if options.dsn.is_empty() {

@@ -128,44 +128,54 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         .iter()
         .map(|user| {
             let (dsn, user, barrier, writing) = (options.dsn.clone(), user.clone(), barrier.clone(), writing.clone());
-            let (naive, autocommit) = (options.naive, options.autocommit);
+            let (naive, autocommit, standby) = (options.naive, options.autocommit, options.standby.clone());
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
+                let mut standby = standby.map(|dsn| Client::connect(&dsn, NoTls).expect("connect to the standby"));
                 let mut client = SyncClient::new(naive, autocommit);
                 let mut problems = Vec::new();
-                let mut calls = 0usize;
+                let (mut calls, mut behind) = (0usize, 0usize);
                 barrier.wait();
-                // Sync while the writers write; then until a sync after the last write brings nothing.
+                // Sync while the writers write; then until a sync on the primary after the last
+                // write brings nothing. With a standby, every other page is read there.
                 let mut quiet_rounds = 0;
                 loop {
                     let done_writing = writing.load(Ordering::SeqCst) == 0;
-                    match client.sync(&mut db, &user, level) {
+                    let on_standby = calls % 2 == 1 && standby.is_some();
+                    let server = if on_standby { standby.as_mut().expect("a standby") } else { &mut db };
+                    match client.sync(server, &user, level) {
                         Ok(got) => {
                             calls += 1;
-                            if done_writing && got == 0 {
+                            if done_writing && got == 0 && !on_standby {
                                 quiet_rounds += 1;
                                 if quiet_rounds == 2 {
                                     break;
                                 }
                             }
                         }
+                        // Behind the position: the standby has not replayed as far; retry there.
+                        Err(error) if on_standby && error.code() == Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) => {
+                            behind += 1;
+                            thread::sleep(std::time::Duration::from_millis(5));
+                        }
                         Err(error) => {
-                            problems.push(format!("client of {user}: {error}"));
+                            problems.push(format!("client of {user}{}: {error}", if on_standby { " on the standby" } else { "" }));
                             break;
                         }
                     }
                 }
-                (user, client.held, problems, calls)
+                (user, client.held, problems, calls, behind)
             })
         })
         .collect();
 
     let mut problems: Vec<String> = writer_handles.into_iter().flat_map(|h| h.join().expect("writer panicked")).collect();
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
-    let mut calls = 0;
+    let (mut calls, mut behind) = (0, 0);
     for handle in client_handles {
-        let (user, held, client_problems, client_calls) = handle.join().expect("client panicked");
+        let (user, held, client_problems, client_calls, client_behind) = handle.join().expect("client panicked");
         calls += client_calls;
+        behind += client_behind;
         problems.extend(client_problems);
         let stored: Vec<(String, String, bool)> = db
             .query(&format!("SELECT channel_id, {COLUMNS}, hidden FROM conversation WHERE uid = $1 ORDER BY channel_id"), &[&user])
@@ -201,8 +211,9 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         }
     }
     println!(
-        "{prefix}: {writers} writers x {TRANSACTIONS_PER_WRITER} transactions committing out of order, {USERS} clients syncing in pages of {PAGE_SIZE} ({calls} calls){}",
-        if options.naive { ", naive" } else { "" }
+        "{prefix}: {writers} writers x {TRANSACTIONS_PER_WRITER} transactions committing out of order, {USERS} clients syncing in pages of {PAGE_SIZE} ({calls} calls){}{}",
+        if options.naive { ", naive" } else { "" },
+        if options.standby.is_some() { format!(", every other page on the standby ({behind} refused while it was behind, retried)") } else { String::new() }
     );
     problems
 }

@@ -106,24 +106,49 @@ sql_function! {
                 _ => errors::trigger_misused("it must fire on INSERT or UPDATE"),
             };
             let desc = (*trigger.tg_relation).rd_att;
-            let attnum = pg_sys::SPI_fnumber(desc, c"version".as_ptr());
-            if attnum <= 0 || pg_sys::SPI_gettypeid(desc, attnum) != pg_sys::INT8OID {
-                errors::table_shape(
-                    "it has no bigint column version",
-                    "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0",
-                );
-            }
+            let StampTarget { attnum, schema, .. } = target_of(call, trigger.tg_relation);
             #[cfg(any(test, feature = "pg_test"))]
             if catalog::for_tests::ROWS_AS_GIVEN.get() {
                 return pg_sys::Datum::from(tuple);
             }
-            let mut value = pg_sys::Datum::from(version_now(call.schema()));
+            let mut value = pg_sys::Datum::from(version_now(schema));
             own_writes::stamped();
             let mut null = false;
             let mut column = attnum;
             pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))
         }
     }
+}
+
+/// What the trigger needs of the relation it fires for, looked up at its first row of a statement
+/// and kept in the trigger's FmgrInfo (which lives as long as the statement's executor state):
+/// nothing per row that can be per statement.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct StampTarget {
+    relid: pg_sys::Oid,
+    attnum: i32,
+    schema: pg_sys::Oid,
+}
+
+/// # Safety
+/// `call` is a trigger call and `relation` the relation it fires for.
+unsafe fn target_of(call: &crate::glue::call::Call, relation: pg_sys::Relation) -> StampTarget {
+    let flinfo = (*call.fcinfo()).flinfo;
+    let kept = (*flinfo).fn_extra as *mut StampTarget;
+    if !kept.is_null() && (*kept).relid == (*relation).rd_id {
+        return *kept;
+    }
+    let desc = (*relation).rd_att;
+    let attnum = pg_sys::SPI_fnumber(desc, c"version".as_ptr());
+    if attnum <= 0 || pg_sys::SPI_gettypeid(desc, attnum) != pg_sys::INT8OID {
+        errors::table_shape("it has no bigint column version", "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0");
+    }
+    let target = StampTarget { relid: (*relation).rd_id, attnum, schema: call.schema() };
+    let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;
+    kept.write(target);
+    (*flinfo).fn_extra = kept.cast();
+    target
 }
 
 /// The version a row written now by this transaction gets.

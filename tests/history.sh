@@ -111,7 +111,8 @@ subscriber -c "CREATE SUBSCRIPTION conversations CONNECTION 'host=$DIR/primary p
                PUBLICATION conversations" 2>/dev/null
 wait_until "the subscriber copies the table" subscriber "SELECT count(*) = 3 FROM conversation"
 copied=$(position_on subscriber)
-primary -c "UPDATE conversation SET unread_count = 11 WHERE uid = 'alice' AND channel_id = 'g2'"
+# (Committed durably: WAL that is not flushed yet is not sent, and the WAL writer waits 10 s here.)
+primary -c "SET synchronous_commit = on" -c "UPDATE conversation SET unread_count = 11 WHERE uid = 'alice' AND channel_id = 'g2'"
 wait_until "the subscriber applies the change" subscriber \
     "SELECT unread_count = 11 FROM conversation WHERE uid = 'alice' AND channel_id = 'g2'"
 expect "an applied change is synced on the subscriber" "g2 11" "$(sync_on subscriber "$copied")"

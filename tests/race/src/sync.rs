@@ -153,13 +153,21 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                                 }
                             }
                         }
-                        // Behind the position: the standby has not replayed as far; retry there.
-                        Err(error) if on_standby && error.code() == Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) => {
+                        // Behind the position: the standby has not replayed as far; or, for a
+                        // moment, the primary, whose snapshot can still show running a transaction
+                        // whose commit the standby has replayed already. Retry.
+                        Err(error) if standby.is_some() && error.code() == Some(&postgres::error::SqlState::T_R_SERIALIZATION_FAILURE) => {
                             behind += 1;
                             thread::sleep(std::time::Duration::from_millis(5));
                         }
                         Err(error) => {
-                            problems.push(format!("client of {user}{}: {error}", if on_standby { " on the standby" } else { "" }));
+                            let detail = error
+                                .as_db_error()
+                                .map_or_else(|| error.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+                            problems.push(format!(
+                                "client of {user}{}: {detail}",
+                                if on_standby { " on the standby" } else { " on the primary" }
+                            ));
                             break;
                         }
                     }
@@ -213,7 +221,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
     println!(
         "{prefix}: {writers} writers x {TRANSACTIONS_PER_WRITER} transactions committing out of order, {USERS} clients syncing in pages of {PAGE_SIZE} ({calls} calls){}{}",
         if options.naive { ", naive" } else { "" },
-        if options.standby.is_some() { format!(", every other page on the standby ({behind} refused while it was behind, retried)") } else { String::new() }
+        if options.standby.is_some() { format!(", every other page on the standby ({behind} refused while the reader was behind, retried)") } else { String::new() }
     );
     problems
 }

@@ -12,9 +12,11 @@
 use std::cell::RefCell;
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 
 use crate::glue::errors;
+use crate::relation::catalog::Names;
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, connect, prepared, run, Statement};
 
 /// This backend's current transaction's writes, by the subtransaction that made them.
 #[derive(Default)]
@@ -68,13 +70,23 @@ pub enum Outcome {
     NotCommitted,
 }
 
-pub fn outcome(xid: u64) -> Outcome {
-    let status: Option<String> =
-        Spi::get_one_with_args("SELECT pg_catalog.pg_xact_status($1::text::pg_catalog.xid8)::text", &[xid.to_string().into()])
-            .unwrap_or(None);
-    match status.as_deref() {
-        Some("committed") => Outcome::Committed,
-        Some("in progress") => Outcome::InProgress,
+/// pg_xact_status: 1 committed, 2 in progress, 0 rolled back or too old to say.
+const XACT_STATUS: Statement = Statement {
+    sql: "SELECT CASE pg_catalog.pg_xact_status($1::pg_catalog.text::pg_catalog.xid8) \
+          WHEN 'committed' THEN 1 WHEN 'in progress' THEN 2 ELSE 0 END::pg_catalog.int8",
+    parameters: &[pg_sys::INT8OID],
+    snapshot: Snapshot::Statement,
+};
+
+pub fn outcome(names: &Names, xid: u64) -> Outcome {
+    let status = connect(|statements| {
+        let prepared = prepared(statements, names, &XACT_STATUS);
+        let returned = run(statements, &prepared, &[arg(pg_sys::Datum::from(xid as i64))]);
+        returned.value(0, 1).map_or(0, |datum| datum.value() as i64)
+    });
+    match status {
+        1 => Outcome::Committed,
+        2 => Outcome::InProgress,
         _ => Outcome::NotCommitted,
     }
 }

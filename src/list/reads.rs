@@ -25,7 +25,7 @@ use crate::list::list_scan::{self, Reading};
 use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
-use crate::relation::catalog::OpenTable;
+use crate::relation::catalog::{Names, OpenTable};
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
 use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
@@ -237,8 +237,8 @@ sql_function! {
             taken: history::here(true),
             tentative: own_writes::listing(),
         };
-        let generation = stamp::read_generation(schema, origin.taken.timeline).expect("this timeline's generation");
-        let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since));
+        let generation = stamp::read_generation(schema);
+        let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since, &table.table.names));
         let now = Horizon::of_active_snapshot(generation);
         let passes = |statements: Option<&Statements>| {
             let page = Page { output: &output, table: &table, statements, uid, list_type, origin, page_size };
@@ -292,7 +292,7 @@ sql_function! {
 /// by this server's kind of snapshot, for this list, in this server's history (history.rs), after
 /// the stamp last came into force (stamp.rs), and seen in full by the reading snapshot. Returned
 /// as it is read: coarsened (position.rs).
-fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i64, stamped_since: u64) -> Position {
+fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i64, stamped_since: u64, names: &Names) -> Position {
     let count = given.in_flight_count();
     if count > max_in_flight() {
         errors::position_too_many_in_flight(count, max_in_flight());
@@ -313,7 +313,7 @@ fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i
     if let Some(writer) = given.origin.tentative {
         // SAFETY: a read of this backend's transaction state.
         if writer != unsafe { pg_sys::GetTopFullTransactionIdIfAny() }.value {
-            match own_writes::outcome(writer) {
+            match own_writes::outcome(names, writer) {
                 Outcome::Committed => {}
                 Outcome::InProgress => errors::position_ahead_of_snapshot(),
                 Outcome::NotCommitted => errors::position_of_rolled_back_writes(),

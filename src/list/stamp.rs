@@ -187,29 +187,27 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     generation
 }
 
-/// The generation of `timeline`'s versions for reading (a STABLE function cannot add the row):
-/// its row, or, for this server's timeline, the generation its first write will take. None for
-/// another timeline without a row (nothing was stamped on it).
-pub fn read_generation(schema: pg_sys::Oid, timeline: u32) -> Option<i64> {
+/// This history's generation for reading (a STABLE function cannot add the row): its row, or
+/// the generation its first write will take.
+pub fn read_generation(schema: pg_sys::Oid) -> i64 {
     let clock = catalog::clock(schema);
+    let timeline = history::timeline();
     if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
         if relid == clock.relid && of == timeline {
-            return Some(generation);
+            return generation;
         }
     }
     let names = Names::of_schema(schema);
-    let current = timeline == history::timeline();
     let (generation, held) = as_owner_of(clock.relid, || {
         connect(|statements| {
             let seen = &GENERATION_SEEN[usize::from(clock.per_timeline)];
             match one_i64(statements, &names, seen, &[system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))]) {
-                Some(generation) => (Some(generation), true),
-                None if !current => (None, false),
-                None => (Some(one_i64(statements, &names, &NEXT_GENERATION, &[]).unwrap_or(0)), false),
+                Some(generation) => (generation, true),
+                None => (one_i64(statements, &names, &NEXT_GENERATION, &[]).unwrap_or(0), false),
             }
         })
     });
-    if let (true, true, Some(generation)) = (held, current, generation) {
+    if held {
         KNOWN_GENERATION.set(Some((clock.relid, timeline, generation)));
     }
     generation

@@ -16,6 +16,8 @@
 //! logical replication's apply) carries another history's number. Only conversation_partition
 //! moves rows with their versions, before its triggers exist. The trigger is ENABLE ALWAYS, so
 //! that it fires for replication apply and under session_replication_role = replica too.
+//! Whether a table is stamped, and since which transaction, is the relation's to say:
+//! `catalog::stamped_since` (the list refuses a table that is not, or a position older).
 //!
 //! The clock is read and written as its owner, the way PostgreSQL's foreign-key triggers check
 //! the referenced table as its owner: a role that may write conversations needs no privilege on

@@ -18,7 +18,8 @@
 //!   handed back as the declared return type (`conversation_row`), so added, dropped and retyped
 //!   columns come back right; `statements.rs` prepares every SQL statement we run once per
 //!   backend, under a pinned search_path. `entry.rs` is the one way a SQL function reaches the
-//!   table; what it opens is released on Drop.
+//!   table; what it opens is released on Drop. `departure_table.rs` finds and checks the table of
+//!   conversations that left a list.
 //! - `create/`: `get_or_create.rs`, check, lock, check again, insert: `find.rs` is the check (one
 //!   probe of the key index: the whole hit path, no advisory lock, no transaction id, no WAL, no
 //!   sequence value; also find_conversation, the lookup that never writes), `lock.rs` the advisory
@@ -30,7 +31,9 @@
 //!   the arithmetic); `reads.rs`, the conversation list and the unread totals, read through
 //!   positions (`position.rs`) made of snapshots and of the point in the cluster's history they
 //!   were taken at (`history.rs`), so that syncing loses nothing; straight from the list indexes
-//!   where they are the extension's (`list_scan.rs`), through SQL elsewhere.
+//!   where they are the extension's (`list_scan.rs`), through SQL elsewhere; `departures.rs`,
+//!   the conversations that left a list (deleted, moved), recorded by the trigger and reported by
+//!   a sync; `own_writes.rs`, positions handed out by a transaction that wrote.
 //! - `state/`: `message.rs`, a message reached a channel; `read_state.rs`, a user read (or
 //!   cleared) up to a seq; `hide.rs`, a user hid a conversation.
 //! - `stats_view.rs`: the counters' SQL functions; `compat.rs`: the C symbols earlier releases'
@@ -65,7 +68,8 @@ extension_sql_file!("../sql/pg_conversation--0.2.0--0.3.0.sql", name = "v0_3_0",
 extension_sql_file!("../sql/pg_conversation--0.3.0--0.4.0.sql", name = "v0_4_0", requires = ["v0_3_0"]);
 extension_sql_file!("../sql/pg_conversation--0.4.0--0.5.0.sql", name = "v0_5_0", requires = ["v0_4_0"]);
 extension_sql_file!("../sql/pg_conversation--0.5.0--0.6.0.sql", name = "v0_6_0", requires = ["v0_5_0"]);
-extension_sql_file!("../sql/pg_conversation--0.6.0--0.7.0.sql", name = "v0_7_0", requires = ["v0_6_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.6.0--0.7.0.sql", name = "v0_7_0", requires = ["v0_6_0"]);
+extension_sql_file!("../sql/pg_conversation--0.7.0--0.8.0.sql", name = "v0_8_0", requires = ["v0_7_0"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

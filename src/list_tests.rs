@@ -48,6 +48,14 @@ mod tests {
         (rows.into_iter().map(|(channel, _)| channel).collect(), last)
     }
 
+    /// For a test that changes the table's indexes or the table itself: the table to itself first,
+    /// so that no other test (each a transaction of its own, run at once) holds part of what it
+    /// changes while waiting for the rest (a deadlock).
+    fn table_to_myself() {
+        Spi::run("LOCK TABLE conversation IN ACCESS EXCLUSIVE MODE").unwrap();
+        Spi::run("LOCK TABLE conversation_departure IN ACCESS EXCLUSIVE MODE").unwrap();
+    }
+
     fn channels(names: &[&str]) -> Vec<String> {
         names.iter().map(|name| name.to_string()).collect()
     }
@@ -84,7 +92,7 @@ mod tests {
         Spi::run(
             "CREATE ROLE pgconv_writer;
              GRANT USAGE ON SCHEMA tests TO pgconv_writer;
-             GRANT SELECT, INSERT, UPDATE ON conversation TO pgconv_writer;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON conversation TO pgconv_writer;
              GRANT USAGE ON SEQUENCE conversation_id_seq TO pgconv_writer",
         )
         .unwrap();
@@ -95,9 +103,13 @@ mod tests {
             sqlstate_of("SELECT conversation_hide('keeper', 'g1', 1)"),
             sqlstate_of("SELECT * FROM conversation_list('keeper', NULL, NULL, 1)"),
             sqlstate_of("SELECT count(*) FROM conversation_clock"),
+            // A delete records its departure as the departure table's owner.
+            sqlstate_of("DELETE FROM conversation WHERE uid = 'keeper'"),
+            sqlstate_of("SELECT count(*) FROM conversation_departure"),
         ];
         Spi::run("RESET ROLE").unwrap();
-        assert_eq!(outcomes, ["00000", "00000", "00000", "00000", "42501"]);
+        assert_eq!(outcomes, ["00000", "00000", "00000", "00000", "42501", "00000", "42501"]);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_departure WHERE uid = 'keeper'"), 1);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation_clock"), 1);
     }
 
@@ -107,11 +119,18 @@ mod tests {
         Spi::run("CREATE TRIGGER after_stamp AFTER INSERT ON elsewhere FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
         assert_eq!(sqlstate_of("INSERT INTO elsewhere VALUES (0, 'x')"), "39P01");
         Spi::run("DROP TRIGGER after_stamp ON elsewhere").unwrap();
-        Spi::run("CREATE TRIGGER delete_stamp BEFORE DELETE ON elsewhere FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
+        Spi::run("CREATE TRIGGER delete_stamp BEFORE DELETE ON elsewhere FOR EACH STATEMENT EXECUTE FUNCTION conversation_stamp()")
+            .unwrap();
         Spi::run("ALTER TABLE elsewhere DISABLE TRIGGER delete_stamp").unwrap();
         Spi::run("INSERT INTO elsewhere VALUES (0, 'x')").unwrap();
         Spi::run("ALTER TABLE elsewhere ENABLE TRIGGER delete_stamp").unwrap();
         assert_eq!(sqlstate_of("DELETE FROM elsewhere"), "39P01");
+        // A row trigger on DELETE records a departure: a table without a conversation's key has none
+        // to record, and nothing is deleted.
+        Spi::run("DROP TRIGGER delete_stamp ON elsewhere").unwrap();
+        Spi::run("CREATE TRIGGER delete_stamp BEFORE DELETE ON elsewhere FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
+        assert!(error_of("DELETE FROM elsewhere").starts_with("55000: table conversation cannot be used"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM elsewhere"), 1);
         Spi::run("CREATE TABLE versionless (note text)").unwrap();
         Spi::run("CREATE TRIGGER stamp BEFORE INSERT ON versionless FOR EACH ROW EXECUTE FUNCTION conversation_stamp()").unwrap();
         assert!(error_of("INSERT INTO versionless VALUES ('x')").starts_with("55000: table conversation cannot be used"));
@@ -122,6 +141,7 @@ mod tests {
     /// trigger with a WHEN condition or an UPDATE OF list, and the list refuses (55000).
     #[pg_test]
     fn the_list_refuses_a_stamp_that_skips_some_writes() {
+        table_to_myself();
         old_conversations("parted", 3);
         Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap();
         assert_eq!(list("'parted'").0.len(), 3);
@@ -301,6 +321,7 @@ mod tests {
     /// the ceiling, only the in-flight versions are read, each with a descent of its own.
     #[pg_test]
     fn a_sync_reads_only_the_versions_in_flight_below_the_ceiling() {
+        table_to_myself();
         // 5,000 rows written by transaction 110, and one each by transactions 20 and 30.
         rows_as_given(|| {
             Spi::run(&format!(
@@ -339,6 +360,147 @@ mod tests {
         assert_eq!(synced, channels(&["x30", "x20"]));
         let walked = read() - before;
         assert!(walked <= 30, "a sync of 2 changed rows through SQL read {walked} index entries");
+    }
+
+    // ---- departures (src/list/departures.rs)
+
+    /// A sync of `uid`'s list (of type `list_type`) from `position` in pages of `page_size`
+    /// until its pass ends: each channel with whether it departed, in the order they came. (In
+    /// the test's own transaction every pass brings its writes again: the pass ends where the
+    /// first row comes back.)
+    fn synced(uid: &str, list_type: &str, position: &str, page_size: i32) -> Vec<(String, bool)> {
+        let mut position = position.to_string();
+        let mut got = Vec::new();
+        loop {
+            let rows = Spi::connect(|client| {
+                client
+                    .select(
+                        &format!(
+                            "SELECT channel_id, departed, position FROM conversation_list('{uid}', {list_type}, '{position}', {page_size})"
+                        ),
+                        None,
+                        &[],
+                    )
+                    .unwrap()
+                    .map(|row| {
+                        (
+                            row.get::<String>(1).unwrap().unwrap(),
+                            row.get::<bool>(2).unwrap().unwrap(),
+                            row.get::<String>(3).unwrap().unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let Some((_, _, last)) = rows.last() else { return got };
+            position = last.clone();
+            for (channel, departed, _) in rows {
+                if got.first() == Some(&(channel.clone(), departed)) {
+                    return got;
+                }
+                got.push((channel, departed));
+            }
+        }
+    }
+
+    /// The conversations that left a list since a position come back as departures, once their
+    /// key is not in the table: deleted, moved to another user, moved to the other type's list.
+    /// One deleted and made again is the row, not a departure. The same through SQL (the list
+    /// indexes not the extension's) and on a partitioned table, in pages of 1.
+    #[pg_test]
+    fn a_sync_reports_the_conversations_that_left_the_list() {
+        table_to_myself();
+        // (In list order: every change here is this transaction's, the departures at the moment
+        // they left, the rows at its start.)
+        let expected = vec![("c06".to_string(), true), ("c04".to_string(), true), ("c02".to_string(), true), ("c08".to_string(), false)];
+        for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
+            let uid = format!("leaver{round}");
+            old_conversations(&uid, 8);
+            match *setup {
+                "through SQL" => {
+                    for index in ["unread", "read", "hidden"] {
+                        Spi::run(&format!("ALTER INDEX conversation_list_{index}_idx RENAME TO conversation_list_{index}_idx_{round}"))
+                            .unwrap();
+                    }
+                }
+                "partitioned" => Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap(),
+                _ => {}
+            }
+            let (_, position) = list(&format!("'{uid}', 1"));
+            let position = position.unwrap();
+            Spi::run(&format!("DELETE FROM conversation WHERE uid = '{uid}' AND channel_id = 'c02'")).unwrap();
+            Spi::run(&format!("UPDATE conversation SET uid = '{uid}b' WHERE uid = '{uid}' AND channel_id = 'c04'")).unwrap();
+            Spi::run(&format!("UPDATE conversation SET channel_id = 'c06____cmd' WHERE uid = '{uid}' AND channel_id = 'c06'")).unwrap();
+            Spi::run(&format!("DELETE FROM conversation WHERE uid = '{uid}' AND channel_id = 'c08'")).unwrap();
+            Spi::run(&format!("SELECT get_or_create_conversation('{uid}', 'c08', 1)")).unwrap();
+            let got = stamp_trigger_frozen(|| synced(&uid, "1", &position, 1));
+            assert_eq!(got, expected, "{setup}");
+            // The one that moved is in its new lists; the departures carry the key that left.
+            assert!(list(&format!("'{uid}b', 1")).0.contains(&"c04".to_string()), "{setup}");
+            assert!(list(&format!("'{uid}', 2")).0.contains(&"c06____cmd".to_string()), "{setup}");
+            let departure = format!(
+                "SELECT format('%s %s %s %s %s %s', id IS NOT NULL, type, unread_count IS NULL, last_msg_seq IS NULL, hidden, departed)
+                 FROM conversation_list('{uid}', 1, '{position}', 10) WHERE channel_id = 'c02'"
+            );
+            assert_eq!(stamp_trigger_frozen(|| one::<String>(&departure)), "t 1 t t t t", "{setup}");
+        }
+    }
+
+    /// A row moved to the other type's list, in a list of both types, with updated_at set to the
+    /// transaction's now() as an ORM would: the row and its departure both come, in pages of 1.
+    #[pg_test]
+    fn a_row_and_its_departure_never_share_a_place() {
+        old_conversations("mover", 2);
+        let (_, position) = list("'mover', NULL");
+        Spi::run("UPDATE conversation SET channel_id = 'c02____cmd', updated_at = now() WHERE uid = 'mover' AND channel_id = 'c02'")
+            .unwrap();
+        let mut got = stamp_trigger_frozen(|| synced("mover", "NULL", &position.unwrap(), 1));
+        got.sort();
+        assert_eq!(got, vec![("c02".to_string(), true), ("c02____cmd".to_string(), false)]);
+    }
+
+    /// conversation_forget_departures deletes departures older than the retention, and only those
+    /// every transaction running has seen end; a position that saw all it forgot goes on (the
+    /// refusal of one that did not, which takes transactions of their own, is in the regression
+    /// file departures.sql).
+    #[pg_test]
+    fn departures_are_forgotten_after_the_retention() {
+        old_conversations("forgetter", 4);
+        let (_, old) = list("'forgetter', 1");
+        Spi::run("DELETE FROM conversation WHERE uid = 'forgetter' AND channel_id = 'c02'").unwrap();
+        // Written by this transaction, still running: nothing is forgotten yet.
+        assert_eq!(one::<i64>("SELECT conversation_forget_departures('0')"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_departure WHERE uid = 'forgetter'"), 1);
+        // One written long ago is, and leaves the mark.
+        Spi::run(&format!(
+            "INSERT INTO conversation_departure (uid, type, version, updated_at, id, channel_id, channel_type)
+             VALUES ('forgetter', 1, {OLD} + 5, now() - interval '2 days', 99, 'c99', 1)"
+        ))
+        .unwrap();
+        assert_eq!(one::<i64>("SELECT conversation_forget_departures('1 day')"), 1);
+        assert_eq!(one::<i64>("SELECT conversation_forget_departures('1 day')"), 0);
+        assert!(one::<bool>(&format!("SELECT version = {OLD} + 6 FROM conversation_departure WHERE uid = '' AND type = -1")));
+        // The position was taken after it: it goes on, and brings the departure kept.
+        assert_eq!(stamp_trigger_frozen(|| synced("forgetter", "1", &old.unwrap(), 10)), vec![("c02".to_string(), true)]);
+        for bad in ["NULL", "'-1 day'"] {
+            assert_eq!(sqlstate_of(&format!("SELECT conversation_forget_departures({bad})")), "22023");
+        }
+    }
+
+    /// Without its index a sync could miss a departure: it refuses (55000) and loses nothing; a
+    /// first listing needs none.
+    #[pg_test]
+    fn a_sync_refuses_while_the_departure_index_is_unusable() {
+        table_to_myself();
+        old_conversations("indexless", 4);
+        let (_, position) = list("'indexless', 1");
+        let position = position.unwrap();
+        Spi::run("DELETE FROM conversation WHERE uid = 'indexless' AND channel_id = 'c02'").unwrap();
+        Spi::run("DROP INDEX conversation_departure_list_idx").unwrap();
+        let refused = stamp_trigger_frozen(|| error_of(&format!("SELECT * FROM conversation_list('indexless', 1, '{position}')")));
+        assert!(refused.starts_with("55000: index conversation_departure_list_idx"), "{refused}");
+        assert_eq!(list("'indexless', 1").0, channels(&["c04"]));
+        Spi::run("CREATE INDEX conversation_departure_list_idx ON conversation_departure (uid, type, version, updated_at, id)").unwrap();
+        assert_eq!(stamp_trigger_frozen(|| synced("indexless", "1", &position, 10)), vec![("c02".to_string(), true)]);
     }
 
     // ---- hide, clear, unread (src/hide.rs, src/read_state.rs)

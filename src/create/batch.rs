@@ -254,6 +254,13 @@ pub fn get_or_create_many(statements: &Statements, table: &OpenTable, keys: &[Po
     found
 }
 
+/// Which of `keys` have no row now (READ COMMITTED: a fresh snapshot).
+pub fn missing<'a>(statements: &Statements, table: &OpenTable, keys: &[PositionedKey<'a>]) -> Vec<PositionedKey<'a>> {
+    let mut found = Rows::with_capacity(keys.len());
+    find_many(statements, table, &keys.iter().map(|k| k.key).collect::<Vec<_>>(), &mut found);
+    keys.iter().filter(|k| !found.contains_key(&key_of(&k.key))).copied().collect()
+}
+
 /// Finds the rows of `keys` that exist. On a plain table, keys of channels that have no
 /// conversation at all are not probed: a fan-out to a new channel costs one probe of the channel
 /// index, not one per member. Each probe takes its snapshot as the single-key check takes it

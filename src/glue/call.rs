@@ -144,11 +144,7 @@ impl Call {
             if count > limit {
                 return Some(Err(ArrayError::TooMany { count }));
             }
-            let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
-            let mut nulls: *mut bool = std::ptr::null_mut();
-            let mut found = 0;
-            pg_sys::deconstruct_array(array, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _, &mut elements, &mut nulls, &mut found);
-            Some(Ok((0..found as usize).map(|i| (!*nulls.add(i)).then(|| varlena_bytes(*elements.add(i)))).collect()))
+            Some(Ok(text_elements(array)))
         }
     }
 
@@ -248,7 +244,21 @@ impl Materialized {
 /// # Safety
 /// `datum` is a non-NULL varlena.
 pub unsafe fn raw_size(datum: pg_sys::Datum) -> usize {
+    let value = datum.cast_mut_ptr::<pg_sys::varlena>();
+    // A plain value (the usual argument) is measured here, without a call into PostgreSQL, as
+    // it measures one: a short header counted as a full one.
+    if is_plain(value) {
+        return pgrx::varlena::varsize_any_exhdr(value) + pg_sys::VARHDRSZ;
+    }
     pg_sys::toast_raw_datum_size(datum)
+}
+
+/// Whether a varlena is stored inline and uncompressed: its bytes are there to read as they are.
+///
+/// # Safety
+/// `value` points to a varlena.
+unsafe fn is_plain(value: *const pg_sys::varlena) -> bool {
+    !pgrx::varlena::varatt_is_1b_e(value) && !pgrx::varlena::varatt_is_4b_c(value)
 }
 
 /// The most bytes a one-dimensional text[] of `count` keys' uids can take: its header and null
@@ -262,8 +272,33 @@ fn max_text_array_bytes(count: usize) -> usize {
 /// # Safety
 /// `datum` is a non-NULL varlena; the returned slice lives as long as the current memory context.
 pub unsafe fn varlena_bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
-    let value = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+    let mut value = datum.cast_mut_ptr::<pg_sys::varlena>();
+    // As pg_detoast_datum_packed, which returns a plain value as it is, without calling it.
+    if !is_plain(value) {
+        value = pg_sys::pg_detoast_datum_packed(value);
+    }
     std::slice::from_raw_parts(pgrx::varlena::vardata_any(value) as *const u8, pgrx::varlena::varsize_any_exhdr(value))
+}
+
+/// The elements of a text[] (None for a NULL one), as their bytes.
+///
+/// # Safety
+/// `array` is a detoasted text[]; the slices live as long as it and the current memory context.
+unsafe fn text_elements<'a>(array: *mut pg_sys::ArrayType) -> Vec<Option<&'a [u8]>> {
+    let mut elements: *mut pg_sys::Datum = std::ptr::null_mut();
+    let mut nulls: *mut bool = std::ptr::null_mut();
+    let mut found = 0;
+    pg_sys::deconstruct_array(array, pg_sys::TEXTOID, -1, false, pg_sys::TYPALIGN_INT as _, &mut elements, &mut nulls, &mut found);
+    (0..found as usize).map(|i| (!*nulls.add(i)).then(|| varlena_bytes(*elements.add(i)))).collect()
+}
+
+/// The non-NULL elements of a text[] datum (a statement's result), as their bytes.
+///
+/// # Safety
+/// `datum` is a non-NULL text[]; the slices live as long as the current memory context.
+pub unsafe fn text_array_elements<'a>(datum: pg_sys::Datum) -> Vec<&'a [u8]> {
+    let array = pg_sys::pg_detoast_datum(datum.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+    text_elements(array).into_iter().flatten().collect()
 }
 
 /// A text datum holding `bytes` (taken as the database encoding's), palloc'd.

@@ -194,6 +194,25 @@ pub fn position_before_stamp() -> ! {
     )
 }
 
+/// A position older than the departures conversation_forget_departures forgot: some it needs
+/// may be gone.
+pub fn position_before_forgotten_departures() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position is older than the departures kept (conversation_forget_departures forgot some it needs)".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
+/// A position taken before table conversation was last truncated: every row it knew is gone.
+pub fn position_before_truncate() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_SNAPSHOT_TOO_OLD,
+        "position was returned before table conversation was truncated".into(),
+        Some("List from the start (position NULL) and replace the conversations the client holds with what it returns."),
+    )
+}
+
 /// A position handed out by a transaction that had written conversations, and did not commit:
 /// its rows took back what the position counts as seen (own_writes.rs).
 pub fn position_of_rolled_back_writes() -> ! {
@@ -297,7 +316,7 @@ pub fn trigger_misused(problem: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
         format!("conversation_stamp cannot run here: {problem}"),
-        Some("It is the trigger BEFORE INSERT OR UPDATE ... FOR EACH ROW on table conversation, and nothing else."),
+        Some("It is the trigger BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW on table conversation, and BEFORE TRUNCATE ... FOR EACH STATEMENT on it, and nothing else."),
     )
 }
 
@@ -305,8 +324,18 @@ pub fn trigger_misused(problem: &str) -> ! {
 pub fn changes_not_stamped() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        "changes to table conversation are not all stamped (trigger conversation_stamp is missing, disabled, or not ENABLE ALWAYS on it or one of its partitions), so a position could miss them".into(),
-        Some("ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp (ENABLE TRIGGER alone, as pg_restore --disable-triggers leaves it, skips replication and session_replication_role = replica writes; or create it again as the extension's script does, README: Table conversation); on Citus, SELECT * FROM conversation_distribute() puts it on every shard."),
+        "changes to table conversation are not all stamped (trigger conversation_stamp is missing, disabled, changed, or not ENABLE ALWAYS on it or one of its partitions; or trigger conversation_truncate on it), so a position could miss them".into(),
+        Some("ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp, ENABLE ALWAYS TRIGGER conversation_truncate (ENABLE TRIGGER alone, as pg_restore --disable-triggers leaves it, skips replication and session_replication_role = replica writes; or create them again as the extension's script does, README: Table conversation); on Citus, SELECT * FROM conversation_distribute() puts the stamp on every shard."),
+    )
+}
+
+/// The departure table's index is missing, changed or not usable (a build or REINDEX
+/// CONCURRENTLY under way, or one that failed): a sync could miss a departure.
+pub fn departure_index_unusable() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "index conversation_departure_list_idx on conversation_departure is missing, changed or not usable, so a sync could miss a conversation that left the list".into(),
+        Some("Retry after a build under way ends; otherwise DROP INDEX IF EXISTS conversation_departure_list_idx; CREATE INDEX conversation_departure_list_idx ON conversation_departure (uid, type, version, updated_at, id) (docs/changing-the-table.md). No row is lost meanwhile."),
     )
 }
 
@@ -319,6 +348,15 @@ pub fn clock_table_missing() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         "pg_conversation's table conversation_clock does not exist".into(),
+        Some("If it was renamed or moved, give it back its name and schema; the extension's update script creates it (README: Table conversation_clock)."),
+    )
+}
+
+/// A delete fired the 0.8.0 stamp trigger, which records departures, and their table is gone.
+pub fn departure_table_missing() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_conversation's table conversation_departure does not exist, so the conversations that leave a list cannot be recorded".into(),
         Some("If it was renamed or moved, give it back its name and schema; the extension's update script creates it (README: Table conversation_clock)."),
     )
 }

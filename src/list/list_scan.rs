@@ -1,6 +1,6 @@
 //! A page of a conversation list read straight from the list indexes of a plain table: a walk,
-//! largest first, of each index the list shows (one per state, per type), merged in list order;
-//! and the badge, from the unread index alone.
+//! largest first, of each index the list shows (one per state, per type, and the departures' for
+//! a sync: departures.rs), merged in list order; and the badge, from the unread index alone.
 //! No SPI, planner or executor: what the list statements of list.rs return, at about the cost of
 //! reading the rows. catalog.rs says when the indexes are the extension's and so can be read this
 //! way; otherwise (partitions, Citus shards, changed indexes) the statements run.
@@ -19,6 +19,7 @@ use pgrx::pg_sys;
 use crate::glue::call::text_datum;
 use crate::list::position::Cursor;
 use crate::relation::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
+use crate::relation::departure_table::Places;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
@@ -37,32 +38,46 @@ impl Reading<'_> {
     }
 }
 
-/// One walk, its bounds (the last an upper bound on version, lowered as it jumps), and the row
-/// it stands on.
+/// An index a page walks, of a relation whose rows have a place in the list: one state's list
+/// index of the table, or the departures' index (`departed`).
+pub struct Source {
+    pub heap: pg_sys::Relation,
+    pub index: pg_sys::Oid,
+    pub places: Places,
+    pub departed: bool,
+}
+
+/// One walk, its bounds (the last an upper bound on version, lowered as it jumps), where its
+/// rows keep their place, and the row it stands on.
 struct Walk {
     probe: IndexProbe,
     bounds: Vec<Bound>,
+    places: Places,
+    departed: bool,
     head: Option<(*mut pg_sys::TupleTableSlot, Cursor)>,
 }
 
-/// Hands `emit` the next rows of the list of `uid` (of `types`; hidden ones too when `changed`),
-/// in list order, each as its slot (valid during the call) and its place; at most `wanted`.
-/// Returns how many it handed.
-// The arguments are one page's request, each read once; a struct would only name them again.
-#[allow(clippy::too_many_arguments)]
-pub fn page(
-    table: &OpenTable,
-    indexes: &ListIndexes,
+/// The sources of a page of the table's list: the list index of each state it shows (hidden ones
+/// too when `changed`).
+pub fn table_sources(table: &OpenTable, indexes: &ListIndexes, changed: bool) -> Vec<Source> {
+    let states: &[pg_sys::Oid] = if changed { &[indexes.unread, indexes.read, indexes.hidden] } else { &[indexes.unread, indexes.read] };
+    let places = Places { version: indexes.version, updated_at: indexes.updated_at, id: indexes.id };
+    states.iter().map(|&index| Source { heap: table.relation, index, places, departed: false }).collect()
+}
+
+/// Hands `emit` the next rows of `sources` for `uid` (of `types`), in list order, each as its
+/// slot (valid during the call), its place, and whether it is a departure, until it took
+/// `wanted` (it returns whether it took the row). Returns how many it took.
+pub fn walk(
+    sources: &[Source],
     uid: &[u8],
     types: &[i16],
-    changed: bool,
     reading: &Reading<'_>,
     wanted: usize,
-    mut emit: impl FnMut(*mut pg_sys::TupleTableSlot, Cursor),
+    mut emit: impl FnMut(*mut pg_sys::TupleTableSlot, Cursor, bool) -> bool,
 ) -> usize {
-    let states: &[pg_sys::Oid] = if changed { &[indexes.unread, indexes.read, indexes.hidden] } else { &[indexes.unread, indexes.read] };
     let uid = text_datum(uid);
-    let mut walks: Vec<Walk> = Vec::with_capacity(types.len() * states.len());
+    let mut walks: Vec<Walk> = Vec::with_capacity(types.len() * sources.len());
     for &list_type in types {
         let mut bounds = vec![
             Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: uid },
@@ -85,11 +100,11 @@ pub fn page(
                 value: pg_sys::Datum::from(reading.cursor.version),
             });
         }
-        for &index in states {
-            let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
+        for source in sources {
+            let mut probe = IndexProbe::open(source.heap, source.index, bounds.len(), Snapshot::Statement);
             probe.walk_backward(&bounds);
-            let mut walk = Walk { probe, bounds: bounds.clone(), head: None };
-            advance(&mut walk, indexes, reading);
+            let mut walk = Walk { probe, bounds: bounds.clone(), places: source.places, departed: source.departed, head: None };
+            advance(&mut walk, reading);
             walks.push(walk);
         }
     }
@@ -105,9 +120,10 @@ pub fn page(
             break;
         };
         let (slot, place) = walks[next].head.expect("the walk chosen stands on a row");
-        emit(slot, place);
-        handed += 1;
-        advance(&mut walks[next], indexes, reading);
+        if emit(slot, place, walks[next].departed) {
+            handed += 1;
+        }
+        advance(&mut walks[next], reading);
     }
     handed
 }
@@ -150,10 +166,10 @@ const INT8_AT_MOST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8LE);
 /// Steps `walk` to its next row that belongs to the page, or to its end. A row below the
 /// horizon's ceiling that did not change sends the walk down to the next in-flight version below
 /// it, or ends it when there is none.
-fn advance(walk: &mut Walk, indexes: &ListIndexes, reading: &Reading<'_>) {
+fn advance(walk: &mut Walk, reading: &Reading<'_>) {
     walk.head = None;
     while let Some(slot) = walk.probe.next_largest() {
-        let place = place_of(slot, indexes);
+        let place = place_of(slot, &walk.places);
         if reading.takes(place) {
             walk.head = Some((slot, place));
             return;
@@ -172,9 +188,9 @@ fn advance(walk: &mut Walk, indexes: &ListIndexes, reading: &Reading<'_>) {
 }
 
 /// A row's place in the list: its version, updated_at and id.
-fn place_of(slot: *mut pg_sys::TupleTableSlot, indexes: &ListIndexes) -> Cursor {
-    // SAFETY: the slot holds a row of the table, whose descriptor it carries; the three columns
-    // are NOT NULL bigint, timestamptz and bigint (catalog.rs checked their types).
+pub fn place_of(slot: *mut pg_sys::TupleTableSlot, places: &Places) -> Cursor {
+    // SAFETY: the slot holds a row of its relation, whose descriptor it carries; the three columns
+    // are NOT NULL bigint, timestamptz and bigint (catalog.rs and departure_table.rs checked).
     unsafe {
         let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
         let desc = (*slot).tts_tupleDescriptor;
@@ -187,6 +203,6 @@ fn place_of(slot: *mut pg_sys::TupleTableSlot, indexes: &ListIndexes) -> Cursor 
                 datum.value() as i64
             }
         };
-        Cursor { version: value(indexes.version), updated_at: value(indexes.updated_at), id: value(indexes.id) }
+        Cursor { version: value(places.version), updated_at: value(places.updated_at), id: value(places.id) }
     }
 }

@@ -20,6 +20,7 @@ use pgrx::pg_sys;
 use crate::glue::call::{int8_array_datum, sql_function, text_datum, Call, Materialized};
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
+use crate::list::departures::Departures;
 use crate::list::history::{self, Reach};
 use crate::list::list_scan::{self, Reading};
 use crate::list::own_writes::{self, Outcome};
@@ -27,7 +28,7 @@ use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPosition
 use crate::list::stamp;
 use crate::relation::catalog::{Names, OpenTable};
 use crate::relation::probe::Snapshot;
-use crate::relation::result_row::{deformed, ColumnMap, LIST_POSITION};
+use crate::relation::result_row::{deformed, ColumnMap, LIST_DEPARTED, LIST_POSITION};
 use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
@@ -228,7 +229,7 @@ sql_function! {
         let table = OpenTable::for_call(call);
         let schema = table.table.schema;
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
-        let Some(stamped_since) = table.stamped_since(holding) else { errors::changes_not_stamped() };
+        let Some(stamped) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
         let origin = Origin {
             system_identifier: stamp::system_identifier(),
@@ -238,10 +239,12 @@ sql_function! {
             tentative: own_writes::listing(),
         };
         let generation = stamp::read_generation(schema);
-        let given = given.map(|given| accepted(given, list_type, origin, generation, stamped_since, &table.table.names));
+        // Read only by a sync: a first listing shows what is there.
+        let departures = given.as_ref().and_then(|_| Departures::for_sync(&table, stamped.departures));
+        let given = given.map(|given| accepted(given, list_type, origin, generation, stamped.since, &table.table.names, departures.as_ref()));
         let now = Horizon::of_active_snapshot(generation);
         let passes = |statements: Option<&Statements>| {
-            let page = Page { output: &output, table: &table, statements, uid, list_type, origin, page_size };
+            let page = Page { output: &output, table: &table, statements, departures: departures.as_ref(), uid, list_type, origin, page_size };
             match given {
                 None => {
                     page.pass(None, &now, Cursor::TOP);
@@ -292,7 +295,15 @@ sql_function! {
 /// by this server's kind of snapshot, for this list, in this server's history (history.rs), after
 /// the stamp last came into force (stamp.rs), and seen in full by the reading snapshot. Returned
 /// as it is read: coarsened (position.rs).
-fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i64, stamped_since: u64, names: &Names) -> Position {
+fn accepted(
+    given: Position,
+    list_type: Option<i16>,
+    here: Origin,
+    generation: i64,
+    stamped_since: u64,
+    names: &Names,
+    departures: Option<&Departures>,
+) -> Position {
     let count = given.in_flight_count();
     if count > max_in_flight() {
         errors::position_too_many_in_flight(count, max_in_flight());
@@ -327,6 +338,9 @@ fn accepted(given: Position, list_type: Option<i16>, here: Origin, generation: i
     if !horizons().all(|horizon| horizon.saw_end_of(stamped_since)) {
         errors::position_before_stamp();
     }
+    if let Some(departures) = departures {
+        departures.check(&horizons().collect::<Vec<_>>());
+    }
     // Ids of an earlier generation (a timeline this one branched from) are not this snapshot's
     // to compare: every row stamped since is of a later generation, and so not seen by them.
     if !horizons().filter(|horizon| horizon.generation == generation).all(Horizon::is_covered_by_active_snapshot) {
@@ -346,6 +360,8 @@ struct Page<'a> {
     table: &'a OpenTable,
     /// For the statements, when the indexes are not read directly.
     statements: Option<&'a Statements>,
+    /// Where departures are read from (departures.rs), where there are any.
+    departures: Option<&'a Departures>,
     uid: &'a [u8],
     list_type: Option<i16>,
     origin: Origin,
@@ -354,23 +370,32 @@ struct Page<'a> {
 
 impl Page<'_> {
     /// Returns the next rows of the pass that started at `horizon` and has reached `cursor`, of
-    /// those `since` did not see (all but hidden ones, without `since`), each with the position
-    /// after it. Returns how many.
+    /// those `since` did not see (all but hidden ones, without `since`; departures too, with it),
+    /// each with the position after it. Returns how many.
     fn pass(&self, since: Option<&Horizon>, horizon: &Horizon, cursor: Cursor) -> usize {
         let (floor, ceiling, in_flight) = since.map_or((i64::MIN, i64::MIN, Vec::new()), Horizon::versions);
         // One more than a page: whether the pass goes on after it.
         let wanted = self.page_size + 1;
-        let (rows, desc) = match &self.table.table.list_indexes {
+        let reading = Reading { since: since.map(|_| (floor, ceiling, &in_flight[..])), cursor };
+        let types: &[i16] = match &self.list_type {
+            Some(list_type) => std::slice::from_ref(list_type),
+            None => &[1, 2],
+        };
+        let departures = since.and(self.departures);
+        let (mut rows, desc) = match &self.table.table.list_indexes {
             Some(indexes) => {
-                let reading = Reading { since: since.map(|_| (floor, ceiling, &in_flight[..])), cursor };
-                let types: &[i16] = match &self.list_type {
-                    Some(list_type) => std::slice::from_ref(list_type),
-                    None => &[1, 2],
-                };
+                let mut sources = list_scan::table_sources(self.table, indexes, since.is_some());
+                sources.extend(departures.map(Departures::source));
                 let mut rows = Vec::with_capacity(wanted);
-                list_scan::page(self.table, indexes, self.uid, types, since.is_some(), &reading, wanted, |slot, place| {
-                    // SAFETY: the slot holds a row of the table; the copy outlives the walk's step.
-                    rows.push((unsafe { pg_sys::ExecCopySlotHeapTuple(slot) }, place));
+                list_scan::walk(&sources, self.uid, types, &reading, wanted, |slot, place, departed| {
+                    // SAFETY: the slot holds a row of the table or of the departures; the copy
+                    // outlives the walk's step.
+                    let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
+                    if departed && !departures.is_some_and(|departures| departures.left(self.table, None, tuple)) {
+                        return false;
+                    }
+                    rows.push(Row { tuple, place, departed });
+                    true
                 });
                 // SAFETY: the open table's descriptor.
                 (rows, unsafe { (*self.table.relation).rd_att })
@@ -397,27 +422,68 @@ impl Page<'_> {
                 let attnum = |name: &std::ffi::CStr| unsafe { pg_sys::SPI_fnumber(desc, name.as_ptr()) };
                 let (version, updated_at, id) = (attnum(c"version"), attnum(c"updated_at"), attnum(c"id"));
                 let value = |row: usize, column: i32| returned.value(row, column).map_or(0, |datum| datum.value() as i64);
-                let rows = (0..returned.len())
+                let mut rows = (0..returned.len())
                     .map(|row| {
                         let place = Cursor { version: value(row, version), updated_at: value(row, updated_at), id: value(row, id) };
-                        (returned.tuple(row), place)
+                        Row { tuple: returned.tuple(row), place, departed: false }
                     })
                     .collect::<Vec<_>>();
+                // The departures are read from their index here too, and merged: each side holds
+                // the first `wanted` of its own, so the first `wanted` of both are among them.
+                if let Some(departures) = departures {
+                    let left =
+                        departures.page(self.uid, types, &reading, wanted, |tuple| departures.left(self.table, Some(statements), tuple));
+                    rows.extend(left.into_iter().map(|(tuple, place)| Row { tuple, place, departed: true }));
+                    rows.sort_by_key(|row| std::cmp::Reverse((row.place.version, row.place.updated_at, row.place.id)));
+                }
                 (rows, desc)
             }
         };
+        rows.truncate(wanted);
         let count = rows.len().min(self.page_size);
         let more = rows.len() > self.page_size;
-        let map = ColumnMap::new(desc, self.output.desc, &[LIST_POSITION]);
+        let map = ColumnMap::new(desc, self.output.desc, &[LIST_POSITION, LIST_DEPARTED]);
+        let departed_map = departures.map(|departures| ColumnMap::new(departures.desc(), self.output.desc, DEPARTURE_EXTRAS));
         let positions = PassPositions::new(self.list_type, self.origin, since, horizon);
-        for (row, &(tuple, place)) in rows.iter().take(count).enumerate() {
+        for (i, row) in rows.iter().take(count).enumerate() {
             // After the pass's last row, the client has every change its horizon saw.
-            let position = if row + 1 < count || more { positions.after(place) } else { positions.done.clone() };
+            let position = if i + 1 < count || more { positions.after(row.place) } else { positions.done.clone() };
+            let position = Some(text_datum(position.as_bytes()));
+            let yes = Some(pg_sys::Datum::from(true));
             // SAFETY: a row of its descriptor (a copy, or alive until SPI_finish).
-            let (values, nulls) = unsafe { deformed(tuple, desc) };
-            let (values, nulls) = map.fill(&values, &nulls, &[Some(text_datum(position.as_bytes()))]);
+            let (values, nulls) = match (row.departed, &departed_map, departures) {
+                (true, Some(map), Some(departures)) => {
+                    let (values, nulls) = unsafe { deformed(row.tuple, departures.desc()) };
+                    // position, departed, hidden: the client removes it; the rest of its state is gone.
+                    map.fill(&values, &nulls, &[position, yes, yes])
+                }
+                _ => {
+                    let (values, nulls) = unsafe { deformed(row.tuple, desc) };
+                    map.fill(&values, &nulls, &[position, Some(pg_sys::Datum::from(false))])
+                }
+            };
             self.output.push(&values, &nulls);
         }
         count
     }
 }
+
+/// A row of a page: a conversation, or a departure.
+struct Row {
+    tuple: pg_sys::HeapTuple,
+    place: Cursor,
+    departed: bool,
+}
+
+/// What a departure's row of the list is filled with beyond its key, id, type, version and
+/// updated_at: its position, departed and hidden (true), and NULL for the state it no longer has.
+const DEPARTURE_EXTRAS: &[&std::ffi::CStr] = &[
+    LIST_POSITION,
+    LIST_DEPARTED,
+    c"hidden",
+    c"unread_count",
+    c"readed_to_msg_seq",
+    c"last_msg_seq",
+    c"deleted_at_msg_seq",
+    c"created_at",
+];

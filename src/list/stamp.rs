@@ -29,11 +29,12 @@ use pgrx::pg_sys;
 
 use crate::glue::call::sql_function;
 use crate::glue::errors;
+use crate::list::departures::{self, DepartingKey};
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::list::{history, own_writes};
 use crate::relation::catalog::{self, Names};
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, connect, prepared, run, Arg, Statement, Statements};
+use crate::relation::statements::{arg, as_owner_of, connect, prepared, run, Arg, Statement, Statements};
 
 thread_local! {
     /// The generation of this history's versions, per backend, for the clock table it was read
@@ -88,8 +89,11 @@ const NEW_GENERATION: [Statement; 2] = [
 ];
 
 sql_function! {
-    /// Trigger function: BEFORE INSERT OR UPDATE ... FOR EACH ROW on the conversation table (and
-    /// so on its partitions and shards). Anything else is a misuse (39P01).
+    /// Trigger function: BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW on the conversation
+    /// table (and so on its partitions and shards), and BEFORE TRUNCATE ... FOR EACH STATEMENT
+    /// on the table. Anything else is a misuse (39P01). A row deleted, or one whose key changes,
+    /// is recorded as a departure from its list; a truncation, as the mark that every row left
+    /// (departures.rs).
     fn conversation_stamp(call) {
         // SAFETY: a trigger call's context is its TriggerData; checked before use.
         unsafe {
@@ -99,25 +103,54 @@ sql_function! {
             }
             let trigger = &*(context as *const pg_sys::TriggerData);
             let event = trigger.tg_event;
-            if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_BEFORE || event & pg_sys::TRIGGER_EVENT_ROW == 0 {
-                errors::trigger_misused("it must fire BEFORE ... FOR EACH ROW");
+            if event & pg_sys::TRIGGER_EVENT_TIMINGMASK != pg_sys::TRIGGER_EVENT_BEFORE {
+                errors::trigger_misused("it must fire BEFORE");
             }
-            let tuple = match event & pg_sys::TRIGGER_EVENT_OPMASK {
-                pg_sys::TRIGGER_EVENT_INSERT => trigger.tg_trigtuple,
-                pg_sys::TRIGGER_EVENT_UPDATE => trigger.tg_newtuple,
-                _ => errors::trigger_misused("it must fire on INSERT or UPDATE"),
-            };
+            if event & pg_sys::TRIGGER_EVENT_OPMASK == pg_sys::TRIGGER_EVENT_TRUNCATE {
+                // Every row leaves at once: the positions taken before are refused (departures.rs).
+                let schema = call.schema();
+                departures::record_truncation(schema, version_now(schema));
+                own_writes::stamped();
+                return pg_sys::Datum::from(0);
+            }
+            if event & pg_sys::TRIGGER_EVENT_ROW == 0 {
+                errors::trigger_misused("it must fire FOR EACH ROW on INSERT, UPDATE or DELETE");
+            }
             let desc = (*trigger.tg_relation).rd_att;
-            let StampTarget { attnum, schema, .. } = target_of(call, trigger.tg_relation);
+            let target = target_of(call, trigger.tg_relation);
+            // The row written (none for a delete), and whether the old one leaves its list: deleted,
+            // or its key changed.
+            let (written, departing) = match event & pg_sys::TRIGGER_EVENT_OPMASK {
+                pg_sys::TRIGGER_EVENT_INSERT => (Some(trigger.tg_trigtuple), false),
+                pg_sys::TRIGGER_EVENT_UPDATE => {
+                    (Some(trigger.tg_newtuple), departures::key_changed(&target.key, desc, trigger.tg_trigtuple, trigger.tg_newtuple))
+                }
+                pg_sys::TRIGGER_EVENT_DELETE => (None, true),
+                _ => errors::trigger_misused("it must fire on INSERT, UPDATE or DELETE"),
+            };
             #[cfg(any(test, feature = "pg_test"))]
-            if catalog::for_tests::ROWS_AS_GIVEN.get() {
+            if let (Some(tuple), true) = (written, catalog::for_tests::ROWS_AS_GIVEN.get()) {
                 return pg_sys::Datum::from(tuple);
             }
-            let mut value = pg_sys::Datum::from(version_now(schema));
+            let version = version_now(target.schema);
+            // 0.8.0's trigger, the one that fires on DELETE, must record it; before that update
+            // there is nowhere to, and no sync reads one.
+            if departing
+                && !departures::record(&target.key, target.schema, desc, trigger.tg_trigtuple, version)
+                && (*trigger.tg_trigger).tgtype as u32 & pg_sys::TRIGGER_TYPE_DELETE != 0
+            {
+                errors::departure_table_missing();
+            }
+            // (A list in this transaction returns its writes, departures too: its positions are
+            // tentative.)
             own_writes::stamped();
+            let Some(tuple) = written else {
+                return pg_sys::Datum::from(trigger.tg_trigtuple); // the delete goes on
+            };
+            let mut value = pg_sys::Datum::from(version);
             let mut null = false;
-            let mut column = attnum;
-            pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &mut column, &mut value, &mut null))
+            let mut column = target.attnum;
+            pg_sys::Datum::from(pg_sys::heap_modify_tuple_by_cols(tuple, desc, 1, &raw mut column, &raw mut value, &raw mut null))
         }
     }
 }
@@ -131,6 +164,8 @@ struct StampTarget {
     relid: pg_sys::Oid,
     attnum: i32,
     schema: pg_sys::Oid,
+    /// What a departure is made of (departures.rs).
+    key: DepartingKey,
 }
 
 /// # Safety
@@ -146,7 +181,7 @@ unsafe fn target_of(call: &crate::glue::call::Call, relation: pg_sys::Relation) 
     if attnum <= 0 || pg_sys::SPI_gettypeid(desc, attnum) != pg_sys::INT8OID {
         errors::table_shape("it has no bigint column version", "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0");
     }
-    let target = StampTarget { relid: (*relation).rd_id, attnum, schema: call.schema() };
+    let target = StampTarget { relid: (*relation).rd_id, attnum, schema: call.schema(), key: DepartingKey::of(desc) };
     let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;
     kept.write(target);
     (*flinfo).fn_extra = kept.cast();
@@ -222,36 +257,6 @@ pub fn system_identifier() -> u64 {
 
 fn system_identifier_arg() -> Arg {
     arg(pg_sys::Datum::from(system_identifier() as i64))
-}
-
-/// Runs `body` as the owner of `relid`, in a security-restricted operation (no SET ROLE, no temp
-/// objects), as ri_triggers.c does. An ERROR inside is undone by the (sub)transaction's abort,
-/// which restores the user.
-fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
-    struct Restore(pg_sys::Oid, i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                // SAFETY: restores what was saved below.
-                unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
-            }
-        }
-    }
-    // SAFETY: the relation exists (looked up just before, under the caller's snapshot); its owner
-    // is read from the relcache entry opened under a lock.
-    let _restore = unsafe {
-        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
-        let owner = (*(*relation).rd_rel).relowner;
-        pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
-        );
-        Restore(user, context)
-    };
-    body()
 }
 
 fn one_i64(statements: &Statements, names: &Names, statement: &Statement, args: &[Arg]) -> Option<i64> {

@@ -12,3 +12,8 @@ pub const MAX_GENERATION: i64 = 32767;
 pub fn version_of(generation: i64, xid: u64) -> i64 {
     (generation << XID_BITS) | (xid.min(XID_MASK) as i64)
 }
+
+/// A version's generation and transaction id.
+pub fn parts(version: i64) -> (i64, u64) {
+    (version >> XID_BITS, version as u64 & XID_MASK)
+}

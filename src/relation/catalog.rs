@@ -57,7 +57,7 @@ pub struct Table {
     pub has_hidden: bool,
     /// Whether its rows are stamped and since which transaction (stamp.rs), once asked: an
     /// ALTER TABLE ... DISABLE TRIGGER invalidates the table (or the partition), and so this.
-    stamped: Cell<Option<Option<u64>>>,
+    stamped: Cell<Option<Option<Stamped>>>,
     /// A partitioned table's leaf partitions, sorted: each must be stamped, and a change to one
     /// (a trigger disabled there) forgets the table.
     leaves: Vec<u32>,
@@ -239,11 +239,15 @@ pub fn clock(schema: pg_sys::Oid) -> Clock {
     clock
 }
 
-/// Whether rows written to `relid` are stamped, and since when: Some(the transaction that last
-/// changed its stamp trigger) when it has conversation_stamp as a BEFORE INSERT OR UPDATE row
-/// trigger that fires ALWAYS (replication apply and session_replication_role = replica too) for
-/// every row and every column (no WHEN condition, no UPDATE OF list); None otherwise. (Positions
-/// would miss the changes of a table without it, so the list refuses to hand any out.)
+/// Whether rows written to `relid` are stamped, and since when: Some when it has
+/// conversation_stamp as a BEFORE INSERT OR UPDATE row trigger that fires ALWAYS (replication
+/// apply and session_replication_role = replica too) for every row and every column (no WHEN
+/// condition, no UPDATE OF list). Its departures are recorded when that trigger fires on DELETE
+/// too (0.8.0) and, for the table itself (`whole_table`: not a partition or a Citus shard),
+/// conversation_stamp is its BEFORE TRUNCATE statement trigger, ALWAYS as well (None without
+/// it). None otherwise. (Positions would miss the changes of a table without them, so the list
+/// refuses to hand any out.) Whether the database has somewhere to record departures is the
+/// list's to check (departures.rs): a table can be renamed without invalidating this.
 ///
 /// A trigger disabled and enabled again (pg_restore --disable-triggers, a maintenance window)
 /// let writes through unstamped meanwhile, and its catalog row was last written by the
@@ -251,8 +255,32 @@ pub fn clock(schema: pg_sys::Oid) -> Clock {
 /// writes, and the list refuses it. So is a position older than the trigger itself (the extension
 /// dropped and created again, conversation_partition's new table): its rows may be gone. 0 when
 /// the trigger's row is frozen (older than every snapshot).
-pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
-    const WANTED: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid, whole_table: bool) -> Option<Stamped> {
+    let stamp = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+    let Some(since) = trigger_since(relid, schema, stamp | pg_sys::TRIGGER_TYPE_DELETE) else {
+        return trigger_since(relid, schema, stamp).map(|since| Stamped { since, departures: false });
+    };
+    if !whole_table {
+        return Some(Stamped { since, departures: true });
+    }
+    let truncate = trigger_since(relid, schema, pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_TRUNCATE)?;
+    Some(Stamped { since: since.max(truncate), departures: true })
+}
+
+/// How a relation's rows are stamped (`stamped_since`).
+#[derive(Clone, Copy)]
+pub struct Stamped {
+    /// The transaction that last made or enabled a stamp trigger (0: frozen).
+    pub since: u64,
+    /// Whether its departures are recorded (0.8.0's trigger fires on DELETE, and the table's
+    /// own on TRUNCATE); not before 0.8.0's update.
+    pub departures: bool,
+}
+
+/// The transaction that last wrote the catalog row of `relid`'s trigger running
+/// conversation_stamp with at least the type bits `wanted` (row or statement level as `wanted`
+/// says), ALWAYS, for every row and column (0 when frozen); None when there is none.
+fn trigger_since(relid: pg_sys::Oid, schema: pg_sys::Oid, wanted: u32) -> Option<u64> {
     // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
     // is read while it is open.
     unsafe {
@@ -260,10 +288,12 @@ pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
         let triggers = (*relation).trigdesc;
         let all =
             if triggers.is_null() { &[][..] } else { std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize) };
-        let stamp = all
+        let found = all
             .iter()
             .find(|trigger| {
-                (trigger.tgtype as u32) & WANTED == WANTED
+                let tgtype = trigger.tgtype as u32;
+                tgtype & wanted == wanted
+                    && tgtype & pg_sys::TRIGGER_TYPE_ROW == wanted & pg_sys::TRIGGER_TYPE_ROW
                     && trigger.tgqual.is_null()
                     && trigger.tgnattr == 0
                     && pg_sys::get_func_namespace(trigger.tgfoid) == schema
@@ -274,7 +304,7 @@ pub fn stamped_since(relid: pg_sys::Oid, schema: pg_sys::Oid) -> Option<u64> {
             })
             .map(|trigger| trigger.tgoid);
         pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, stamp?);
+        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, found?);
         Some(written.map_or(0, |id| xid::full_xid(id, pg_sys::ReadNextFullTransactionId().value)))
     }
 }
@@ -382,29 +412,35 @@ impl OpenTable {
 
     /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped, and since
     /// which transaction (`stamp::stamped_since`; the latest of its partitions').
-    pub fn stamped_since(&self, relid: pg_sys::Oid) -> Option<u64> {
+    pub fn stamped_since(&self, relid: pg_sys::Oid) -> Option<Stamped> {
         #[cfg(any(test, feature = "pg_test"))]
         if for_tests::STAMP_TRIGGER_FROZEN.get() {
-            return self.stamped_since_as_found(relid).map(|_| 0);
+            return self.stamped_since_as_found(relid).map(|stamped| Stamped { since: 0, ..stamped });
         }
         self.stamped_since_as_found(relid)
     }
 
-    fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<u64> {
+    fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<Stamped> {
         if relid != self.table.relid {
-            return stamped_since(relid, self.table.schema);
+            return stamped_since(relid, self.table.schema, false); // a Citus shard
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
         }
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
+        // The table's truncation is recorded by its own trigger (a partition truncated alone is
+        // not: docs/changing-the-table.md).
+        let table = stamped_since(relid, self.table.schema, true);
         let stamped = if self.table.leaves.is_empty() {
-            stamped_since(relid, self.table.schema)
+            table
         } else {
-            self.table
-                .leaves
-                .iter()
-                .try_fold(0, |latest, &leaf| stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema).map(|since| since.max(latest)))
+            // Every leaf stamped as the table is: a leaf whose trigger does not record deletes
+            // would lose its departures.
+            self.table.leaves.iter().try_fold(table?, |latest, &leaf| {
+                stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema, false)
+                    .filter(|stamped| stamped.departures == latest.departures)
+                    .map(|stamped| Stamped { since: stamped.since.max(latest.since), departures: latest.departures })
+            })
         };
         self.table.stamped.set(Some(stamped));
         stamped
@@ -613,6 +649,8 @@ pub struct Names {
     pub columns: String,
     /// The clock table (stamp.rs), schema-qualified.
     pub clock: String,
+    /// The departure table (departures.rs), schema-qualified.
+    pub departures: String,
 }
 
 impl Names {
@@ -629,6 +667,7 @@ impl Names {
                 table: format!("{schema_name}.{}", quote(c"conversation".as_ptr())),
                 columns: String::new(),
                 clock: format!("{schema_name}.{}", quote(c"conversation_clock".as_ptr())),
+                departures: format!("{schema_name}.{}", quote(c"conversation_departure".as_ptr())),
             }
         }
     }
@@ -773,7 +812,7 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
 ///
 /// # Safety
 /// `index` is an open index relation.
-unsafe fn usable(index: pg_sys::Relation) -> bool {
+pub(in crate::relation) unsafe fn usable(index: pg_sys::Relation) -> bool {
     let form = (*index).rd_index;
     (*form).indisvalid && (*form).indisready && (*form).indislive
 }

@@ -25,8 +25,9 @@ use crate::glue::errors;
 
 /// The column batches add in front of the table's columns.
 pub const INPUT_POSITION: &CStr = c"input_position";
-/// The column conversation_list adds after them.
+/// The columns conversation_list adds after them.
 pub const LIST_POSITION: &CStr = c"position";
+pub const LIST_DEPARTED: &CStr = c"departed";
 
 /// The declared return type of a call, and the memory context its result must live in.
 pub struct ResultRow {

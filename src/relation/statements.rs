@@ -3,7 +3,8 @@
 //! the Rust code runs goes through here, so this is also where search_path is pinned.
 //!
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
-//! (statements return rows by column) and `{clock}` for the clock table (stamp.rs); it is prepared
+//! (statements return rows by column), `{clock}` for the clock table (stamp.rs) and `{departures}` for
+//! the departure table (departures.rs); it is prepared
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
 //! itself after other DDL on the table.
@@ -88,7 +89,13 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
             return prepared;
         }
     }
-    let sql = statement.sql.replace("{table}", &names.table).replace("{columns}", &names.columns).replace("{clock}", &names.clock);
+    // (The departure table's name is the clock's schema's: the clock's name stands for both.)
+    let sql = statement
+        .sql
+        .replace("{table}", &names.table)
+        .replace("{columns}", &names.columns)
+        .replace("{clock}", &names.clock)
+        .replace("{departures}", &names.departures);
     let text = CString::new(sql.as_str()).expect("statements hold no NUL");
     let mut types = statement.parameters.to_vec();
     // SAFETY: SPI is connected (`Statements` proves it); an invalid statement raises an ERROR.
@@ -268,4 +275,34 @@ impl Drop for PinnedSearchPath {
             unsafe { pg_sys::AtEOXact_GUC(true, self.nest_level) };
         }
     }
+}
+
+/// Runs `body` as the owner of `relid`, in a security-restricted operation (no SET ROLE, no temp
+/// objects), as ri_triggers.c does. An ERROR inside is undone by the (sub)transaction's abort,
+/// which restores the user.
+pub fn as_owner_of<R>(relid: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
+    struct Restore(pg_sys::Oid, i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                // SAFETY: restores what was saved below.
+                unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
+            }
+        }
+    }
+    // SAFETY: the relation exists (looked up just before, under the caller's snapshot); its owner
+    // is read from the relcache entry opened under a lock.
+    let _restore = unsafe {
+        let relation = pg_sys::relation_open(relid, pg_sys::AccessShareLock as _);
+        let owner = (*(*relation).rd_rel).relowner;
+        pg_sys::relation_close(relation, pg_sys::NoLock as _);
+        let (mut user, mut context) = (pg_sys::InvalidOid, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            context | (pg_sys::SECURITY_LOCAL_USERID_CHANGE | pg_sys::SECURITY_RESTRICTED_OPERATION) as i32,
+        );
+        Restore(user, context)
+    };
+    body()
 }

@@ -8,6 +8,9 @@
 //! - everyone else: unread_count + 1, unless their read position is already at or past the
 //!   message (a device reported reading it first).
 //!
+//! A member whose row another transaction deletes while the message waits for it is made again,
+//! and advanced: the delete came first.
+//!
 //! Idempotent per message seq: a redelivered message, or an older one arriving late, finds
 //! last_msg_seq >= message_seq and changes nothing. Returns how many conversations advanced.
 //!
@@ -19,11 +22,13 @@
 
 use pgrx::pg_sys;
 
-use crate::create::batch::{array_error, get_or_create_many};
-use crate::glue::call::{sql_function, text_array_datum, text_datum};
+use std::collections::HashSet;
+
+use crate::create::batch::{array_error, get_or_create_many, missing};
+use crate::glue::call::{sql_function, text_array_datum, text_array_elements, text_datum};
 use crate::glue::errors;
 use crate::glue::stats;
-use crate::input::batch_keys::{self, MAX_BATCH_KEYS};
+use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, arg_or_null, connect, prepared, run, Statement};
@@ -51,11 +56,14 @@ macro_rules! advance {
             $unread_kept,
             " END ",
             $target,
-            " RETURNING 1) \
-             SELECT count(*)::int4 FROM advanced"
+            " RETURNING c.uid) \
+             SELECT coalesce(array_agg(advanced.uid), '{}') FROM advanced"
         )
     };
 }
+
+/// How often members whose rows were deleted while a message waited for them are made again.
+const MAX_ROUNDS: usize = 3;
 
 const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID];
 
@@ -127,7 +135,6 @@ sql_function! {
             if members.is_empty() {
                 return 0;
             }
-            get_or_create_many(statements, &table, &members, "conversation_message_arrived");
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,
                 (true, true) => &ADVANCE_DISTRIBUTED,
@@ -136,14 +143,37 @@ sql_function! {
             };
             let prepared = prepared(statements, &table.table.names, statement);
             let key = members[0].key;
-            let args = [
-                arg(text_datum(key.channel_id)),
-                arg(pg_sys::Datum::from(key.channel_type)),
-                arg(text_array_datum(members.iter().map(|m| m.key.uid))),
-                arg(pg_sys::Datum::from(message_seq)),
-                arg_or_null(sender_uid),
-            ];
-            run(statements, &prepared, &args).value(0, 1).map_or(0, |count| count.value() as i32)
+            let mut pending = members.clone();
+            let mut advanced = 0;
+            for _ in 0..MAX_ROUNDS {
+                get_or_create_many(statements, &table, &pending, "conversation_message_arrived");
+                let args = [
+                    arg(text_datum(key.channel_id)),
+                    arg(pg_sys::Datum::from(key.channel_type)),
+                    arg(text_array_datum(pending.iter().map(|m| m.key.uid))),
+                    arg(pg_sys::Datum::from(message_seq)),
+                    arg_or_null(sender_uid),
+                ];
+                let returned = run(statements, &prepared, &args);
+                // SAFETY: a text[] the statement built (never NULL: coalesce), read in this context.
+                let uids: HashSet<&[u8]> = match returned.value(0, 1) {
+                    Some(array) => unsafe { text_array_elements(array) }.into_iter().collect(),
+                    None => HashSet::new(),
+                };
+                advanced += uids.len();
+                // A member not advanced is past this message already (a redelivery, a late one),
+                // or its row was deleted while this message waited for it: made again, and
+                // advanced, as if the message had come after the delete.
+                let behind: Vec<PositionedKey<'_>> = pending.iter().filter(|m| !uids.contains(m.key.uid)).copied().collect();
+                if behind.is_empty() {
+                    break;
+                }
+                pending = missing(statements, &table, &behind);
+                if pending.is_empty() {
+                    break;
+                }
+            }
+            advanced as i32
         });
         stats::count_message();
         pg_sys::Datum::from(advanced)

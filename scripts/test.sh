@@ -28,7 +28,7 @@
 # 9. moving a Citus cluster from 15 / Citus 13.2 to 18 / Citus 14.0 (tests/citus_major_upgrade.sh).
 # Each version works in its own directory, PGCONV_TEST_DIR (default /tmp/pg_conversation-test)
 # plus PG_SUFFIX (none for 15, -pg18 for 18); its clusters use ports PGCONV_TEST_PORT
-# (default 55439) to +2, +10, +11 for the replica, +20.. for Citus, +50..+52 for tests/history.sh,
+# (default 55439) to +2, +10, +11 for the replica, +20.. for Citus, +50..+53 for tests/history.sh,
 # and are stopped before the next version
 # starts.
 # Ends with "suites: N passed, M failed" over all suites of all versions and exits non-zero if

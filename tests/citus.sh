@@ -170,9 +170,11 @@ for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
         fail "port $p: the extension was not updated"
 done
 shards=$(coordinator -c "SELECT count(*) FROM pg_dist_shard WHERE logicalrelid = 'conversation'::regclass")
-stamped=$(coordinator -c "SELECT sum(result::int) FROM run_command_on_shards('conversation',
-    \$\$SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgfoid = 'conversation_stamp'::regproc AND tgenabled = 'A'\$\$)")
-[ "$stamped" = "$shards" ] || fail "$stamped of $shards shards have the stamp trigger after the update"
+# Per shard: the stamp (a row trigger, on DELETE too) and the truncation mark (a statement trigger).
+stamped=$(coordinator -c "SELECT string_agg(result, ',') FROM (SELECT DISTINCT result FROM run_command_on_shards('conversation',
+    \$\$SELECT count(*) FILTER (WHERE tgtype & 1 = 1 AND tgtype & 8 = 8) || ' ' || count(*) FILTER (WHERE tgtype & 1 = 0 AND tgtype & 32 = 32)
+         FROM pg_trigger WHERE tgrelid = '%s'::regclass AND tgfoid = 'conversation_stamp'::regproc AND tgenabled = 'A'\$\$)) AS r")
+[ "$stamped" = "1 1" ] || fail "not every one of $shards shards has the stamp and truncation triggers after the update: $stamped"
 expect "an updated row" "g1 3 1" "SELECT channel_id || ' ' || last_msg_seq || ' ' || unread_count FROM conversation_list('old1')"
 expect "a change after the update is stamped" "t" \
     "SELECT version > 0 FROM conversation_mark_read('old1', 'g1', 1, 3)"
@@ -187,3 +189,14 @@ grep -q "changes to table conversation are not all stamped" <<<"$refused" || fai
 coordinator -c "SELECT step || ': ' || done FROM conversation_distribute(8)" | grep -q "^stamp: " || fail "conversation_distribute did not stamp"
 expect "the list once the shards stamp again" "g1" "SELECT channel_id FROM conversation_list('old1')"
 echo "ok: an unstamped shard is refused, and conversation_distribute repairs it"
+
+# Departures and TRUNCATE on the workers, where lists are read: a delete is reported to the
+# position before it; a TRUNCATE of the distributed table (Citus truncates each shard on its node)
+# refuses the positions from before it.
+position=$(coordinator -c "SELECT position FROM conversation_list('old1', 1, NULL, 1000)" | tail -1)
+coordinator -c "DELETE FROM conversation WHERE uid = 'old1' AND channel_id = 'g1'" >/dev/null
+expect "a delete reported as a departure" "g1 true" "SELECT channel_id || ' ' || departed FROM conversation_list('old1', 1, '$position')"
+coordinator -c "TRUNCATE conversation" >/dev/null
+refused=$(coordinator -c "SELECT * FROM conversation_list('old1', 1, '$position')" 2>&1 || true)
+grep -q "position was returned before table conversation was truncated" <<<"$refused" || fail "a position from before TRUNCATE was not refused: $refused"
+echo "ok: departures and TRUNCATE reach the lists on the workers"

@@ -3,11 +3,16 @@
 # failover to a standby that had not replayed as far, and a logical-replication subscriber. In
 # each, a client syncing from the position it holds ends with exactly the table, or is told to
 # list from the start (72000); never holds something else for good.
-#   tests/history.sh DIR PORT        (the standby listens on PORT + 1, the subscriber on PORT + 2)
+#   tests/history.sh DIR PORT        (the standby listens on PORT + 1, the subscriber on PORT + 2,
+#                                     the race's standby on PORT + 3)
+# Last, the sync race through a failover: clients syncing (every other page on a standby) while
+# writers commit, the standby promoted half-way and everyone moved to it; each client ends holding
+# exactly the new primary's table (listing from the start where it refuses a position, 72000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
-DIR=$1 PORT=$2 STANDBY_PORT=$(($2 + 1)) SUBSCRIBER_PORT=$(($2 + 2))
+DIR=$1 PORT=$2 STANDBY_PORT=$(($2 + 1)) SUBSCRIBER_PORT=$(($2 + 2)) RACE_STANDBY_PORT=$(($2 + 3))
+RACE=${CARGO_TARGET_DIR:-target}/release/race-test
 BINDIR=$PG_BINDIR
 fail() { echo "FAILED: $*"; exit 1; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi; }
@@ -15,6 +20,7 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi
 stop_standby() { [ -f "$DIR/standby/postmaster.pid" ] && as_postgres "$BINDIR/pg_ctl" -D "$DIR/standby" -m fast -w stop >/dev/null || true; }
 stop_all() {
     stop_standby
+    [ -f "$DIR/race-standby/postmaster.pid" ] && as_postgres "$BINDIR/pg_ctl" -D "$DIR/race-standby" -m fast -w stop >/dev/null || true
     bash scripts/cluster.sh stop "$DIR/subscriber" 2>/dev/null || true
     bash scripts/cluster.sh stop "$DIR/primary" 2>/dev/null || true
 }
@@ -116,5 +122,22 @@ primary -c "SET synchronous_commit = on" -c "UPDATE conversation SET unread_coun
 wait_until "the subscriber applies the change" subscriber \
     "SELECT unread_count = 11 FROM conversation WHERE uid = 'alice' AND channel_id = 'g2'"
 expect "an applied change is synced on the subscriber" "g2 11" "$(sync_on subscriber "$copied")"
+# A delete the apply worker applies is recorded as a departure there too.
+applied=$(position_on subscriber "'$copied'")
+primary -c "SET synchronous_commit = on" -c "DELETE FROM conversation WHERE uid = 'alice' AND channel_id = 'g2'"
+wait_until "the subscriber applies the delete" subscriber "SELECT count(*) = 0 FROM conversation WHERE channel_id = 'g2'"
+expect "an applied delete is synced on the subscriber as a departure" "g2 departed" \
+    "$(subscriber -c "SELECT string_agg(channel_id || CASE WHEN departed THEN ' departed' ELSE '' END, ', ') FROM conversation_list('alice', 1, '$applied', 1000)")"
 subscriber -c "DROP SUBSCRIPTION conversations" >/dev/null
 echo "ok: positions hold across a crash, a failover and logical replication"
+
+# ---- 4. The sync race through a failover, on a standby of its own of the (old) primary.
+psql -X -q -h "$DIR/primary" -p "$PORT" -U postgres -c "CREATE DATABASE race" -c "ALTER SYSTEM SET synchronous_commit = on" \
+    -c "SELECT pg_reload_conf()" >/dev/null
+psql -X -q -h "$DIR/primary" -p "$PORT" -U postgres -d race -c "CREATE EXTENSION pg_conversation"
+as_postgres "$BINDIR/pg_basebackup" -h "$DIR/primary" -p "$PORT" -U postgres -D "$DIR/race-standby" -R -X stream --checkpoint=fast
+as_postgres "$BINDIR/pg_ctl" -D "$DIR/race-standby" -l "$DIR/race-standby.log" -w \
+    -o "-p $RACE_STANDBY_PORT -k $DIR -c listen_addresses='' -c max_connections=200 -c hot_standby=on -c shared_preload_libraries=pg_conversation" start >/dev/null
+"$RACE" --dsn "host=$DIR/primary port=$PORT user=postgres dbname=race" --mode sync --clients 6 \
+    --standby "host=$DIR port=$RACE_STANDBY_PORT user=postgres dbname=race" --failover
+echo "ok: the sync race through a failover ends with every client holding the new primary's table"

@@ -28,7 +28,8 @@ sql -c "DO \$\$ BEGIN FOR i IN 1..8 LOOP EXECUTE format('DROP INDEX extra_%s', i
 sql -c "ALTER TABLE conversation DISABLE TRIGGER conversation_stamp"
 steps=$(sql -c "SELECT step || ': ' || done FROM conversation_partition(8)")
 echo "$steps"
-grep -qx "triggers: conversation_stamp (disabled, as it was)" <<<"$steps" || fail "the triggers step does not say the stamp stayed disabled"
+grep -qx "triggers: conversation_stamp (disabled, as it was), conversation_truncate (always, as it was)" <<<"$steps" ||
+    fail "the triggers step does not say the stamp stayed disabled"
 [ "$(sql -c "SELECT tgenabled FROM pg_trigger WHERE tgrelid = 'conversation'::regclass AND tgname = 'conversation_stamp'")" = D ] ||
     fail "conversation_partition enabled a disabled trigger"
 sql -c "ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp"
@@ -42,3 +43,9 @@ counts=$(sql -c "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(DI
 read -r rows ids keys <<<"$counts"
 [ "$rows" = "$ids" ] && [ "$rows" = "$keys" ] || fail "$rows rows, $ids ids, $keys keys"
 echo "ok: a hash-partitioned table passes the races; $rows conversations, one row and one id each"
+# A TRUNCATE of the partitioned table is recorded by its own trigger: positions from before refused.
+position=$(sql -c "SELECT position FROM conversation_list('before1', 1)")
+sql -c "TRUNCATE conversation"
+refused=$(sql -c "SELECT count(*) FROM conversation_list('before1', 1, '$position')" 2>&1) && fail "a position from before TRUNCATE was taken: $refused"
+grep -q "position was returned before table conversation was truncated" <<<"$refused" || fail "not the truncation's refusal: $refused"
+echo "ok: a position from before a TRUNCATE of the partitioned table is refused"

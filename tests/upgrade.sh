@@ -104,7 +104,8 @@ for script in $releases; do
     [ -z "$row_view" ] || sql -d "$db" -c "CREATE VIEW users_row_view AS SELECT * FROM get_or_create_conversation('u1', 'g1', 1)"
 
     # A position a client holds from before the update (0.5.0 on): refused once after it (72000,
-    # list from the start), since 0.7.0's stamp trigger changed (ENABLE ALWAYS).
+    # list from the start), since the stamp trigger changed (0.7.0: ENABLE ALWAYS; 0.8.0: on
+    # DELETE too, which was not recorded before).
     held=""
     [ "$old" \< 0.5.0 ] || held=$(sql -d "$db" -c "SELECT position FROM conversation_list('u7', NULL, NULL, 1000) LIMIT 1")
     sql -d "$db" -c "ALTER EXTENSION pg_conversation UPDATE"
@@ -147,5 +148,10 @@ for script in $releases; do
     sql -d "$db" -c "SELECT conversation_hide('u7', 'g7', 1)" >/dev/null
     changed=$(sql -d "$db" -c "SELECT string_agg(channel_id || ' ' || hidden, ',') FROM conversation_list('u7', NULL, '$position')")
     [ "$changed" = "g7 true" ] || fail "$old: after hiding g7, conversation_list from the last position gave '$changed'"
+    # A delete after the update is reported to the position before it.
+    position=$(sql -d "$db" -c "SELECT position FROM conversation_list('u7', NULL, NULL, 1000) OFFSET 18")
+    sql -d "$db" -c "DELETE FROM conversation WHERE uid = 'u7' AND channel_id = 'g57'" >/dev/null
+    departed=$(sql -d "$db" -c "SELECT string_agg(channel_id || ' ' || departed, ',') FROM conversation_list('u7', NULL, '$position')")
+    [ "$departed" = "g57 true" ] || fail "$old: after deleting g57, conversation_list from the last position gave '$departed'"
     echo "ok: $old -> $current keeps all 1000 rows; the same $objects objects as a fresh install"
 done

@@ -23,7 +23,7 @@
 //!   failing and succeeding, while clients list and write.
 //!
 //! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild]
-//!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit]
+//!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::ExitCode;
@@ -58,6 +58,9 @@ pub struct Options {
     /// Sync mode: a hot standby of --dsn; each client reads every other page there (a position
     /// carried between the servers), retrying what the standby refuses while it is behind (40001).
     pub standby: Option<String>,
+    /// Sync mode with --standby: half-way through, the standby is promoted and everyone moves to
+    /// it (a failover); clients whose positions it refuses (72000) list from the start.
+    pub failover: bool,
 }
 
 pub const LEVELS: [(&str, IsolationLevel); 3] = [
@@ -282,6 +285,7 @@ fn parse_args() -> Result<Options, String> {
         prefix: None,
         autocommit: false,
         standby: None,
+        failover: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -295,7 +299,8 @@ fn parse_args() -> Result<Options, String> {
             "--prefix" => options.prefix = Some(value()?),
             "--autocommit" => options.autocommit = true,
             "--standby" => options.standby = Some(value()?),
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit] [--standby DSN]")),
+            "--failover" => options.failover = true,
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]")),
         }
     }
     if options.dsn.is_empty() {

@@ -4,8 +4,9 @@
 //! got. Claims:
 //!
 //! - when the writers stop, one more round of syncs brings every client exactly the table: every
-//!   conversation it holds is the stored row (every column, version included), and it holds every
-//!   conversation that is not hidden;
+//!   conversation it holds is the stored row (every column, version included), it holds every
+//!   conversation that is not hidden, and none that left its list (writers delete rows and move
+//!   them to other users; messages bring deleted ones back);
 //! - a position is never ahead of a change not returned: otherwise the final state differs;
 //! - no error at all under READ COMMITTED; REPEATABLE READ / SERIALIZABLE readers see none either
 //!   (they only read).
@@ -14,7 +15,7 @@
 //! have", to show that this test catches the changes such a client loses.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -36,7 +37,8 @@ const COLUMNS: &str =
 
 pub fn races(options: &Options) -> (usize, usize) {
     // --autocommit: each sync a statement of its own (on Citus, delegated to the user's node).
-    let levels = if options.autocommit { &LEVELS[..1] } else { &LEVELS[..] };
+    // --failover: once (the standby is promoted by the first race).
+    let levels = if options.autocommit || options.failover { &LEVELS[..1] } else { &LEVELS[..] };
     at_levels(levels, |name, level| race(options, name, level))
 }
 
@@ -59,23 +61,46 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
     let writers = options.clients.max(2);
     let barrier = Arc::new(Barrier::new(writers + USERS));
     let writing = Arc::new(AtomicUsize::new(writers));
+    // --failover: set once the standby is promoted; everyone then uses it.
+    let promoted = Arc::new(AtomicBool::new(false));
+    let failover_to = options.failover.then(|| options.standby.clone().expect("--failover needs --standby"));
+    let citus = Client::connect(&options.dsn, NoTls)
+        .expect("connect")
+        .query_one("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", &[])
+        .expect("the extensions")
+        .get::<_, bool>(0);
 
     let writer_handles: Vec<_> = (0..writers)
         .map(|w| {
             let (dsn, users, barrier, writing) = (options.dsn.clone(), users.clone(), barrier.clone(), writing.clone());
+            let (promoted, failover_to) = (promoted.clone(), failover_to.clone());
             let channels: Vec<String> = (0..CHANNELS).map(channel).collect();
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
                 let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 7919);
                 let mut problems = Vec::new();
+                let mut moved = false;
                 barrier.wait();
                 for t in 0..TRANSACTIONS_PER_WRITER {
+                    if let Some(new_primary) = &failover_to {
+                        // Half-way, the first writer promotes the standby; each writer then moves
+                        // to it (what the old primary commits meanwhile is lost, as in a failover).
+                        if w == 0 && t == TRANSACTIONS_PER_WRITER / 2 {
+                            let mut standby = Client::connect(new_primary, NoTls).expect("connect to the standby");
+                            standby.execute("SELECT pg_promote(true, 60)", &[]).expect("promote the standby");
+                            promoted.store(true, Ordering::SeqCst);
+                        }
+                        if promoted.load(Ordering::SeqCst) && !moved {
+                            db = Client::connect(new_primary, NoTls).expect("connect to the new primary");
+                            moved = true;
+                        }
+                    }
                     let result = (|| -> Result<(), postgres::Error> {
                         let mut tx = db.transaction()?;
                         for _ in 0..1 + random.below(3) {
                             let ch = &channels[random.below(CHANNELS)];
                             let user = &users[random.below(USERS)];
-                            match random.below(6) {
+                            match random.below(8) {
                                 0 | 1 => {
                                     // A message to some members; the seq grows with the writer's clock.
                                     let members: Vec<&String> = users.iter().filter(|_| random.below(2) == 0).collect();
@@ -97,6 +122,30 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                                 4 => {
                                     tx.execute("SELECT conversation_clear($1, $2, 1)", &[user, ch])?;
                                 }
+                                5 => {
+                                    // A departure: the conversation deleted (a message may bring it back).
+                                    tx.execute("DELETE FROM conversation WHERE uid = $1 AND channel_id = $2 AND channel_type = 1", &[user, ch])?;
+                                }
+                                6 if citus || random.below(2) == 0 => {
+                                    // A departure from the chats: the conversation moved to the CMD list.
+                                    tx.execute(
+                                        "UPDATE conversation SET channel_id = channel_id || '____cmd'
+                                         WHERE uid = $1 AND channel_id = $2 AND channel_type = 1
+                                           AND NOT EXISTS (SELECT 1 FROM conversation AS o
+                                                           WHERE o.uid = $1 AND o.channel_id = $2 || '____cmd' AND o.channel_type = 1)",
+                                        &[user, ch],
+                                    )?;
+                                }
+                                6 => {
+                                    // A departure and an arrival: the conversation moved to another user's list
+                                    // (not on Citus, which does not change a row's distribution column).
+                                    let to = &users[random.below(USERS)];
+                                    tx.execute(
+                                        "UPDATE conversation SET uid = $3 WHERE uid = $1 AND channel_id = $2 AND channel_type = 1
+                                           AND NOT EXISTS (SELECT 1 FROM conversation AS o WHERE o.uid = $3 AND o.channel_id = $2 AND o.channel_type = 1)",
+                                        &[user, ch, to],
+                                    )?;
+                                }
                                 _ => {
                                     // The application's own SQL: stamped all the same.
                                     tx.execute(
@@ -111,10 +160,20 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                         tx.commit()
                     })();
                     if let Err(error) = result {
-                        // Two writers of one row in opposite orders: a deadlock is the writers' own
+                        // Two writers of one row in opposite orders (a deadlock), two moving rows to
+                        // one key (a unique violation), or a read computed from a row that another
+                        // writer then deleted (so it is ahead of the one made again): the writers' own
                         // affair (the test's random writes), retried by nobody; any other error is not.
-                        if error.code().map(|c| c.code()) != Some("40P01") {
-                            problems.push(format!("writer {w}: {error}"));
+                        let own_affair = match error.as_db_error() {
+                            Some(db) => {
+                                matches!(db.code().code(), "40P01" | "23505")
+                                    || (db.code().code() == "22023" && db.message().contains("ahead of the conversation's last message"))
+                            }
+                            None => false,
+                        };
+                        if !own_affair {
+                            let detail = error.as_db_error().map_or_else(|| error.to_string(), |db| format!("{}: {}", db.code().code(), db.message()));
+                            problems.push(format!("writer {w}: {detail}"));
                         }
                     }
                 }
@@ -129,24 +188,27 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         .map(|user| {
             let (dsn, user, barrier, writing) = (options.dsn.clone(), user.clone(), barrier.clone(), writing.clone());
             let (naive, autocommit, standby) = (options.naive, options.autocommit, options.standby.clone());
+            let (promoted, failover) = (promoted.clone(), options.failover);
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
                 let mut standby = standby.map(|dsn| Client::connect(&dsn, NoTls).expect("connect to the standby"));
                 let mut client = SyncClient::new(naive, autocommit);
                 let mut problems = Vec::new();
-                let (mut calls, mut behind) = (0usize, 0usize);
+                let (mut calls, mut behind, mut relisted) = (0usize, 0usize, 0usize);
                 barrier.wait();
                 // Sync while the writers write; then until a sync on the primary after the last
                 // write brings nothing. With a standby, every other page is read there.
                 let mut quiet_rounds = 0;
                 loop {
                     let done_writing = writing.load(Ordering::SeqCst) == 0;
-                    let on_standby = calls % 2 == 1 && standby.is_some();
+                    // After a failover, the promoted standby is the primary.
+                    let failed_over = promoted.load(Ordering::SeqCst);
+                    let on_standby = (calls % 2 == 1 || failed_over) && standby.is_some();
                     let server = if on_standby { standby.as_mut().expect("a standby") } else { &mut db };
                     match client.sync(server, &user, level) {
                         Ok(got) => {
                             calls += 1;
-                            if done_writing && got == 0 && !on_standby {
+                            if done_writing && got == 0 && (!on_standby || failed_over) {
                                 quiet_rounds += 1;
                                 if quiet_rounds == 2 {
                                     break;
@@ -160,6 +222,12 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                             behind += 1;
                             thread::sleep(std::time::Duration::from_millis(5));
                         }
+                        // A position the new primary's history does not contain (taken past what it
+                        // had replayed, or on the old primary after the switch): list from the start.
+                        Err(error) if failover && error.code() == Some(&postgres::error::SqlState::SNAPSHOT_TOO_OLD) => {
+                            relisted += 1;
+                            client.start_over();
+                        }
                         Err(error) => {
                             let detail = error
                                 .as_db_error()
@@ -172,21 +240,26 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                         }
                     }
                 }
-                (user, client.held, problems, calls, behind)
+                (user, client.held, problems, calls, behind, relisted)
             })
         })
         .collect();
 
     let mut problems: Vec<String> = writer_handles.into_iter().flat_map(|h| h.join().expect("writer panicked")).collect();
-    let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
-    let (mut calls, mut behind) = (0, 0);
+    // The table to compare with: after a failover, the new primary's.
+    let mut db = Client::connect(failover_to.as_ref().unwrap_or(&options.dsn), NoTls).expect("connect");
+    let (mut calls, mut behind, mut relisted) = (0, 0, 0);
     for handle in client_handles {
-        let (user, held, client_problems, client_calls, client_behind) = handle.join().expect("client panicked");
+        let (user, held, client_problems, client_calls, client_behind, client_relisted) = handle.join().expect("client panicked");
         calls += client_calls;
         behind += client_behind;
+        relisted += client_relisted;
         problems.extend(client_problems);
         let stored: Vec<(String, String, bool)> = db
-            .query(&format!("SELECT channel_id, {COLUMNS}, hidden FROM conversation WHERE uid = $1 ORDER BY channel_id"), &[&user])
+            .query(
+                &format!("SELECT channel_id, {COLUMNS}, hidden FROM conversation WHERE uid = $1 AND type = 1 ORDER BY channel_id"),
+                &[&user],
+            )
             .expect("the table")
             .iter()
             .map(|row| (row.get(0), row.get(1), row.get(2)))
@@ -214,8 +287,13 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         if differ + missing > 3 {
             problems.push(format!("{user}: {differ} conversations differ from the table, {missing} missing"));
         }
-        if held.len() > stored.len() {
-            problems.push(format!("{user} holds {} conversations, the table has {}", held.len(), stored.len()));
+        let gone: Vec<&String> = held.keys().filter(|channel| !stored.iter().any(|(stored, _, _)| stored == *channel)).collect();
+        if !gone.is_empty() {
+            problems.push(format!(
+                "{user} still holds {} conversations that left the list, {:?} among them",
+                gone.len(),
+                &gone[..gone.len().min(3)]
+            ));
         }
     }
     println!(
@@ -223,6 +301,9 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         if options.naive { ", naive" } else { "" },
         if options.standby.is_some() { format!(", every other page on the standby ({behind} refused while the reader was behind, retried)") } else { String::new() }
     );
+    if options.failover {
+        println!("{prefix}: the standby promoted half-way and everyone moved to it; {relisted} positions it refused (72000), listed again from the start");
+    }
     problems
 }
 
@@ -244,7 +325,7 @@ impl SyncClient {
     fn sync(&mut self, db: &mut Client, user: &str, level: IsolationLevel) -> Result<usize, postgres::Error> {
         if self.autocommit {
             let rows = db.query(
-                &format!("SELECT channel_id, {COLUMNS}, position FROM conversation_list($1, 1, $2, $3)"),
+                &format!("SELECT channel_id, {COLUMNS}, position, departed FROM conversation_list($1, 1, $2, $3)"),
                 &[&user, &self.position, &PAGE_SIZE],
             )?;
             return Ok(self.apply(&rows));
@@ -253,7 +334,7 @@ impl SyncClient {
         let rows = if self.naive {
             tx.query(
                 &format!(
-                    "SELECT channel_id, {COLUMNS}, updated_at::text FROM conversation
+                    "SELECT channel_id, {COLUMNS}, updated_at::text, false FROM conversation
                      WHERE uid = $1 AND type = 1 AND updated_at > COALESCE($2::text::timestamptz, '-infinity')
                      ORDER BY updated_at, id LIMIT $3"
                 ),
@@ -261,7 +342,7 @@ impl SyncClient {
             )?
         } else {
             tx.query(
-                &format!("SELECT channel_id, {COLUMNS}, position FROM conversation_list($1, 1, $2, $3)"),
+                &format!("SELECT channel_id, {COLUMNS}, position, departed FROM conversation_list($1, 1, $2, $3)"),
                 &[&user, &self.position, &PAGE_SIZE],
             )?
         };
@@ -269,9 +350,20 @@ impl SyncClient {
         Ok(self.apply(&rows))
     }
 
+    /// After 72000: forget everything and list from the start.
+    fn start_over(&mut self) {
+        self.position = None;
+        self.held.clear();
+    }
+
     fn apply(&mut self, rows: &[postgres::Row]) -> usize {
         for row in rows {
-            self.held.insert(row.get(0), row.get(1));
+            // A departure: the conversation left this list (deleted, or moved to another user).
+            if row.get::<_, bool>(3) {
+                self.held.remove(&row.get::<_, String>(0));
+            } else {
+                self.held.insert(row.get(0), row.get(1));
+            }
         }
         if let Some(last) = rows.last() {
             if self.naive {

@@ -58,3 +58,12 @@ COMMIT;
 SELECT synced(:'released') AS sync_after_release, synced(:'listed_after_rollback_to') AS sync_after_listed_rollback_to;
 -- And every position of before is still good, and brings the table's state.
 SELECT synced(:'before') AS sync_from_before, (SELECT unread_count FROM conversation WHERE uid = 'alice') AS in_table;
+
+-- A delete is a write too: a list after it returns the departure, and its position is refused
+-- once the transaction rolled back (the conversation is still there; 0.7.0 recorded nothing).
+SELECT position AS before_delete FROM conversation_list('alice') \gset
+BEGIN;
+DELETE FROM conversation WHERE uid = 'alice' AND channel_id = 'g1';
+SELECT channel_id AS shown_departed, position AS deleted FROM conversation_list('alice', NULL, :'before_delete') WHERE departed \gset
+ROLLBACK;
+SELECT :'shown_departed' AS shown_departed, synced(:'deleted') AS sync_after_rolled_back_delete;

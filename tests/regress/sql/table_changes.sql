@@ -131,10 +131,12 @@ BEGIN
     FOREACH p IN ARRAY partitions LOOP
         EXECUTE format('CREATE TABLE %I PARTITION OF conversation %s', 'conversation_' || left(md5(p), 8), p);
     END LOOP;
-    -- As README says to whoever partitions by hand: the stamp trigger on the new table.
-    CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON conversation
+    -- As README says to whoever partitions by hand: the stamp triggers on the new table.
+    CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE OR DELETE ON conversation
         FOR EACH ROW EXECUTE FUNCTION conversation_stamp();
-    ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp;
+    CREATE TRIGGER conversation_truncate BEFORE TRUNCATE ON conversation
+        FOR EACH STATEMENT EXECUTE FUNCTION conversation_stamp();
+    ALTER TABLE conversation ENABLE ALWAYS TRIGGER conversation_stamp, ENABLE ALWAYS TRIGGER conversation_truncate;
 END $$;
 CREATE FUNCTION copy_rows() RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE

@@ -11,10 +11,10 @@
 //!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
 //!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
 //!   counters in shared memory when the library is preloaded.
-//! - `relation/`: `catalog.rs`, the table, found under a lock, checked, remembered until
-//!   invalidated (and the clock table, and whether rows are stamped); which relation holds a
-//!   key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or "ask
-//!   SQL"). `probe.rs` reads an index without SPI or planner; `result_row.rs` builds the row
+//! - `relation/`: `catalog.rs`, the table, found under a lock, remembered until invalidated;
+//!   `table.rs`, what it is, read from its relation and checked; `placement.rs`, which relation
+//!   holds a key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or
+//!   "ask SQL"); `stamping.rs`, whether rows are stamped, and the clock table. `probe.rs` reads an index without SPI or planner; `result_row.rs` builds the row
 //!   handed back as the declared return type (`conversation_row`), so added, dropped and retyped
 //!   columns come back right; `statements.rs` prepares every SQL statement we run once per
 //!   backend, under a pinned search_path. `entry.rs` is the one way a SQL function reaches the

@@ -14,7 +14,8 @@ use pgrx::pg_sys;
 
 use crate::glue::call::sql_function;
 use crate::input::key::ConversationKey;
-use crate::relation::catalog::{OpenTable, Placement};
+use crate::relation::catalog::OpenTable;
+use crate::relation::placement::Placement;
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{connect, key_args, prepared, returned_row, Statement};

@@ -8,10 +8,10 @@ use pgrx::pg_sys;
 
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
-use crate::relation::catalog::Table;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{key_args, prepared, returned_row, Statement, Statements};
+use crate::relation::table::Table;
 
 const INSERT_ONE: Statement = Statement {
     sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \

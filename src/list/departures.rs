@@ -24,10 +24,12 @@ use crate::input::key::ConversationKey;
 use crate::list::list_scan::{self, Reading, Source};
 use crate::list::position::{Cursor, Horizon};
 use crate::list::version;
-use crate::relation::catalog::{Names, OpenTable, Placement, TEXT_EQUAL};
+use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::{self, DepartureTable};
+use crate::relation::placement::Placement;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 use crate::relation::statements::{arg, as_owner_of, connect, key_args, prepared, run, Arg, Statement, Statements};
+use crate::relation::table::{Names, TEXT_EQUAL};
 
 const RECORD: Statement = Statement {
     // When it left, to the microsecond: a row moved to another list of the same user in the same

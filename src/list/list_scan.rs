@@ -18,9 +18,10 @@ use pgrx::pg_sys;
 
 use crate::glue::call::text_datum;
 use crate::list::position::Cursor;
-use crate::relation::catalog::{ListIndexes, OpenTable, TEXT_EQUAL};
+use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::Places;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
+use crate::relation::table::{ListIndexes, TEXT_EQUAL};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
 /// or everything; from the top, or below a cursor.

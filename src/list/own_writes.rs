@@ -14,9 +14,9 @@ use std::cell::RefCell;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::catalog::Names;
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, connect, prepared, run, Statement};
+use crate::relation::table::Names;
 
 /// This backend's current transaction's writes, by the subtransaction that made them.
 #[derive(Default)]

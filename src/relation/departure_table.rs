@@ -13,7 +13,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::catalog;
+use crate::relation::table;
 
 /// Where a row's place in the list is, in a relation read by list_scan.rs: the attribute numbers
 /// of version, updated_at and id.
@@ -127,7 +127,7 @@ unsafe fn list_index(relation: pg_sys::Relation) -> Option<pg_sys::Oid> {
             continue;
         }
         let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
-        let ready = catalog::usable(index);
+        let ready = table::usable(index);
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
         if ready && definition.ends_with(" USING btree (uid, type, version, updated_at, id)") {

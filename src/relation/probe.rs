@@ -22,7 +22,7 @@ use pgrx::pg_sys;
 
 use crate::glue::call::text_datum;
 use crate::input::key::ConversationKey;
-use crate::relation::catalog::{Table, TEXT_EQUAL};
+use crate::relation::table::{Table, TEXT_EQUAL};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Snapshot {

@@ -8,7 +8,7 @@
 //! apply), and a stored value that does not fit is an error naming the column.
 //!
 //! Rows come from an index probe (a slot of the table, a partition or a shard) or from a statement
-//! that returns the table's columns by name (`{columns}` in kept.rs: explicit columns, never the
+//! that returns the table's columns by name (`{columns}` in statements.rs: explicit columns, never the
 //! whole-row `c`, whose type Citus cannot cast from a shard's). When the source and the returned
 //! type have the same layout (the table as CREATE EXTENSION made it), the row is copied as it is,
 //! only stamped with the returned type: one copy, no deforming. That is the hit path's case.

@@ -24,9 +24,9 @@ use pgrx::spi::Spi;
 use crate::glue::call::text_datum;
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
-use crate::relation::catalog::Names;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
+use crate::relation::table::Names;
 
 /// A statement the extension runs: its text, its parameter types, and the snapshot it reads with
 /// (`Fresh`: as a VOLATILE function's query, `Statement`: as a STABLE one's). All three are the

@@ -370,7 +370,7 @@ pub fn clock_row_missing() -> ! {
     )
 }
 
-// ---- the table (catalog.rs, result_row.rs): 55000, with a hint that keeps every row
+// ---- the table (table.rs, result_row.rs): 55000, with a hint that keeps every row
 
 /// The table cannot be found where the extension put it.
 pub fn table_missing(schema: &str) -> ! {

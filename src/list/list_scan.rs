@@ -2,7 +2,7 @@
 //! largest first, of each index the list shows (one per state, per type, and the departures' for
 //! a sync: departures.rs), merged in list order; and the badge, from the unread index alone.
 //! No SPI, planner or executor: what the list statements of list.rs return, at about the cost of
-//! reading the rows. catalog.rs says when the indexes are the extension's and so can be read this
+//! reading the rows. table.rs says when the indexes are the extension's and so can be read this
 //! way; otherwise (partitions, Citus shards, changed indexes) the statements run.
 //!
 //! A walk is bounded by the index itself where it can be (uid and type equal, version at least
@@ -191,7 +191,7 @@ fn advance(walk: &mut Walk, reading: &Reading<'_>) {
 /// A row's place in the list: its version, updated_at and id.
 pub fn place_of(slot: *mut pg_sys::TupleTableSlot, places: &Places) -> Cursor {
     // SAFETY: the slot holds a row of its relation, whose descriptor it carries; the three columns
-    // are NOT NULL bigint, timestamptz and bigint (catalog.rs and departure_table.rs checked).
+    // are NOT NULL bigint, timestamptz and bigint (table.rs and departure_table.rs checked).
     unsafe {
         let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
         let desc = (*slot).tts_tupleDescriptor;

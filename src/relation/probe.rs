@@ -1,5 +1,5 @@
 //! Reading rows straight from an index of the table: no SPI, no planner, no executor node. It only
-//! scans; which relation and index to scan is catalog.rs's answer.
+//! scans; which relation and index to scan is placement.rs's answer.
 //!
 //! This is the whole hit path, so it stays lean: no plan to keep or invalidate, and no chance of
 //! a generic plan that chose a sequential scan while the table was small. It reads what a query

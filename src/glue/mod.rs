@@ -1,6 +1,8 @@
 //! What every SQL function stands on: how it is declared and reads its arguments (`call`), the
-//! errors it raises (`errors`), the counters it bumps (`stats`).
+//! errors it raises (`errors`), the counters it bumps (`stats`), and how a backend's caches hear
+//! of catalog changes (`invalidation`).
 
 pub mod call;
 pub mod errors;
+pub mod invalidation;
 pub mod stats;

@@ -199,14 +199,17 @@ fn version_now(schema: pg_sys::Oid) -> i64 {
     version_of(written_generation(schema), xid)
 }
 
+/// The generation remembered for the clock table `clock` on `timeline`, if any.
+fn remembered_generation(clock: pg_sys::Oid, timeline: u32) -> Option<i64> {
+    KNOWN_GENERATION.get().and_then(|(relid, of, generation)| (relid == clock && of == timeline).then_some(generation))
+}
+
 /// This history's generation for writing: its row in conversation_clock, added if missing.
 fn written_generation(schema: pg_sys::Oid) -> i64 {
     let clock = stamping::clock(schema);
     let timeline = history::timeline();
-    if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock.relid && of == timeline {
-            return generation;
-        }
+    if let Some(generation) = remembered_generation(clock.relid, timeline) {
+        return generation;
     }
     let names = Names::of_schema(schema);
     let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
@@ -230,10 +233,8 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
 pub fn read_generation(schema: pg_sys::Oid) -> i64 {
     let clock = stamping::clock(schema);
     let timeline = history::timeline();
-    if let Some((relid, of, generation)) = KNOWN_GENERATION.get() {
-        if relid == clock.relid && of == timeline {
-            return generation;
-        }
+    if let Some(generation) = remembered_generation(clock.relid, timeline) {
+        return generation;
     }
     let names = Names::of_schema(schema);
     let (generation, held) = as_owner_of(clock.relid, || {

@@ -10,8 +10,7 @@
 //! - `glue/`: `call.rs`, the one way an SQL function is declared (`sql_function!`); arguments as
 //!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
 //!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
-//!   counters in shared memory when the library is preloaded; `invalidation.rs` is how a cache
-//!   hears of catalog changes.
+//!   counters in shared memory when the library is preloaded.
 //! - `relation/`: `catalog.rs`, the table, found under a lock, remembered until invalidated;
 //!   `table.rs`, what it is, read from its relation and checked; `placement.rs`, which relation
 //!   holds a key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or

@@ -8,11 +8,9 @@
 //! returned row is built as the type the function is declared to return. `Call` gives each of
 //! those, and nothing else.
 
-use std::cell::Cell;
-
 use pgrx::pg_sys;
 
-use crate::glue::{errors, invalidation};
+use crate::glue::errors;
 use crate::input::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
 /// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
@@ -40,19 +38,6 @@ macro_rules! sql_function {
     };
 }
 pub(crate) use sql_function;
-
-thread_local! {
-    /// The last function `Call::schema` looked up, and its schema.
-    static KNOWN_FUNCTION: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
-}
-
-/// A pg_proc row changed (a function dropped, or created again elsewhere): forget the schema.
-///
-/// # Safety
-/// Called by PostgreSQL as a syscache invalidation callback (registered by `Call::schema`).
-unsafe extern "C-unwind" fn forget_function(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    KNOWN_FUNCTION.set(None);
-}
 
 /// One call of a SQL function: its arguments, its function, its result.
 pub struct Call {
@@ -178,22 +163,12 @@ impl Call {
     }
 
     /// The schema of the called function: the extension's schema (it is not relocatable).
-    /// Remembered for the last function called until pg_proc changes: the hit path asks on every
-    /// call, and a syscache lookup is a measurable share of it.
     pub fn schema(&self) -> pg_sys::Oid {
-        let function = self.function();
-        if let Some((known, schema)) = KNOWN_FUNCTION.get() {
-            if known == function {
-                return schema;
-            }
-        }
-        invalidation::on_catalog_change(pg_sys::SysCacheIdentifier::PROCOID, forget_function);
         // SAFETY: a syscache lookup; InvalidOid if the function was dropped under us.
-        let schema = unsafe { pg_sys::get_func_namespace(function) };
+        let schema = unsafe { pg_sys::get_func_namespace(self.function()) };
         if schema == pg_sys::InvalidOid {
             errors::extension_dropped();
         }
-        KNOWN_FUNCTION.set(Some((function, schema)));
         schema
     }
 

@@ -1,8 +1,6 @@
 //! What every SQL function stands on: how it is declared and reads its arguments (`call`), the
-//! errors it raises (`errors`), the counters it bumps (`stats`), and how a backend's caches hear
-//! of catalog changes (`invalidation`).
+//! errors it raises (`errors`), the counters it bumps (`stats`).
 
 pub mod call;
 pub mod errors;
-pub mod invalidation;
 pub mod stats;

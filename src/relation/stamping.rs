@@ -7,18 +7,19 @@ use std::ffi::CStr;
 
 use pgrx::pg_sys;
 
-use crate::glue::{errors, invalidation};
+use crate::glue::errors;
 use crate::relation::xid;
 
 thread_local! {
     /// The clock table of one schema and its OID.
     static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, Clock)>> = const { Cell::new(None) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Relcache invalidation for the clock table (dropped, renamed), or of every relation.
 ///
 /// # Safety
-/// Called by PostgreSQL as a relcache invalidation callback (registered by `clock`).
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `clock`).
 unsafe extern "C-unwind" fn forget_clock(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if KNOWN_CLOCK.get().is_some_and(|(_, clock)| relid == pg_sys::InvalidOid || relid == clock.relid) {
         KNOWN_CLOCK.set(None);
@@ -38,6 +39,11 @@ pub struct Clock {
 /// The clock table of `schema`. Looked up by name once and remembered until a relcache
 /// invalidation of it: the stamp trigger asks on every row it stamps.
 pub fn clock(schema: pg_sys::Oid) -> Clock {
+    if !CALLBACK_REGISTERED.get() {
+        // SAFETY: registered once for the life of this backend.
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_clock), pg_sys::Datum::from(0)) };
+        CALLBACK_REGISTERED.set(true);
+    }
     if let Some((known_schema, clock)) = KNOWN_CLOCK.get() {
         if known_schema == schema {
             return clock;
@@ -51,7 +57,6 @@ pub fn clock(schema: pg_sys::Oid) -> Clock {
         }
         Clock { relid, per_timeline: pg_sys::get_attnum(relid, c"timeline".as_ptr()) > 0 }
     };
-    invalidation::on_relation_change(forget_clock);
     KNOWN_CLOCK.set(Some((schema, clock)));
     clock
 }

@@ -89,7 +89,6 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
             return prepared;
         }
     }
-    // (The departure table's name is the clock's schema's: the clock's name stands for both.)
     let sql = statement
         .sql
         .replace("{table}", &names.table)

@@ -19,6 +19,6 @@ macro_rules! earlier_name {
 
 earlier_name!(get_or_create_conversations_from_jsonb_wrapper => crate::create::batch::get_or_create_conversations_jsonb);
 earlier_name!(get_or_create_conversations_for_members_wrapper => crate::create::batch::get_or_create_conversations_members);
-earlier_name!(conversation_stats_row_wrapper => crate::stats_view::conversation_stats_row);
-earlier_name!(conversation_stats_reset_all_wrapper => crate::stats_view::conversation_stats_reset);
+earlier_name!(conversation_stats_row_wrapper => crate::glue::stats_view::conversation_stats_row);
+earlier_name!(conversation_stats_reset_all_wrapper => crate::glue::stats_view::conversation_stats_reset);
 earlier_name!(conversation_lock_key_wrapper => crate::create::lock::conversation_lock_key);

@@ -10,14 +10,16 @@
 //! - `glue/`: `call.rs`, the one way an SQL function is declared (`sql_function!`); arguments as
 //!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
 //!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
-//!   counters in shared memory when the library is preloaded.
+//!   counters in shared memory when the library is preloaded, `stats_view.rs` reads and resets
+//!   them from SQL.
 //! - `relation/`: `catalog.rs`, the table, found under a lock, remembered until invalidated;
 //!   `table.rs`, what it is, read from its relation and checked; `placement.rs`, which relation
 //!   holds a key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or
-//!   "ask SQL"); `stamping.rs`, whether rows are stamped, and the clock table. `probe.rs` reads an index without SPI or planner; `result_row.rs` builds the row
-//!   handed back as the declared return type (`conversation_row`), so added, dropped and retyped
-//!   columns come back right; `statements.rs` prepares every SQL statement we run once per
-//!   backend, under a pinned search_path. `entry.rs` is the one way a SQL function reaches the
+//!   "ask SQL"); `stamp_catalog.rs`, whether rows are stamped, and the clock table. `probe.rs`
+//!   reads an index without SPI or planner; `result_row.rs` builds the row handed back as the
+//!   declared return type (`conversation_row`), so added, dropped and retyped columns come back
+//!   right; `statements.rs` prepares every SQL statement we run once per backend, under a pinned
+//!   search_path. `entry.rs` is the one way a SQL function reaches the
 //!   table; what it opens is released on Drop. `departure_table.rs` finds and checks the table of
 //!   conversations that left a list.
 //! - `create/`: `get_or_create.rs`, check, lock, check again, insert: `find.rs` is the check (one
@@ -36,8 +38,8 @@
 //!   a sync; `own_writes.rs`, positions handed out by a transaction that wrote.
 //! - `state/`: `message.rs`, a message reached a channel; `read_state.rs`, a user read (or
 //!   cleared) up to a seq; `hide.rs`, a user hid a conversation.
-//! - `stats_view.rs`: the counters' SQL functions; `compat.rs`: the C symbols earlier releases'
-//!   SQL names, until ALTER EXTENSION UPDATE.
+//! - `compat.rs`: the C symbols earlier releases' SQL names, until ALTER EXTENSION UPDATE (it
+//!   stands above every folder: each name is another's function).
 //! - sql/: the table, the function declarations, and the operations DBAs run (import, checks,
 //!   cleanup), in SQL.
 //!
@@ -58,7 +60,6 @@ mod relation;
 mod state;
 
 mod compat;
-mod stats_view;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -1,6 +1,6 @@
 //! The conversation list inside the server: stamps, lists, positions, hide, clear and the badge.
 //! Each #[pg_test] is one transaction: rows "written long ago" are inserted with an old version
-//! of their own (the trigger leaves them as given: `stamping::for_tests`); what the test's
+//! of their own (the trigger leaves them as given: `stamp_catalog::for_tests`); what the test's
 //! transaction writes is stamped with its own id, which its positions count as in flight. Positions across
 //! transactions that commit out of order are tested by the isolation spec list_sync and the
 //! race test's sync mode.
@@ -9,7 +9,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::relation::stamping::for_tests::{rows_as_given, stamp_trigger_frozen};
+    use crate::relation::stamp_catalog::for_tests::{rows_as_given, stamp_trigger_frozen};
     use crate::tests::tests::{error_of, one, sqlstate_of};
 
     /// A version written long ago by this cluster (transaction id 10 of its generation: the one

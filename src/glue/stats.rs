@@ -1,6 +1,6 @@
 //! Live counters since server start (or the last reset), in shared memory, read through the
 //! `conversation_stats` view and cleared by `conversation_stats_reset()` (both declared in
-//! stats_view.rs, above every layer that counts).
+//! stats_view.rs).
 //!
 //! The ritual is pg_stat_statements': the memory is requested while the library is preloaded
 //! (shared_preload_libraries), attached at shared-memory startup, inherited by every backend.

@@ -17,7 +17,7 @@
 //! moves rows with their versions, before its triggers exist. The trigger is ENABLE ALWAYS, so
 //! that it fires for replication apply and under session_replication_role = replica too.
 //! Whether a table is stamped, and since which transaction, is the relation's to say:
-//! `stamping::stamped_since` (the list refuses a table that is not, or a position older).
+//! `stamp_catalog::stamped_since` (the list refuses a table that is not, or a position older).
 //!
 //! The clock is read and written as its owner, the way PostgreSQL's foreign-key triggers check
 //! the referenced table as its owner: a role that may write conversations needs no privilege on
@@ -33,7 +33,7 @@ use crate::list::departures::{self, DepartingKey};
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::list::{history, own_writes};
 use crate::relation::probe::Snapshot;
-use crate::relation::stamping;
+use crate::relation::stamp_catalog;
 use crate::relation::statements::{arg, as_owner_of, connect, prepared, run, Arg, Statement, Statements};
 use crate::relation::table::Names;
 
@@ -47,7 +47,7 @@ thread_local! {
 }
 
 /// The statements below by [whether the clock has a generation per timeline] ($2, the timeline, is
-/// not read by a clock of before 0.7.0: `stamping::Clock`).
+/// not read by a clock of before 0.7.0: `stamp_catalog::Clock`).
 const GENERATION_SQL: [&str; 2] = [
     "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1",
     "SELECT max(k.generation)::int8 FROM {clock} AS k WHERE k.system_identifier = $1 AND k.timeline = $2",
@@ -130,7 +130,7 @@ sql_function! {
                 _ => errors::trigger_misused("it must fire on INSERT, UPDATE or DELETE"),
             };
             #[cfg(any(test, feature = "pg_test"))]
-            if let (Some(tuple), true) = (written, stamping::for_tests::ROWS_AS_GIVEN.get()) {
+            if let (Some(tuple), true) = (written, stamp_catalog::for_tests::ROWS_AS_GIVEN.get()) {
                 return pg_sys::Datum::from(tuple);
             }
             let version = version_now(target.schema);
@@ -206,7 +206,7 @@ fn remembered_generation(clock: pg_sys::Oid, timeline: u32) -> Option<i64> {
 
 /// This history's generation for writing: its row in conversation_clock, added if missing.
 fn written_generation(schema: pg_sys::Oid) -> i64 {
-    let clock = stamping::clock(schema);
+    let clock = stamp_catalog::clock(schema);
     let timeline = history::timeline();
     if let Some(generation) = remembered_generation(clock.relid, timeline) {
         return generation;
@@ -231,7 +231,7 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
 /// This history's generation for reading (a STABLE function cannot add the row): its row, or
 /// the generation its first write will take.
 pub fn read_generation(schema: pg_sys::Oid) -> i64 {
-    let clock = stamping::clock(schema);
+    let clock = stamp_catalog::clock(schema);
     let timeline = history::timeline();
     if let Some(generation) = remembered_generation(clock.relid, timeline) {
         return generation;

@@ -10,7 +10,7 @@
 //! - Remembered per backend until a relcache invalidation of the table or its indexes, or a change
 //!   of any schema (a rename changes the name our statements use), forgets it. A remembered entry
 //!   is used only after the table is locked again, so a forgotten OID is never trusted.
-//! - Where a key's row lives is placement.rs's; whether its rows are stamped, stamping.rs's.
+//! - Where a key's row lives is placement.rs's; whether its rows are stamped, stamp_catalog.rs's.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -19,7 +19,7 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::stamping::{self, Stamped};
+use crate::relation::stamp_catalog::{self, Stamped};
 use crate::relation::table::Table;
 
 thread_local! {
@@ -136,10 +136,10 @@ impl OpenTable {
     }
 
     /// Whether the rows of `relid` (the table, or a Citus shard of it) are stamped, and since
-    /// which transaction (`stamping::stamped_since`; the latest of its partitions').
+    /// which transaction (`stamp_catalog::stamped_since`; the latest of its partitions').
     pub fn stamped_since(&self, relid: pg_sys::Oid) -> Option<Stamped> {
         #[cfg(any(test, feature = "pg_test"))]
-        if stamping::for_tests::STAMP_TRIGGER_FROZEN.get() {
+        if stamp_catalog::for_tests::STAMP_TRIGGER_FROZEN.get() {
             return self.stamped_since_as_found(relid).map(|stamped| Stamped { since: 0, ..stamped });
         }
         self.stamped_since_as_found(relid)
@@ -147,7 +147,8 @@ impl OpenTable {
 
     fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<Stamped> {
         if relid != self.table.relid {
-            return stamping::stamped_since(relid, self.table.schema, false); // a Citus shard
+            // A Citus shard.
+            return stamp_catalog::stamped_since(relid, self.table.schema, false);
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
@@ -155,14 +156,14 @@ impl OpenTable {
         // A partitioned table's rows live in its leaves, each with a trigger of its own.
         // The table's truncation is recorded by its own trigger (a partition truncated alone is
         // not: docs/changing-the-table.md).
-        let table = stamping::stamped_since(relid, self.table.schema, true);
+        let table = stamp_catalog::stamped_since(relid, self.table.schema, true);
         let stamped = if self.table.leaves.is_empty() {
             table
         } else {
             // Every leaf stamped as the table is: a leaf whose trigger does not record deletes
             // would lose its departures.
             self.table.leaves.iter().try_fold(table?, |latest, &leaf| {
-                stamping::stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema, false)
+                stamp_catalog::stamped_since(pg_sys::Oid::from_u32(leaf), self.table.schema, false)
                     .filter(|stamped| stamped.departures == latest.departures)
                     .map(|stamped| Stamped { since: stamped.since.max(latest.since), departures: latest.departures })
             })

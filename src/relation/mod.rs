@@ -1,6 +1,6 @@
 //! The conversation table: what it is (`table`, read and checked from its relation), as this
 //! backend knows it (`catalog`, found under a lock and remembered), where a key's row lives
-//! (`placement`, with `citus` for a distributed key), whether its rows are stamped (`stamping`),
+//! (`placement`, with `citus` for a distributed key), whether its rows are stamped (`stamp_catalog`),
 //! read directly through an index (`probe`), its rows handed back as the declared type
 //! (`result_row`), and the SQL statements run on it (`statements`). `entry` is the one way a SQL
 //! function reaches it. Beside it, the table of conversations that left a list
@@ -13,7 +13,7 @@ pub mod entry;
 pub mod placement;
 pub mod probe;
 pub mod result_row;
-pub mod stamping;
+pub mod stamp_catalog;
 pub mod statements;
 pub mod table;
 pub mod xid;

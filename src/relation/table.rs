@@ -12,7 +12,7 @@ use pgrx::pg_sys;
 
 use crate::glue::errors;
 use crate::relation::citus;
-use crate::relation::stamping::Stamped;
+use crate::relation::stamp_catalog::Stamped;
 
 /// pg_partitioned_table (a catalog OID, fixed for good).
 const PARTITIONED_TABLE_CATALOG: pg_sys::Oid = pg_sys::Oid::from_u32(3350);

@@ -11,6 +11,8 @@ source scripts/pg.sh
 DIR=$1 PORT=$2
 RACE=${CARGO_TARGET_DIR:-target}/release/race-test
 fail() { echo "FAILED: $*"; exit 1; }
+# A command that fails outside a check (set -e) says which.
+trap 'echo "FAILED: line $LINENO: $BASH_COMMAND"' ERR
 
 bash scripts/citus_cluster.sh stop "$DIR" 2>/dev/null || true
 rm -rf "$DIR"
@@ -125,6 +127,29 @@ refused=$(coordinator -c "BEGIN" -c "SELECT * FROM conversation_list('lister')" 
 grep -q "conversation_list runs on the Citus node that holds the user's shard" <<<"$refused" ||
     fail "a list in a transaction block on the coordinator was not refused: $refused"
 echo "ok: list, badge, hide and clear on the distributed table; positions taken on the shard's node"
+
+# On the shard's node, a sync that reports a departure and the badge read the shard itself: Citus
+# runs nothing there (it logs what it runs). Through Citus, the plan of a kept statement that Citus
+# ran locally grew on every call (a worker backend reached 12 GB under syncs); and the departure's
+# key, looked up by an unqualified shard name under the pinned search_path, was read through SQL.
+# A session that syncs and reads the badge 1,000 times keeps its memory.
+syncer_port=$(coordinator -c "SELECT n.nodeport FROM pg_dist_placement AS p JOIN pg_dist_node AS n USING (groupid)
+                              WHERE p.shardid = get_shard_id_for_distribution_column('conversation', 'syncer'::text)")
+coordinator -c "SELECT conversation_message_arrived('sg1', 1, ARRAY['syncer'], 1, 'other')" >/dev/null
+synced=$(coordinator -c "SELECT position FROM conversation_list('syncer', 1)")
+coordinator -c "SELECT conversation_message_arrived('sg2', 1, ARRAY['syncer'], 1, 'other')" \
+    -c "DELETE FROM conversation WHERE uid = 'syncer' AND channel_id = 'sg2'" >/dev/null
+log=$(node "$syncer_port" -c "SET citus.log_local_commands = on" -c "SET citus.log_remote_commands = on" -c "SET client_min_messages = log" \
+    -c "SELECT channel_id || ' ' || departed FROM conversation_list('syncer', 1, '$synced')" \
+    -c "SELECT unread_count FROM conversation_unread('syncer')" 2>&1 || true)
+[ "$log" = "$(printf 'sg2 true\n1')" ] || fail "a sync and the badge on the shard's node did not read the shard alone: $log"
+grown=$(node "$syncer_port" -c "CREATE TEMPORARY TABLE before AS SELECT sum(total_bytes) AS bytes FROM pg_backend_memory_contexts" \
+    -c "DO \$\$ BEGIN FOR i IN 1..1000 LOOP
+            PERFORM * FROM conversation_list('syncer', 1, '$synced'); PERFORM * FROM conversation_unread('syncer');
+        END LOOP; END \$\$" \
+    -c "SELECT (((SELECT sum(total_bytes) FROM pg_backend_memory_contexts) - bytes) / 1024)::int8 FROM before")
+[ "$grown" -lt 4096 ] || fail "1,000 syncs and badges grew the session's memory by $grown kB"
+echo "ok: on the shard's node, syncs and the badge read the shard alone; 1,000 of them grew the session by $grown kB"
 "$RACE" --dsn "$(dsn "$PORT")" --mode sync --clients 4 --autocommit
 
 # A shard moved to the other worker: its rows are stamped by the node that writes them there

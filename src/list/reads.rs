@@ -230,6 +230,7 @@ sql_function! {
         let table = OpenTable::for_call(call);
         let schema = table.table.schema;
         let Some(holding) = table.relation_holding(uid) else { errors::list_on_another_node() };
+        let names = statement_names(&table, Some(holding));
         let Some(stamped) = table.stamped_since(holding) else { errors::changes_not_stamped() };
         // Read after the calling statement's snapshot was taken: past every transaction it saw.
         let origin = Origin {
@@ -245,7 +246,8 @@ sql_function! {
         let given = given.map(|given| accepted(given, list_type, origin, generation, stamped.since, &table.table.names, departures.as_ref()));
         let now = Horizon::of_active_snapshot(generation);
         let passes = |statements: Option<&Statements>| {
-            let page = Page { output: &output, table: &table, statements, departures: departures.as_ref(), uid, list_type, origin, page_size };
+            let page =
+                Page { output: &output, table: &table, names: &names, statements, departures: departures.as_ref(), uid, list_type, origin, page_size };
             match given {
                 None => {
                     page.pass(None, &now, Cursor::TOP);
@@ -282,7 +284,7 @@ sql_function! {
             Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
             None => connect_for_lists(|statements| {
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let prepared = prepared(statements, &table.table.names, statement);
+                let prepared = prepared(statements, &statement_names(&table, table.relation_holding(uid)), statement);
                 let returned = run(statements, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
                 (value(1), value(2))
@@ -350,6 +352,15 @@ fn accepted(
     given.coarsened()
 }
 
+/// The names a list's statements read the user's rows by: on Citus, on the node that holds the
+/// user's shard (`holding`), the shard's own (Names::reading_from); the table's elsewhere.
+fn statement_names(table: &OpenTable, holding: Option<pg_sys::Oid>) -> std::borrow::Cow<'_, Names> {
+    match holding {
+        Some(shard) if shard != table.table.relid => std::borrow::Cow::Owned(table.table.names.reading_from(shard)),
+        _ => std::borrow::Cow::Borrowed(&table.table.names),
+    }
+}
+
 /// The `type` argument: NULL for every type.
 fn list_type(call: &Call) -> Option<i16> {
     call.int32(1).map(|list_type| i16::try_from(list_type).unwrap_or_else(|_| errors::invalid_list_type(list_type)))
@@ -359,6 +370,8 @@ fn list_type(call: &Call) -> Option<i16> {
 struct Page<'a> {
     output: &'a Materialized,
     table: &'a OpenTable,
+    /// What the statements read (statement_names).
+    names: &'a Names,
     /// For the statements, when the indexes are not read directly.
     statements: Option<&'a Statements>,
     /// Where departures are read from (departures.rs), where there are any.
@@ -405,7 +418,7 @@ impl Page<'_> {
                 let statements = self.statements.expect("statements run under SPI");
                 let statement =
                     &LIST[usize::from(self.list_type.is_none())][usize::from(since.is_some())][usize::from(cursor != Cursor::TOP)];
-                let prepared = prepared(statements, &self.table.table.names, statement);
+                let prepared = prepared(statements, self.names, statement);
                 let args = [
                     arg(text_datum(self.uid)),
                     arg_or_null(self.list_type.map(pg_sys::Datum::from)),

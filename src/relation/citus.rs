@@ -168,8 +168,11 @@ mod catalog {
         FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = $1";
 
     /// The key's shard, by Citus's hashing, if this node's group has a placement of it: the
-    /// shard's relation here (NULL if the placement's table is missing).
-    const LOCAL_SHARD: &CStr = c"SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, p.shardid))::pg_catalog.oid
+    /// shard's relation here (NULL if the placement's table is missing). Its name schema-qualified
+    /// (`skip_qualify_public` false, Citus 13.1 and later): found whatever search_path is in force,
+    /// the caller's or the pinned `pg_catalog, pg_temp` of statements.rs (unqualified, a shard of
+    /// `public` was not found there, and the key was read through SQL instead).
+    const LOCAL_SHARD: &CStr = c"SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, p.shardid, false))::pg_catalog.oid
         FROM pg_catalog.pg_dist_placement AS p
         WHERE p.shardid = pg_catalog.get_shard_id_for_distribution_column($1, $2)
         AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";

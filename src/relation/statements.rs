@@ -7,7 +7,8 @@
 //! the departure table (departures.rs); it is prepared
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
-//! itself after other DDL on the table.
+//! itself after other DDL on the table. A statement run on a Citus shard by its own name (a
+//! list's, reads.rs) has a plan per shard.
 //!
 //! A statement is known by what it is: its text, its parameter types and its snapshot, the whole
 //! `Statement`. There is no name to keep apart by hand: two statements that differ in anything are
@@ -57,9 +58,13 @@ impl Drop for Prepared {
     }
 }
 
+/// How many relations' plans of one statement a backend keeps (a node's shards of the table).
+const MAX_RELATIONS_PER_STATEMENT: usize = 64;
+
 thread_local! {
     // Rc, not a borrow, is handed out: a trigger on the table may call us re-entrantly.
-    static PREPARED: RefCell<HashMap<Statement, Rc<Prepared>>> = RefCell::new(HashMap::new());
+    // Per statement, one plan per relation it reads (the table; on Citus, each shard here).
+    static PREPARED: RefCell<HashMap<Statement, Vec<Rc<Prepared>>>> = RefCell::new(HashMap::new());
 }
 
 /// What preparing and running a kept statement needs, set up in one place: SPI connected and
@@ -83,9 +88,12 @@ pub fn connect_for_lists<R>(body: impl FnOnce(&Statements) -> R) -> R {
 
 /// The prepared plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
 pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) -> Rc<Prepared> {
-    if let Some(prepared) = PREPARED.with_borrow(|all| all.get(statement).cloned()) {
-        let (table, columns, clock) = &prepared.prepared_for;
-        if *table == names.table && *columns == names.columns && *clock == names.clock {
+    let kept = PREPARED.with_borrow(|all| {
+        all.get(statement).and_then(|plans| plans.iter().find(|prepared| prepared.prepared_for.0 == names.table).cloned())
+    });
+    if let Some(prepared) = kept {
+        let (_, columns, clock) = &prepared.prepared_for;
+        if *columns == names.columns && *clock == names.clock {
             return prepared;
         }
     }
@@ -109,7 +117,15 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
     let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
     let read_only = statement.snapshot == Snapshot::Statement;
     let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
-    PREPARED.with_borrow_mut(|all| all.insert(*statement, prepared.clone()));
+    PREPARED.with_borrow_mut(|all| {
+        let plans = all.entry(*statement).or_default();
+        plans.retain(|kept| kept.prepared_for.0 != names.table);
+        // Shards moved away or dropped leave plans nobody runs: the oldest go.
+        if plans.len() >= MAX_RELATIONS_PER_STATEMENT {
+            plans.remove(0);
+        }
+        plans.push(prepared.clone());
+    });
     prepared
 }
 

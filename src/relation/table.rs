@@ -202,6 +202,7 @@ unsafe fn quote(name: *const std::ffi::c_char) -> String {
 }
 
 /// The names statements are written with (statements.rs), quoted.
+#[derive(Clone)]
 pub struct Names {
     /// The table, schema-qualified.
     pub table: String,
@@ -215,6 +216,22 @@ pub struct Names {
 }
 
 impl Names {
+    /// These names with `relid`, a Citus shard of the table on this node, in the table's place:
+    /// statements then read the shard as the plain table it is here. Citus is not asked to route
+    /// them (its local plan cache keeps a plan more on every run of a kept single-shard SELECT
+    /// on the distributed table: a backend grew by gigabytes under syncs).
+    pub fn reading_from(&self, relid: pg_sys::Oid) -> Names {
+        // SAFETY: catalog lookups of a relation that exists (found under the table's lock).
+        let table = unsafe {
+            let (schema, name) = (pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid)), pg_sys::get_rel_name(relid));
+            if schema.is_null() || name.is_null() {
+                errors::extension_dropped();
+            }
+            format!("{}.{}", quote(schema), quote(name))
+        };
+        Names { table, ..self.clone() }
+    }
+
     /// The names in `schema`, without columns (the table is not opened).
     pub fn of_schema(schema: pg_sys::Oid) -> Names {
         // SAFETY: catalog lookups; the quoted names are copied out of palloc'd memory.

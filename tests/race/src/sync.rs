@@ -28,6 +28,13 @@ const USERS: usize = 4;
 const CHANNELS: usize = 12;
 const PAGE_SIZE: i32 = 3;
 const TRANSACTIONS_PER_WRITER: usize = 60;
+/// How long the writers may take: about 10 s on 2 cores (60 transactions of a few ms each, waits
+/// for each other's locks included).
+const WRITERS_TIME_LIMIT: Duration = Duration::from_secs(300);
+/// Syncs returning rows a client may make after the last write: each user has at most 2 x CHANNELS
+/// conversations and as many departures, so a few dozen pages bring them all (a failover relists
+/// from the start). More means a sync that keeps returning rows: reported, not looped on.
+const MAX_CALLS_AFTER_WRITES: usize = 500;
 
 /// What a client holds of one conversation: the columns a list shows.
 type Held = BTreeMap<String, String>;
@@ -198,9 +205,10 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                 barrier.wait();
                 // Sync while the writers write; then until a sync on the primary after the last
                 // write brings nothing. With a standby, every other page is read there.
-                let mut quiet_rounds = 0;
+                let (mut quiet_rounds, mut busy_after_writes) = (0, 0);
                 loop {
                     let done_writing = writing.load(Ordering::SeqCst) == 0;
+
                     // After a failover, the promoted standby is the primary.
                     let failed_over = promoted.load(Ordering::SeqCst);
                     let on_standby = (calls % 2 == 1 || failed_over) && standby.is_some();
@@ -208,6 +216,14 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                     match client.sync(server, &user, level) {
                         Ok(got) => {
                             calls += 1;
+                            busy_after_writes += usize::from(done_writing && got > 0);
+                            if busy_after_writes > MAX_CALLS_AFTER_WRITES {
+                                problems.push(format!(
+                                    "client of {user}: {MAX_CALLS_AFTER_WRITES} syncs after the last write still returned rows (the last page: {:?})",
+                                    client.last_page
+                                ));
+                                break;
+                            }
                             if done_writing && got == 0 && (!on_standby || failed_over) {
                                 quiet_rounds += 1;
                                 if quiet_rounds == 2 {
@@ -245,6 +261,28 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         })
         .collect();
 
+    // Writers that do not finish (a lock wait nobody resolves) would keep the clients syncing,
+    // and the test waiting, for ever: after a while, say what the sessions wait for and stop.
+    let started = std::time::Instant::now();
+    while writing.load(Ordering::SeqCst) > 0 {
+        if started.elapsed() > WRITERS_TIME_LIMIT {
+            let mut db = Client::connect(failover_to.as_ref().unwrap_or(&options.dsn), NoTls).expect("connect");
+            let waits = db
+                .query(
+                    "SELECT format('%s %s/%s %s: %s', pid, wait_event_type, wait_event, state, left(query, 120))
+                     FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .map(|rows| rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>())
+                .unwrap_or_default();
+            println!("FAILED: {level_name}: the writers did not finish in {WRITERS_TIME_LIMIT:?}; the sessions here:");
+            for wait in waits {
+                println!("  {wait}");
+            }
+            std::process::exit(1);
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
     let mut problems: Vec<String> = writer_handles.into_iter().flat_map(|h| h.join().expect("writer panicked")).collect();
     // The table to compare with: after a failover, the new primary's.
     let mut db = Client::connect(failover_to.as_ref().unwrap_or(&options.dsn), NoTls).expect("connect");
@@ -313,11 +351,13 @@ struct SyncClient {
     position: Option<String>,
     newest: Option<String>,
     held: Held,
+    /// The last page (channel, departed, position), to say what a sync that never ends returns.
+    last_page: Vec<(String, bool, String)>,
 }
 
 impl SyncClient {
     fn new(naive: bool, autocommit: bool) -> SyncClient {
-        SyncClient { naive, autocommit, position: None, newest: None, held: Held::new() }
+        SyncClient { naive, autocommit, position: None, newest: None, held: Held::new(), last_page: Vec::new() }
     }
 
     /// One call: applies what it returns and keeps the position after the last row. Returns how
@@ -357,6 +397,7 @@ impl SyncClient {
     }
 
     fn apply(&mut self, rows: &[postgres::Row]) -> usize {
+        self.last_page = rows.iter().map(|row| (row.get(0), row.get(3), row.get(2))).collect();
         for row in rows {
             // A departure: the conversation left this list (deleted, or moved to another user).
             if row.get::<_, bool>(3) {

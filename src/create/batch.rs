@@ -23,6 +23,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::create::insert::ROUNDS_AGAINST_DELETES;
 use crate::glue::call::{raw_size, refuse_writes_if_read_only, sql_function, text_array_datum, varlena_bytes, ArrayError, Call};
 use crate::glue::errors;
 use crate::glue::stats;
@@ -34,9 +35,6 @@ use crate::relation::placement::Placement;
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
 use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
-
-/// Rounds of find -> insert before giving up on keys that are deleted as fast as they are made.
-const MAX_ROUNDS: usize = 3;
 
 const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID, pg_sys::INT2ARRAYOID];
 
@@ -231,7 +229,7 @@ pub fn get_or_create_many(statements: &Statements, table: &OpenTable, keys: &[Po
     let mut found = Rows::with_capacity(keys.len());
     let mut missing: Vec<ConversationKey<'_>> = keys.iter().map(|k| k.key).collect();
     let mut created = 0;
-    for _ in 0..MAX_ROUNDS {
+    for _ in 0..ROUNDS_AGAINST_DELETES {
         find_many(statements, table, &missing, &mut found);
         missing.retain(|key| !found.contains_key(&key_of(key)));
         if missing.is_empty() {

@@ -19,7 +19,7 @@
 use pgrx::pg_sys;
 
 use crate::create::find::find;
-use crate::create::insert::insert;
+use crate::create::insert::{insert, ROUNDS_AGAINST_DELETES};
 use crate::create::lock::KeyLock;
 use crate::glue::call::{refuse_writes_if_read_only, sql_function};
 use crate::glue::errors;
@@ -29,10 +29,6 @@ use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 use crate::relation::statements::connect;
-
-/// How often a READ COMMITTED caller starts over when the row it conflicted with is gone again
-/// by the time it re-reads (a concurrent delete). Each round takes the lock again.
-const MAX_ROUNDS: usize = 3;
 
 sql_function! {
     /// get_or_create_conversation(uid, channel_id, channel_type) RETURNS conversation_row. Not
@@ -56,7 +52,7 @@ pub fn get_or_create(table: &OpenTable, key: ConversationKey<'_>, result: &Resul
     refuse_writes_if_read_only(function);
     connect(|statements| {
         let mut waited = false;
-        for _ in 0..MAX_ROUNDS {
+        for _ in 0..ROUNDS_AGAINST_DELETES {
             let lock = KeyLock::acquire(key.lock_hash());
             waited |= lock.waited;
             // Only after a wait is a creator likely to have just inserted the key. Without one,

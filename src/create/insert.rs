@@ -13,6 +13,11 @@ use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{key_args, prepared, returned_row, Statement, Statements};
 use crate::relation::table::Table;
 
+/// How often a key is made again when its row is deleted before its caller has used it (each round
+/// takes the key's lock again): a concurrent delete can win a round; get-or-create refuses with
+/// 40001 (`errors::deleted_while_creating`) only when it wins them all.
+pub const ROUNDS_AGAINST_DELETES: usize = 3;
+
 const INSERT_ONE: Statement = Statement {
     sql: "INSERT INTO {table} AS c (uid, channel_id, channel_type) VALUES ($1, $2, $3) \
           ON CONFLICT (uid, channel_id, channel_type) DO NOTHING RETURNING {columns}",

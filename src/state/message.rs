@@ -25,6 +25,7 @@ use pgrx::pg_sys;
 use std::collections::HashSet;
 
 use crate::create::batch::{array_error, get_or_create_many, missing};
+use crate::create::insert::ROUNDS_AGAINST_DELETES;
 use crate::glue::call::{sql_function, text_array_datum, text_array_elements, text_datum};
 use crate::glue::errors;
 use crate::glue::stats;
@@ -61,9 +62,6 @@ macro_rules! advance {
         )
     };
 }
-
-/// How often members whose rows were deleted while a message waited for them are made again.
-const MAX_ROUNDS: usize = 3;
 
 const ADVANCE_PARAMETERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TEXTOID];
 
@@ -145,7 +143,7 @@ sql_function! {
             let key = members[0].key;
             let mut pending = members.clone();
             let mut advanced = 0;
-            for _ in 0..MAX_ROUNDS {
+            for _ in 0..ROUNDS_AGAINST_DELETES {
                 get_or_create_many(statements, &table, &pending, "conversation_message_arrived");
                 let args = [
                     arg(text_datum(key.channel_id)),

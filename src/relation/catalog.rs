@@ -19,13 +19,13 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
+use crate::relation::invalidation;
 use crate::relation::stamp_catalog::{self, Stamped};
 use crate::relation::table::Table;
 
 thread_local! {
     /// One entry: a database holds the extension once.
     static KNOWN: Cell<Option<Rc<Table>>> = const { Cell::new(None) };
-    static CALLBACKS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn known() -> Option<Rc<Table>> {
@@ -51,7 +51,7 @@ fn forget_if(depends: impl Fn(&Table) -> bool) {
 /// reset).
 ///
 /// # Safety
-/// Called by PostgreSQL as a relcache invalidation callback (registered in `register_callbacks`).
+/// Called by PostgreSQL as a relcache invalidation callback (registered in `OpenTable::open`).
 unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     forget_if(|table| {
         relid == pg_sys::InvalidOid
@@ -66,25 +66,9 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
 /// A schema changed (renamed, say): the qualified name we remember may be stale.
 ///
 /// # Safety
-/// Called by PostgreSQL as a syscache invalidation callback (registered in `register_callbacks`).
+/// Called by PostgreSQL as a syscache invalidation callback (registered in `OpenTable::open`).
 unsafe extern "C-unwind" fn forget_on_schema_change(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
     forget_if(|_| true);
-}
-
-fn register_callbacks() {
-    if CALLBACKS_REGISTERED.with(Cell::get) {
-        return;
-    }
-    // SAFETY: registered once for the life of this backend.
-    unsafe {
-        pg_sys::CacheRegisterRelcacheCallback(Some(forget_relation), pg_sys::Datum::from(0));
-        pg_sys::CacheRegisterSyscacheCallback(
-            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
-            Some(forget_on_schema_change),
-            pg_sys::Datum::from(0),
-        );
-    }
-    CALLBACKS_REGISTERED.with(|registered| registered.set(true));
 }
 
 /// The table, locked and open for this call, its privileges checked; closed when dropped (the
@@ -99,7 +83,8 @@ impl OpenTable {
     /// and checks that the caller may read it: SELECT privilege, and no row level security policy
     /// in force (the functions refuse rather than bypass one).
     pub(in crate::relation) fn open(schema: pg_sys::Oid) -> OpenTable {
-        register_callbacks();
+        invalidation::on_relation_change(forget_relation);
+        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, forget_on_schema_change);
         if let Some(table) = known().filter(|table| table.schema == schema) {
             // SAFETY: locks by OID first; NULL if the relation is gone.
             let relation = unsafe { pg_sys::try_table_open(table.relid, pg_sys::AccessShareLock as _) };

@@ -13,6 +13,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
+use crate::relation::invalidation;
 use crate::relation::table;
 
 /// Where a row's place in the list is, in a relation read by list_scan.rs: the attribute numbers
@@ -58,7 +59,7 @@ pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
 impl DepartureTable {
     /// Opens the departure table of `schema` for reading, or None where there is none.
     pub fn open(schema: pg_sys::Oid) -> Option<DepartureTable> {
-        register_callback();
+        invalidation::on_relation_change(forget);
         let relid = relid_in(schema)?;
         // SAFETY: opened by OID under a lock (NULL if it was dropped meanwhile); its index list,
         // descriptor and attributes are read while it is open.
@@ -143,16 +144,5 @@ unsafe fn list_index(relation: pg_sys::Relation) -> Option<pg_sys::Oid> {
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if CHECKED.get().is_some_and(|checked| relid == pg_sys::InvalidOid || relid == checked.relid || relid == checked.index) {
         CHECKED.set(None);
-    }
-}
-
-fn register_callback() {
-    thread_local! {
-        static REGISTERED: Cell<bool> = const { Cell::new(false) };
-    }
-    if !REGISTERED.get() {
-        // SAFETY: registered once for the life of this backend.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget), pg_sys::Datum::from(0)) };
-        REGISTERED.set(true);
     }
 }

@@ -8,12 +8,12 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
+use crate::relation::invalidation;
 use crate::relation::xid;
 
 thread_local! {
     /// The clock table of one schema and its OID.
     static KNOWN_CLOCK: Cell<Option<(pg_sys::Oid, Clock)>> = const { Cell::new(None) };
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Relcache invalidation for the clock table (dropped, renamed), or of every relation.
@@ -39,11 +39,7 @@ pub struct Clock {
 /// The clock table of `schema`. Looked up by name once and remembered until a relcache
 /// invalidation of it: the stamp trigger asks on every row it stamps.
 pub fn clock(schema: pg_sys::Oid) -> Clock {
-    if !CALLBACK_REGISTERED.get() {
-        // SAFETY: registered once for the life of this backend.
-        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_clock), pg_sys::Datum::from(0)) };
-        CALLBACK_REGISTERED.set(true);
-    }
+    invalidation::on_relation_change(forget_clock);
     if let Some((known_schema, clock)) = KNOWN_CLOCK.get() {
         if known_schema == schema {
             return clock;

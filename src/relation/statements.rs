@@ -10,6 +10,11 @@
 //! itself after other DDL on the table. A statement run on a Citus shard by its own name (a
 //! list's, reads.rs) has a plan per shard.
 //!
+//! On a table Citus distributes, a kept statement is planned on every run (a custom plan): Citus's
+//! local executor keeps a plan more in a generic plan's memory on every run of a single-shard
+//! statement on a node that holds the shard (a worker's backend grew by gigabytes under marks,
+//! hides and badges). Its text is still parsed and analyzed once.
+//!
 //! A statement is known by what it is: its text, its parameter types and its snapshot, the whole
 //! `Statement`. There is no name to keep apart by hand: two statements that differ in anything are
 //! prepared apart, and one written twice is prepared once.
@@ -41,8 +46,9 @@ pub struct Statement {
 
 /// A prepared statement kept for the backend's life (SPI_keepplan), and how it is run.
 pub struct Prepared {
-    /// The table's name, its columns and the clock's name it was prepared for.
-    prepared_for: (String, String, String),
+    /// The table's name, its columns, the clock's name and whether it is planned per run, as it
+    /// was prepared.
+    prepared_for: (String, String, String, bool),
     plan: pg_sys::SPIPlanPtr,
     parameters: usize,
     /// SPI's read_only: run with the caller's active snapshot, nothing advanced (`Statement`).
@@ -92,8 +98,8 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
         all.get(statement).and_then(|plans| plans.iter().find(|prepared| prepared.prepared_for.0 == names.table).cloned())
     });
     if let Some(prepared) = kept {
-        let (_, columns, clock) = &prepared.prepared_for;
-        if *columns == names.columns && *clock == names.clock {
+        let (_, columns, clock, planned_per_run) = &prepared.prepared_for;
+        if *columns == names.columns && *clock == names.clock && *planned_per_run == names.planned_per_run {
             return prepared;
         }
     }
@@ -105,8 +111,9 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
         .replace("{departures}", &names.departures);
     let text = CString::new(sql.as_str()).expect("statements hold no NUL");
     let mut types = statement.parameters.to_vec();
+    let options = if names.planned_per_run { pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32 } else { 0 };
     // SAFETY: SPI is connected (`Statements` proves it); an invalid statement raises an ERROR.
-    let plan = unsafe { pg_sys::SPI_prepare(text.as_ptr(), types.len() as i32, types.as_mut_ptr()) };
+    let plan = unsafe { pg_sys::SPI_prepare_cursor(text.as_ptr(), types.len() as i32, types.as_mut_ptr(), options) };
     if plan.is_null() {
         errors::statement_failed(&sql, &spi_result());
     }
@@ -114,7 +121,7 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
     if unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
         errors::statement_failed(&sql, &spi_result());
     }
-    let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone());
+    let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone(), names.planned_per_run);
     let read_only = statement.snapshot == Snapshot::Statement;
     let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
     PREPARED.with_borrow_mut(|all| {

@@ -171,7 +171,7 @@ impl Table {
             .collect::<Vec<_>>()
             .join(", ");
         let distributed = distribution != citus::Distribution::Local;
-        let names = Names { columns, ..Names::of_schema(schema) };
+        let names = Names { columns, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
@@ -213,13 +213,15 @@ pub struct Names {
     pub clock: String,
     /// The departure table (departures.rs), schema-qualified.
     pub departures: String,
+    /// The table is Citus's: its statements are planned on every run (statements.rs says why).
+    pub planned_per_run: bool,
 }
 
 impl Names {
     /// These names with `relid`, a Citus shard of the table on this node, in the table's place:
-    /// statements then read the shard as the plain table it is here. Citus is not asked to route
-    /// them (its local plan cache keeps a plan more on every run of a kept single-shard SELECT
-    /// on the distributed table: a backend grew by gigabytes under syncs).
+    /// read-only statements then read the shard as the plain table it is here, and Citus runs
+    /// nothing (writes go through the distributed table: Citus refuses them on a shard, and
+    /// coordinates them with shard moves).
     pub fn reading_from(&self, relid: pg_sys::Oid) -> Names {
         // SAFETY: catalog lookups of a relation that exists (found under the table's lock).
         let table = unsafe {
@@ -229,7 +231,7 @@ impl Names {
             }
             format!("{}.{}", quote(schema), quote(name))
         };
-        Names { table, ..self.clone() }
+        Names { table, planned_per_run: false, ..self.clone() }
     }
 
     /// The names in `schema`, without columns (the table is not opened).
@@ -246,6 +248,7 @@ impl Names {
                 columns: String::new(),
                 clock: format!("{schema_name}.{}", quote(c"conversation_clock".as_ptr())),
                 departures: format!("{schema_name}.{}", quote(c"conversation_departure".as_ptr())),
+                planned_per_run: false,
             }
         }
     }

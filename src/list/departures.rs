@@ -21,8 +21,8 @@ use pgrx::pg_sys;
 use crate::glue::call::{text_datum, varlena_bytes};
 use crate::glue::errors;
 use crate::input::key::ConversationKey;
-use crate::list::list_scan::{self, Reading, Source};
-use crate::list::position::{Cursor, Horizon};
+use crate::list::list_scan::{self, Copied, Reading, Source};
+use crate::list::position::Horizon;
 use crate::list::version;
 use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::{self, DepartureTable};
@@ -237,27 +237,17 @@ impl Departures {
     }
 
     /// The departures of `uid` (of `types`) that `reading` takes and `left` keeps, in list order,
-    /// at most `wanted`, each as a copy of its row and its place: for tables whose rows are read
-    /// through statements (the merge with them is the caller's).
+    /// at most `wanted`: for tables whose rows are read through statements (the merge with them
+    /// is the caller's).
     pub fn page(
         &self,
         uid: &[u8],
         types: &[i16],
         reading: &Reading<'_>,
         wanted: usize,
-        mut left: impl FnMut(pg_sys::HeapTuple) -> bool,
-    ) -> Vec<(pg_sys::HeapTuple, Cursor)> {
-        let mut rows = Vec::new();
-        list_scan::walk(&[self.source()], uid, types, reading, wanted, |slot, place, _| {
-            // SAFETY: the slot holds a row of the departure table; the copy outlives the step.
-            let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
-            if !left(tuple) {
-                return false;
-            }
-            rows.push((tuple, place));
-            true
-        });
-        rows
+        left: impl FnMut(pg_sys::HeapTuple) -> bool,
+    ) -> Vec<Copied> {
+        list_scan::copies(&[self.source()], uid, types, reading, wanted, left)
     }
 
     /// Whether the departure `tuple` is still to be reported: its key is not in the table now

@@ -66,6 +66,37 @@ pub fn table_sources(table: &OpenTable, indexes: &ListIndexes, changed: bool) ->
     states.iter().map(|&index| Source { heap: table.relation, index, places, departed: false }).collect()
 }
 
+/// A row of a page: a copy of a conversation's or a departure's row (palloc'd in the call's
+/// memory, or a statement's result row alive until SPI_finish), and its place in the list.
+pub struct Copied {
+    pub tuple: pg_sys::HeapTuple,
+    pub place: Cursor,
+    pub departed: bool,
+}
+
+/// The rows `walk` takes, each copied out of its slot; a departure only where `keep_departure`
+/// says it is still to be reported (its key is not back: departures.rs).
+pub fn copies(
+    sources: &[Source],
+    uid: &[u8],
+    types: &[i16],
+    reading: &Reading<'_>,
+    wanted: usize,
+    mut keep_departure: impl FnMut(pg_sys::HeapTuple) -> bool,
+) -> Vec<Copied> {
+    let mut rows = Vec::with_capacity(wanted);
+    walk(sources, uid, types, reading, wanted, |slot, place, departed| {
+        // SAFETY: the slot holds a row of its source; the copy outlives the walk's step.
+        let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
+        if departed && !keep_departure(tuple) {
+            return false;
+        }
+        rows.push(Copied { tuple, place, departed });
+        true
+    });
+    rows
+}
+
 /// Hands `emit` the next rows of `sources` for `uid` (of `types`), in list order, each as its
 /// slot (valid during the call), its place, and whether it is a departure, until it took
 /// `wanted` (it returns whether it took the row). Returns how many it took.

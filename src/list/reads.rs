@@ -22,7 +22,7 @@ use crate::glue::errors;
 use crate::input::key::ConversationKey;
 use crate::list::departures::Departures;
 use crate::list::history::{self, Reach};
-use crate::list::list_scan::{self, Reading};
+use crate::list::list_scan::{self, Copied, Reading};
 use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
@@ -400,16 +400,8 @@ impl Page<'_> {
             Some(indexes) => {
                 let mut sources = list_scan::table_sources(self.table, indexes, since.is_some());
                 sources.extend(departures.map(Departures::source));
-                let mut rows = Vec::with_capacity(wanted);
-                list_scan::walk(&sources, self.uid, types, &reading, wanted, |slot, place, departed| {
-                    // SAFETY: the slot holds a row of the table or of the departures; the copy
-                    // outlives the walk's step.
-                    let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
-                    if departed && !departures.is_some_and(|departures| departures.left(self.table, None, tuple)) {
-                        return false;
-                    }
-                    rows.push(Row { tuple, place, departed });
-                    true
+                let rows = list_scan::copies(&sources, self.uid, types, &reading, wanted, |tuple| {
+                    departures.is_some_and(|departures| departures.left(self.table, None, tuple))
                 });
                 // SAFETY: the open table's descriptor.
                 (rows, unsafe { (*self.table.relation).rd_att })
@@ -439,15 +431,15 @@ impl Page<'_> {
                 let mut rows = (0..returned.len())
                     .map(|row| {
                         let place = Cursor { version: value(row, version), updated_at: value(row, updated_at), id: value(row, id) };
-                        Row { tuple: returned.tuple(row), place, departed: false }
+                        Copied { tuple: returned.tuple(row), place, departed: false }
                     })
                     .collect::<Vec<_>>();
                 // The departures are read from their index here too, and merged: each side holds
                 // the first `wanted` of its own, so the first `wanted` of both are among them.
                 if let Some(departures) = departures {
-                    let left =
-                        departures.page(self.uid, types, &reading, wanted, |tuple| departures.left(self.table, Some(statements), tuple));
-                    rows.extend(left.into_iter().map(|(tuple, place)| Row { tuple, place, departed: true }));
+                    rows.extend(
+                        departures.page(self.uid, types, &reading, wanted, |tuple| departures.left(self.table, Some(statements), tuple)),
+                    );
                     rows.sort_by_key(|row| std::cmp::Reverse((row.place.version, row.place.updated_at, row.place.id)));
                 }
                 (rows, desc)
@@ -480,13 +472,6 @@ impl Page<'_> {
         }
         count
     }
-}
-
-/// A row of a page: a conversation, or a departure.
-struct Row {
-    tuple: pg_sys::HeapTuple,
-    place: Cursor,
-    departed: bool,
 }
 
 /// What a departure's row of the list is filled with beyond its key, id, type, version and

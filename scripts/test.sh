@@ -64,9 +64,10 @@ skip() {
 # The code's own checks, once for every version and before any server is touched: cargo fmt
 # with the repository's rustfmt.toml, and clippy with warnings as errors (on pg15's bindings;
 # Cargo.toml's features are pg15 and pg18). A lint allowed in the code is allowed where it stands,
-# with its reason beside it.
-suite "cargo fmt --check" cargo fmt --check
+# with its reason beside it. The race tests' crate (tests/race) too.
+suite "cargo fmt --check" cargo fmt --all --check
 suite "cargo clippy -D warnings" cargo clippy --all-targets --features pg15 -- -D warnings
+suite "cargo clippy -D warnings (race tests)" cargo clippy -p race-test --all-targets -- -D warnings
 
 # The clusters of every version this run started, stopped however it ends.
 clusters=()

@@ -29,12 +29,15 @@ const ROUNDS: usize = 6;
 /// SQLSTATE (or "lost connection: ...") -> how many calls ended in it.
 type Errors = BTreeMap<String, usize>;
 
+/// A change of the table made under traffic, in round N.
+type Ddl = fn(&mut Client, usize);
+
 pub fn races(options: &Options) -> (usize, usize) {
     let mut passed = 0;
-    let scenarios: [(&str, fn(&mut Client, usize)); 3] =
+    let scenarios: [(&str, Ddl); 3] =
         [("REINDEX CONCURRENTLY", reindex), ("primary key re-created", recreate_key), ("column added and dropped", add_drop_column)];
     for (name, ddl) in scenarios {
-        let errors = under_traffic(options, name, |db, round| ddl(db, round));
+        let errors = under_traffic(options, name, ddl);
         let mut problems: Vec<String> = errors.iter().map(|(code, n)| format!("{n} calls failed with {code}")).collect();
         problems.extend(one_row_and_id_per_key(options));
         if report(name, &problems) {

@@ -165,8 +165,11 @@ fn lists_match(dsn: &str, users: &[String], when: &str) -> Vec<String> {
 
 type Ids = BTreeSet<i64>;
 
+/// A badge: the unread total and how many conversations have unread messages.
+type Badge = (i64, i64);
+
 /// The user's list (ids) and badge, and what SQL reads from the table, in one snapshot.
-fn list_and_table(db: &mut Client, user: &str) -> Result<(Ids, Ids, (i64, i64), (i64, i64)), postgres::Error> {
+fn list_and_table(db: &mut Client, user: &str) -> Result<(Ids, Ids, Badge, Badge), postgres::Error> {
     let mut tx = db.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start()?;
     let ids = |rows: Vec<postgres::Row>| rows.iter().map(|row| row.get::<_, i64>(0)).collect::<Ids>();
     let listed = ids(tx.query("SELECT id FROM conversation_list($1, NULL, NULL, 1000)", &[&user])?);
@@ -194,7 +197,7 @@ fn traffic(client: usize, dsn: &str, run: &str, users: &[String], stop: &AtomicB
         i += 1;
         let u = (i * 7 + client) % users.len();
         let (user, channel) = (&users[u], format!("{run}-g{}", (i * 13 + client) % CHANNELS));
-        let result = if client % 2 == 0 {
+        let result = if client.is_multiple_of(2) {
             match i % 3 {
                 0 => db.query("SELECT count(*) FROM conversation_list($1, NULL, NULL, 20)", &[user]).map(drop),
                 1 => db.query("SELECT unread_count FROM conversation_unread($1, NULL)", &[user]).map(drop),

@@ -137,7 +137,7 @@ fn race(options: &Options, function: &str, level_name: &str, level: IsolationLev
     let run = format!("{prefix}-{}", level_name.replace(' ', "-"));
     let key_of = |k: usize| {
         // Mix chat and CMD channels, and several conversations per user.
-        let channel = if k % 2 == 0 { format!("{run}-c{k}____cmd") } else { format!("{run}-c{k}") };
+        let channel = if k.is_multiple_of(2) { format!("{run}-c{k}____cmd") } else { format!("{run}-c{k}") };
         (format!("{run}-u{}", k % 10), channel, (k % 3) as i32)
     };
     let barrier = Arc::new(Barrier::new(options.clients));

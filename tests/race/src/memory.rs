@@ -8,6 +8,7 @@
 //! memory, /proc/PID/status RssAnon, sampled every millisecond) while it runs
 //! - a control, which only detoasts the value (the part any function pays), then
 //! - the call, which must fail with 54000,
+//!
 //! and the call's peak may exceed the control's by at most `BUDGET_MB`. Needs the server on this
 //! machine and permission to read its processes' status (root, as scripts/test.sh runs it).
 //!

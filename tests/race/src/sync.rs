@@ -84,7 +84,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             let channels: Vec<String> = (0..CHANNELS).map(channel).collect();
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
-                let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 7919);
+                let mut random = Random(0x9e37_79b9_7f4a_7c15 ^ ((w as u64 + 1) * 7919));
                 let mut problems = Vec::new();
                 let mut moved = false;
                 barrier.wait();

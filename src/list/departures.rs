@@ -29,7 +29,7 @@ use crate::relation::departure_table::{self, DepartureTable};
 use crate::relation::placement::Placement;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 use crate::relation::statements::{arg, as_owner_of, connect, key_args, prepared, run, Arg, Statement, Statements};
-use crate::relation::table::{Names, TEXT_EQUAL};
+use crate::relation::table::{IntWidth, Names, TEXT_EQUAL};
 
 const RECORD: Statement = Statement {
     // When it left, to the microsecond: a row moved to another list of the same user in the same
@@ -65,7 +65,7 @@ pub struct DepartingKey {
     uid: i32,
     channel_id: i32,
     channel_type: i32,
-    channel_type_oid: pg_sys::Oid,
+    channel_type_width: IntWidth,
     list_type: i32,
     id: i32,
 }
@@ -80,7 +80,11 @@ impl DepartingKey {
             uid: attnum(c"uid"),
             channel_id: attnum(c"channel_id"),
             channel_type,
-            channel_type_oid: if channel_type > 0 { pg_sys::SPI_gettypeid(desc, channel_type) } else { pg_sys::InvalidOid },
+            channel_type_width: IntWidth::of_type(if channel_type > 0 {
+                pg_sys::SPI_gettypeid(desc, channel_type)
+            } else {
+                pg_sys::InvalidOid
+            }),
             list_type: attnum(c"type"),
             id: attnum(c"id"),
         }
@@ -94,40 +98,41 @@ impl DepartingKey {
 /// # Safety
 /// `old` and `new` are rows of `desc`, which `key` was read from.
 pub unsafe fn key_changed(key: &DepartingKey, desc: pg_sys::TupleDesc, old: pg_sys::HeapTuple, new: pg_sys::HeapTuple) -> bool {
-    let value = |tuple: pg_sys::HeapTuple, attnum: i32| {
-        let mut null = false;
-        let datum = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
-        (!null).then_some(datum)
-    };
+    let value = |tuple: pg_sys::HeapTuple, attnum: i32| attribute(tuple, desc, attnum);
     let text_differs = |attnum: i32| match (value(old, attnum), value(new, attnum)) {
         (Some(a), Some(b)) => varlena_bytes(a) != varlena_bytes(b),
         (a, b) => a.is_some() != b.is_some(),
     };
+    let width = key.channel_type_width;
     let channel_type_differs = match (value(old, key.channel_type), value(new, key.channel_type)) {
-        (Some(a), Some(b)) => integer(a, key.channel_type_oid) != integer(b, key.channel_type_oid),
+        (Some(a), Some(b)) => width.value(a) != width.value(b),
         (a, b) => a.is_some() != b.is_some(),
     };
     text_differs(key.uid) || text_differs(key.channel_id) || channel_type_differs
 }
 
-/// Records that the row `old` left its list in the transaction stamped `version`. False where the
-/// extension has no departure table (before 0.8.0's update).
+/// Records that the row `old` left its list in the transaction stamped `version`, in the departure
+/// table `table` of `schema` (`departure_table::relid_in`, looked up once per statement). False
+/// where the extension has none (before 0.8.0's update).
 ///
 /// # Safety
 /// `old` is a row of `desc`, which `key` was read from; called from the stamp trigger.
-pub unsafe fn record(key: &DepartingKey, schema: pg_sys::Oid, desc: pg_sys::TupleDesc, old: pg_sys::HeapTuple, version: i64) -> bool {
-    let Some(table) = departure_table::relid_in(schema) else { return false };
+pub unsafe fn record(
+    key: &DepartingKey,
+    table: Option<pg_sys::Oid>,
+    schema: pg_sys::Oid,
+    desc: pg_sys::TupleDesc,
+    old: pg_sys::HeapTuple,
+    version: i64,
+) -> bool {
+    let Some(table) = table else { return false };
     if [key.uid, key.channel_id, key.channel_type, key.list_type, key.id].contains(&0) {
         errors::table_shape(
             "it lacks a column a departure is recorded with (uid, channel_id, channel_type, type, id)",
             "Give the column back its name (ALTER TABLE conversation RENAME COLUMN ... TO ...).",
         );
     }
-    let value = |attnum: i32| {
-        let mut null = false;
-        let datum = pg_sys::heap_getattr(old, attnum as _, desc, &mut null);
-        (!null).then_some(datum)
-    };
+    let value = |attnum: i32| attribute(old, desc, attnum);
     let (Some(uid), Some(channel_id), Some(channel_type), Some(list_type), Some(id)) =
         (value(key.uid), value(key.channel_id), value(key.channel_type), value(key.list_type), value(key.id))
     else {
@@ -139,7 +144,7 @@ pub unsafe fn record(key: &DepartingKey, schema: pg_sys::Oid, desc: pg_sys::Tupl
         arg(pg_sys::Datum::from(version)),
         arg(id),
         arg(channel_id),
-        arg(pg_sys::Datum::from(integer(channel_type, key.channel_type_oid) as i32)),
+        arg(pg_sys::Datum::from(key.channel_type_width.value(channel_type) as i32)),
     ];
     write(schema, table, &args);
     true
@@ -172,13 +177,14 @@ fn write(schema: pg_sys::Oid, table: pg_sys::Oid, args: &[Arg]) {
     });
 }
 
-/// An integer column's value, whatever its width.
-fn integer(datum: pg_sys::Datum, type_oid: pg_sys::Oid) -> i64 {
-    match type_oid {
-        pg_sys::INT2OID => i64::from(datum.value() as i16),
-        pg_sys::INT4OID => i64::from(datum.value() as i32),
-        _ => datum.value() as i64,
-    }
+/// Column `attnum` of `tuple` (a row of `desc`), or None where it is NULL.
+///
+/// # Safety
+/// `tuple` is a row of `desc`, and `attnum` one of its columns.
+unsafe fn attribute(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum: i32) -> Option<pg_sys::Datum> {
+    let mut null = false;
+    let datum = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
+    (!null).then_some(datum)
 }
 
 /// The departure table of a sync, open for one call.
@@ -253,18 +259,14 @@ impl Departures {
     /// Whether the departure `tuple` is still to be reported: its key is not in the table now
     /// (the calling statement's snapshot).
     pub fn left(&self, table: &OpenTable, statements: Option<&Statements>, tuple: pg_sys::HeapTuple) -> bool {
-        // SAFETY: a row of the departure table, of its descriptor; uid and channel_id are text,
-        // channel_type an integer (departure_table.rs checked their types).
-        let (uid, channel_id, channel_type) = unsafe {
-            let desc = (*self.table.relation).rd_att;
-            let value = |attnum: i16| {
-                let mut null = false;
-                pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null)
-            };
-            let [uid, channel_id, channel_type] = self.table.key;
-            (varlena_bytes(value(uid)), varlena_bytes(value(channel_id)), value(channel_type).value() as i32)
-        };
-        let Ok(channel_type) = i16::try_from(channel_type) else { return true };
+        // SAFETY: a row of the departure table, of its descriptor.
+        let [uid, channel_id, channel_type] = self.table.key.map(|attnum| unsafe { attribute(tuple, self.desc(), i32::from(attnum)) });
+        // NOT NULL columns: a record without its key (a DBA's) names nothing a client holds.
+        let (Some(uid), Some(channel_id), Some(channel_type)) = (uid, channel_id, channel_type) else { return false };
+        // SAFETY: uid and channel_id are text, channel_type an integer (departure_table.rs checked
+        // their types); the bytes live as long as the copy of the row.
+        let (uid, channel_id) = unsafe { (varlena_bytes(uid), varlena_bytes(channel_id)) };
+        let Ok(channel_type) = i16::try_from(channel_type.value() as i32) else { return true };
         let key = ConversationKey { uid, channel_id, channel_type };
         let placement = table.placement(&key);
         match placement {

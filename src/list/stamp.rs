@@ -32,6 +32,7 @@ use crate::glue::errors;
 use crate::list::departures::{self, DepartingKey};
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::list::{history, own_writes};
+use crate::relation::departure_table;
 use crate::relation::probe::Snapshot;
 use crate::relation::stamp_catalog;
 use crate::relation::statements::{arg, as_owner_of, connect, prepared, run, Arg, Statement, Statements};
@@ -137,7 +138,7 @@ sql_function! {
             // 0.8.0's trigger, the one that fires on DELETE, must record it; before that update
             // there is nowhere to, and no sync reads one.
             if departing
-                && !departures::record(&target.key, target.schema, desc, trigger.tg_trigtuple, version)
+                && !departures::record(&target.key, target.departures, target.schema, desc, trigger.tg_trigtuple, version)
                 && (*trigger.tg_trigger).tgtype as u32 & pg_sys::TRIGGER_TYPE_DELETE != 0
             {
                 errors::departure_table_missing();
@@ -165,8 +166,9 @@ struct StampTarget {
     relid: pg_sys::Oid,
     attnum: i32,
     schema: pg_sys::Oid,
-    /// What a departure is made of (departures.rs).
+    /// What a departure is made of (departures.rs), and where it goes (None before 0.8.0).
     key: DepartingKey,
+    departures: Option<pg_sys::Oid>,
 }
 
 /// # Safety
@@ -182,7 +184,14 @@ unsafe fn target_of(call: &crate::glue::call::Call, relation: pg_sys::Relation) 
     if attnum <= 0 || pg_sys::SPI_gettypeid(desc, attnum) != pg_sys::INT8OID {
         errors::table_shape("it has no bigint column version", "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0");
     }
-    let target = StampTarget { relid: (*relation).rd_id, attnum, schema: call.schema(), key: DepartingKey::of(desc) };
+    let schema = call.schema();
+    let target = StampTarget {
+        relid: (*relation).rd_id,
+        attnum,
+        schema,
+        key: DepartingKey::of(desc),
+        departures: departure_table::relid_in(schema),
+    };
     let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;
     kept.write(target);
     (*flinfo).fn_extra = kept.cast();

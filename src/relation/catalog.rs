@@ -83,8 +83,6 @@ impl OpenTable {
     /// and checks that the caller may read it: SELECT privilege, and no row level security policy
     /// in force (the functions refuse rather than bypass one).
     pub(in crate::relation) fn open(schema: pg_sys::Oid) -> OpenTable {
-        invalidation::on_relation_change(forget_relation);
-        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, forget_on_schema_change);
         if let Some(table) = known().filter(|table| table.schema == schema) {
             // SAFETY: locks by OID first; NULL if the relation is gone.
             let relation = unsafe { pg_sys::try_table_open(table.relid, pg_sys::AccessShareLock as _) };
@@ -97,6 +95,9 @@ impl OpenTable {
                 unsafe { pg_sys::table_close(relation, pg_sys::NoLock as _) };
             }
         }
+        // Before anything is read that the entry remembers: an invalidation from then on clears it.
+        invalidation::on_relation_change(forget_relation);
+        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::NAMESPACEOID, forget_on_schema_change);
         let relation = lock_by_name(schema);
         // SAFETY: `relation` is open and locked.
         let table = Rc::new(unsafe { Table::inspect(schema, relation) });

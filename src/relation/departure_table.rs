@@ -59,7 +59,6 @@ pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
 impl DepartureTable {
     /// Opens the departure table of `schema` for reading, or None where there is none.
     pub fn open(schema: pg_sys::Oid) -> Option<DepartureTable> {
-        invalidation::on_relation_change(forget);
         let relid = relid_in(schema)?;
         // SAFETY: opened by OID under a lock (NULL if it was dropped meanwhile); its index list,
         // descriptor and attributes are read while it is open.
@@ -71,6 +70,7 @@ impl DepartureTable {
             let checked = match CHECKED.get() {
                 Some(checked) if checked.relid == relid => checked,
                 _ => {
+                    invalidation::on_relation_change(forget);
                     let index = list_index(relation).unwrap_or_else(|| errors::departure_index_unusable());
                     let attnum = |name: &CStr| pg_sys::get_attnum(relid, name.as_ptr());
                     let places = Places { version: attnum(c"version"), updated_at: attnum(c"updated_at"), id: attnum(c"id") };

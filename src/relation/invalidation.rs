@@ -1,7 +1,8 @@
 //! What this backend remembers of the catalog (the table, the clock, the departure table) is
 //! forgotten when PostgreSQL says that what it was read from changed: a relcache or syscache
-//! invalidation callback. This is the one way such a callback is registered: once per backend,
-//! on first use (PostgreSQL keeps a handful of slots per backend and never frees one).
+//! invalidation callback. This is the one way such a callback is registered: once per backend
+//! (PostgreSQL keeps a handful of slots per backend and never frees one), by a cache about to be
+//! filled, before it reads what it will remember; never on a path that finds the cache filled.
 
 use std::cell::RefCell;
 

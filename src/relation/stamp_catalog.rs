@@ -39,12 +39,12 @@ pub struct Clock {
 /// The clock table of `schema`. Looked up by name once and remembered until a relcache
 /// invalidation of it: the stamp trigger asks on every row it stamps.
 pub fn clock(schema: pg_sys::Oid) -> Clock {
-    invalidation::on_relation_change(forget_clock);
     if let Some((known_schema, clock)) = KNOWN_CLOCK.get() {
         if known_schema == schema {
             return clock;
         }
     }
+    invalidation::on_relation_change(forget_clock);
     // SAFETY: syscache lookups.
     let clock = unsafe {
         let relid = pg_sys::get_relname_relid(c"conversation_clock".as_ptr(), schema);

@@ -46,9 +46,8 @@ pub struct Statement {
 
 /// A prepared statement kept for the backend's life (SPI_keepplan), and how it is run.
 pub struct Prepared {
-    /// The table's name, its columns, the clock's name and whether it is planned per run, as it
-    /// was prepared.
-    prepared_for: (String, String, String, bool),
+    /// The names it was prepared with.
+    prepared_for: Names,
     plan: pg_sys::SPIPlanPtr,
     parameters: usize,
     /// SPI's read_only: run with the caller's active snapshot, nothing advanced (`Statement`).
@@ -95,13 +94,10 @@ pub fn connect_for_lists<R>(body: impl FnOnce(&Statements) -> R) -> R {
 /// The prepared plan of `statement` with `names` (a table's, catalog.rs), preparing it on first use.
 pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) -> Rc<Prepared> {
     let kept = PREPARED.with_borrow(|all| {
-        all.get(statement).and_then(|plans| plans.iter().find(|prepared| prepared.prepared_for.0 == names.table).cloned())
+        all.get(statement).and_then(|plans| plans.iter().find(|prepared| prepared.prepared_for.table == names.table).cloned())
     });
-    if let Some(prepared) = kept {
-        let (_, columns, clock, planned_per_run) = &prepared.prepared_for;
-        if *columns == names.columns && *clock == names.clock && *planned_per_run == names.planned_per_run {
-            return prepared;
-        }
+    if let Some(prepared) = kept.filter(|prepared| prepared.prepared_for == *names) {
+        return prepared;
     }
     let sql = statement
         .sql
@@ -121,12 +117,12 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
     if unsafe { pg_sys::SPI_keepplan(plan) } != 0 {
         errors::statement_failed(&sql, &spi_result());
     }
-    let prepared_for = (names.table.clone(), names.columns.clone(), names.clock.clone(), names.planned_per_run);
+    let prepared_for = names.clone();
     let read_only = statement.snapshot == Snapshot::Statement;
     let prepared = Rc::new(Prepared { prepared_for, plan, parameters: types.len(), read_only });
     PREPARED.with_borrow_mut(|all| {
         let plans = all.entry(*statement).or_default();
-        plans.retain(|kept| kept.prepared_for.0 != names.table);
+        plans.retain(|kept| kept.prepared_for.table != names.table);
         // Shards moved away or dropped leave plans nobody runs: the oldest go.
         if plans.len() >= MAX_RELATIONS_PER_STATEMENT {
             plans.remove(0);
@@ -164,7 +160,7 @@ pub fn run(_statements: &Statements, prepared: &Prepared, args: &[Arg]) -> Retur
         pg_sys::SPI_execute_plan(prepared.plan, values.as_mut_ptr(), nulls.as_ptr(), prepared.read_only, 0)
     };
     if status < 0 {
-        errors::statement_failed(&prepared.prepared_for.0, &spi_result_of(status));
+        errors::statement_failed(&prepared.prepared_for.table, &spi_result_of(status));
     }
     Returned::last()
 }

@@ -64,11 +64,33 @@ pub struct ListIndexes {
     pub unread_count: i16,
 }
 
+/// The width of an integer column (channel_type is smallint as the extension makes it; an
+/// application may have widened it).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum IntWidth {
     Two,
     Four,
     Eight,
+}
+
+impl IntWidth {
+    /// The width of integer type `type_oid`; bigint's for any other.
+    pub fn of_type(type_oid: pg_sys::Oid) -> IntWidth {
+        match type_oid {
+            pg_sys::INT2OID => IntWidth::Two,
+            pg_sys::INT4OID => IntWidth::Four,
+            _ => IntWidth::Eight,
+        }
+    }
+
+    /// A datum of this width, as its value.
+    pub fn value(self, datum: pg_sys::Datum) -> i64 {
+        match self {
+            IntWidth::Two => i64::from(datum.value() as i16),
+            IntWidth::Four => i64::from(datum.value() as i32),
+            IntWidth::Eight => datum.value() as i64,
+        }
+    }
 }
 
 pub(in crate::relation) enum Layout {
@@ -107,11 +129,7 @@ impl Table {
 
     /// A channel_type datum of the table's channel_type column type, as the key's i16.
     pub fn channel_type_of(&self, datum: pg_sys::Datum) -> i16 {
-        match self.channel_type_width {
-            IntWidth::Two => datum.value() as i16,
-            IntWidth::Four => datum.value() as i32 as i16,
-            IntWidth::Eight => datum.value() as i64 as i16,
-        }
+        self.channel_type_width.value(datum) as i16
     }
 
     /// The channel_type value as a datum of the table's channel_type column type.
@@ -202,7 +220,7 @@ unsafe fn quote(name: *const std::ffi::c_char) -> String {
 }
 
 /// The names statements are written with (statements.rs), quoted.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct Names {
     /// The table, schema-qualified.
     pub table: String,

@@ -11,7 +11,9 @@
 //!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
 //!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
 //!   counters in shared memory when the library is preloaded, `stats_view.rs` reads and resets
-//!   them from SQL.
+//!   them from SQL. `guard.rs` takes several calls into PostgreSQL under one pgrx guard (the hit
+//!   path's); `invalidation.rs` registers the callbacks that forget what a backend remembers of
+//!   the catalog.
 //! - `relation/`: `catalog.rs`, the table, found under a lock, remembered until invalidated;
 //!   `table.rs`, what it is, read from its relation and checked; `placement.rs`, which relation
 //!   holds a key's row (the table, a hash partition, a Citus shard on this node (`citus.rs`), or

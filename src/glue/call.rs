@@ -8,9 +8,12 @@
 //! returned row is built as the type the function is declared to return. `Call` gives each of
 //! those, and nothing else.
 
+use std::cell::Cell;
+
 use pgrx::pg_sys;
 
 use crate::glue::errors;
+use crate::glue::invalidation;
 use crate::input::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
 /// Declares `fn name(call) { ... }` as the V1 C function `name`: its finfo record, the guard that
@@ -163,12 +166,21 @@ impl Call {
     }
 
     /// The schema of the called function: the extension's schema (it is not relocatable).
+    /// Remembered for the last function called (every call asks), until pg_proc changes.
     pub fn schema(&self) -> pg_sys::Oid {
+        let function = self.function();
+        if let Some((known, schema)) = LAST_SCHEMA.get() {
+            if known == function {
+                return schema;
+            }
+        }
+        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::PROCOID, forget_schema);
         // SAFETY: a syscache lookup; InvalidOid if the function was dropped under us.
-        let schema = unsafe { pg_sys::get_func_namespace(self.function()) };
+        let schema = unsafe { pg_sys::get_func_namespace(function) };
         if schema == pg_sys::InvalidOid {
             errors::extension_dropped();
         }
+        LAST_SCHEMA.set(Some((function, schema)));
         schema
     }
 
@@ -211,6 +223,19 @@ impl Call {
             Materialized { store: (*info).setResult, desc: (*info).setDesc }
         }
     }
+}
+
+thread_local! {
+    /// The last function called and its schema (`Call::schema`).
+    static LAST_SCHEMA: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// pg_proc changed (a function dropped, moved or created): the schema remembered may be stale.
+///
+/// # Safety
+/// Called by PostgreSQL as a syscache invalidation callback (registered in `Call::schema`).
+unsafe extern "C-unwind" fn forget_schema(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    LAST_SCHEMA.set(None);
 }
 
 /// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.

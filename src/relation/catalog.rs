@@ -19,7 +19,8 @@ use std::rc::Rc;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::invalidation;
+use crate::glue::guard::{c, guarded};
+use crate::glue::invalidation;
 use crate::relation::stamp_catalog::{self, Stamped};
 use crate::relation::table::Table;
 
@@ -108,7 +109,8 @@ impl OpenTable {
     fn checked(table: Rc<Table>, relation: pg_sys::Relation) -> OpenTable {
         // SAFETY: catalog checks on the open relation.
         unsafe {
-            let acl = pg_sys::pg_class_aclcheck(table.relid, pg_sys::GetUserId(), pg_sys::ACL_SELECT as _);
+            let relid = table.relid;
+            let acl = guarded(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _));
             if acl != pg_sys::AclResult::ACLCHECK_OK {
                 pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
             }

@@ -13,7 +13,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::invalidation;
+use crate::glue::invalidation;
 use crate::relation::table;
 
 /// Where a row's place in the list is, in a relation read by list_scan.rs: the attribute numbers

@@ -4,13 +4,12 @@
 //! read directly through an index (`probe`), its rows handed back as the declared type
 //! (`result_row`), and the SQL statements run on it (`statements`). `entry` is the one way a SQL
 //! function reaches it. Beside it, the table of conversations that left a list
-//! (`departure_table`). What is remembered of them is forgotten through `invalidation`.
+//! (`departure_table`). What is remembered of them is forgotten through glue's `invalidation`.
 
 pub mod catalog;
 pub mod citus;
 pub mod departure_table;
 pub mod entry;
-pub mod invalidation;
 pub mod placement;
 pub mod probe;
 pub mod result_row;

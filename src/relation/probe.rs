@@ -21,6 +21,7 @@
 use pgrx::pg_sys;
 
 use crate::glue::call::text_datum;
+use crate::glue::guard::{c, guarded};
 use crate::input::key::ConversationKey;
 use crate::relation::table::{Table, TEXT_EQUAL};
 
@@ -57,29 +58,34 @@ impl IndexProbe {
     /// A probe of `index` of the open relation `heap`, compared with `columns` bounds (its first
     /// columns, for a key).
     pub fn open(heap: pg_sys::Relation, index: pg_sys::Oid, columns: usize, snapshot: Snapshot) -> IndexProbe {
-        // SAFETY: the index-scan protocol of genam.h on an open, locked relation. The index stays
-        // locked (AccessShareLock) to the end of the transaction, as the executor leaves it.
-        unsafe {
-            let index = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
-            if snapshot == Snapshot::Fresh {
-                pg_sys::CommandCounterIncrement();
-                pg_sys::PushCopiedSnapshot(pg_sys::GetTransactionSnapshot());
-                pg_sys::UpdateActiveSnapshotCommandId();
-            } else {
-                pg_sys::PushActiveSnapshot(pg_sys::GetActiveSnapshot());
-            }
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-            let scan = begin_scan(heap, index, columns as i32);
-            IndexProbe { index, slot, scan, columns }
-        }
+        // SAFETY: the index-scan protocol of genam.h on an open, locked relation, under one guard
+        // (only calls and plain values). The index stays locked (AccessShareLock) to the end of
+        // the transaction, as the executor leaves it.
+        let (index, slot, scan) = unsafe {
+            guarded(|| {
+                let index = c::index_open(index, pg_sys::AccessShareLock as _);
+                if snapshot == Snapshot::Fresh {
+                    c::CommandCounterIncrement();
+                    c::PushCopiedSnapshot(c::GetTransactionSnapshot());
+                    c::UpdateActiveSnapshotCommandId();
+                } else {
+                    c::PushActiveSnapshot(c::GetActiveSnapshot());
+                }
+                let slot = c::table_slot_create(heap, std::ptr::null_mut());
+                (index, slot, begin_scan(heap, index, columns as i32))
+            })
+        };
+        IndexProbe { index, slot, scan, columns }
     }
 
     /// The visible row of `key` (probing the key index of `table`), in the probe's slot until
     /// the next probe, or None.
     pub fn key(&mut self, table: &Table, key: &ConversationKey<'_>) -> Option<*mut pg_sys::TupleTableSlot> {
+        // SAFETY: two palloc'd copies, under one guard.
+        let (uid, channel_id) = unsafe { guarded(|| (text(key.uid), text(key.channel_id))) };
         self.first_equal(&[
-            (TEXT_EQUAL, text_datum(key.uid)),
-            (TEXT_EQUAL, text_datum(key.channel_id)),
+            (TEXT_EQUAL, uid),
+            (TEXT_EQUAL, channel_id),
             (table.channel_type_equality(), table.channel_type_datum(key.channel_type)),
         ])
     }
@@ -96,14 +102,13 @@ impl IndexProbe {
         for (i, &(function, value)) in values.iter().enumerate() {
             bounds[i] = Bound { column: (i + 1) as pg_sys::AttrNumber, strategy: pg_sys::BTEqualStrategyNumber, function, value };
         }
-        self.rescan(&bounds[..values.len()]);
-        self.next(pg_sys::ScanDirection::ForwardScanDirection)
+        self.rescan(&bounds[..values.len()], Some(pg_sys::ScanDirection::ForwardScanDirection))
     }
 
     /// Starts a walk, largest first, over the visible rows that meet `bounds` (as many as the
     /// probe was opened with); `next_largest` steps it.
     pub fn walk_backward(&mut self, bounds: &[Bound]) {
-        self.rescan(bounds);
+        self.rescan(bounds, None);
     }
 
     /// The next row of the walk, in the probe's slot until the next step, or None at its end.
@@ -111,26 +116,37 @@ impl IndexProbe {
         self.next(pg_sys::ScanDirection::BackwardScanDirection)
     }
 
-    fn rescan(&mut self, bounds: &[Bound]) {
+    /// Rescans with `bounds`, and with `first` returns the first row in that direction (the hit
+    /// path: both under one guard).
+    fn rescan(&mut self, bounds: &[Bound], first: Option<pg_sys::ScanDirection::Type>) -> Option<*mut pg_sys::TupleTableSlot> {
         assert_eq!(bounds.len(), self.columns, "a probe compares with as many bounds as it was opened with");
+        let (index, scan, slot) = (self.index, self.scan, self.slot);
         // SAFETY: one scan key per bound, on the stack (this is the hit path); the scan was begun
-        // with that many keys.
+        // with that many keys. Under one guard: calls and plain values only (zip cannot panic).
         unsafe {
             let mut scan_keys: [pg_sys::ScanKeyData; MAX_BOUNDS] = std::mem::zeroed();
-            for (i, bound) in bounds.iter().enumerate() {
-                pg_sys::ScanKeyEntryInitialize(
-                    &mut scan_keys[i],
-                    0,
-                    bound.column,
-                    bound.strategy as pg_sys::StrategyNumber,
-                    pg_sys::InvalidOid,
-                    // The index's own collation: comparing under another could miss the row.
-                    *(*self.index).rd_indcollation.add(bound.column as usize - 1),
-                    bound.function,
-                    bound.value,
-                );
+            // The index's own collation for each bound: comparing under another could miss the row.
+            let mut collations = [pg_sys::InvalidOid; MAX_BOUNDS];
+            for (collation, bound) in collations.iter_mut().zip(bounds) {
+                *collation = *(*index).rd_indcollation.add(usize::from(bound.column as u16) - 1);
             }
-            pg_sys::index_rescan(self.scan, scan_keys.as_mut_ptr(), bounds.len() as i32, std::ptr::null_mut(), 0);
+            guarded(|| {
+                for ((scan_key, bound), &collation) in scan_keys.iter_mut().zip(bounds).zip(&collations) {
+                    c::ScanKeyEntryInitialize(
+                        scan_key,
+                        0,
+                        bound.column,
+                        bound.strategy as pg_sys::StrategyNumber,
+                        pg_sys::InvalidOid,
+                        collation,
+                        bound.function,
+                        bound.value,
+                    );
+                }
+                c::index_rescan(scan, scan_keys.as_mut_ptr(), bounds.len() as i32, std::ptr::null_mut(), 0);
+                let direction = first?;
+                c::index_getnext_slot(scan, direction, slot).then_some(slot)
+            })
         }
     }
 
@@ -146,24 +162,35 @@ impl Drop for IndexProbe {
         if std::thread::panicking() {
             return;
         }
-        // SAFETY: closes what open() opened, in reverse order.
+        let IndexProbe { index, slot, scan, .. } = *self;
+        // SAFETY: closes what open() opened, in reverse order, under one guard.
         unsafe {
-            pg_sys::index_endscan(self.scan);
-            pg_sys::ExecDropSingleTupleTableSlot(self.slot);
-            pg_sys::PopActiveSnapshot();
-            pg_sys::index_close(self.index, pg_sys::NoLock as _);
+            guarded(|| {
+                c::index_endscan(scan);
+                c::ExecDropSingleTupleTableSlot(slot);
+                c::PopActiveSnapshot();
+                c::index_close(index, pg_sys::NoLock as _);
+            })
         }
     }
+}
+
+/// A text datum holding `bytes`, as `text_datum` makes one.
+///
+/// # Safety
+/// Inside `guarded`.
+unsafe fn text(bytes: &[u8]) -> pg_sys::Datum {
+    pg_sys::Datum::from(c::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32))
 }
 
 /// index_beginscan, which PostgreSQL 18 gave an instrumentation argument (NULL: none).
 ///
 /// # Safety
-/// `heap` and `index` are open and locked, `index` an index of `heap`, and a snapshot is active;
-/// `keys` is the number of scan keys the caller passes to index_rescan.
+/// Inside `guarded`. `heap` and `index` are open and locked, `index` an index of `heap`, and a
+/// snapshot is active; `keys` is the number of scan keys the caller passes to index_rescan.
 unsafe fn begin_scan(heap: pg_sys::Relation, index: pg_sys::Relation, keys: i32) -> pg_sys::IndexScanDesc {
     #[cfg(not(feature = "pg18"))]
-    return pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), keys, 0);
+    return c::index_beginscan(heap, index, c::GetActiveSnapshot(), keys, 0);
     #[cfg(feature = "pg18")]
-    return pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), std::ptr::null_mut(), keys, 0);
+    return c::index_beginscan(heap, index, c::GetActiveSnapshot(), std::ptr::null_mut(), keys, 0);
 }

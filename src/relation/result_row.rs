@@ -22,6 +22,7 @@ use pgrx::PgTupleDesc;
 
 use crate::glue::call::Call;
 use crate::glue::errors;
+use crate::glue::guard::{c, guarded};
 
 /// The column batches add in front of the table's columns.
 pub const INPUT_POSITION: &CStr = c"input_position";
@@ -33,26 +34,41 @@ pub const LIST_DEPARTED: &CStr = c"departed";
 pub struct ResultRow {
     desc: pg_sys::TupleDesc,
     context: pg_sys::MemoryContext,
+    /// Whether `desc` is the type cache's, referenced by this row (released on drop), rather than
+    /// the calling scan's own.
+    referenced: bool,
 }
 
 impl ResultRow {
     /// For a function declared to return a composite type, built in the current memory context
     /// (the one a result must live in). The type comes from the call expression when there is
-    /// one (cheap), from the function's catalog entry otherwise. If the type is gone, DROP
-    /// EXTENSION committed while this call was on its way: a clear 55000.
+    /// one (cheap), from the function's catalog entry otherwise. Called in FROM, the scan hands
+    /// the function the descriptor it expects (of that type), which is used as it is; otherwise
+    /// the type cache's is. If the type is gone, DROP EXTENSION committed while this call was on
+    /// its way: a clear 55000.
     pub fn of_call(call: &Call) -> ResultRow {
-        // SAFETY: flinfo is set for every fmgr call; lookup_rowtype_tupdesc_noerror raises 42809
-        // if the function was declared to return something not composite.
+        // SAFETY: flinfo is set for every fmgr call; resultinfo, when set, is a node the caller
+        // owns for the whole call; lookup_rowtype_tupdesc_noerror raises 42809 if the function
+        // was declared to return something not composite. Under one guard (calls and plain
+        // values only).
         unsafe {
-            let mut type_oid = pg_sys::get_fn_expr_rettype((*call.fcinfo()).flinfo);
-            if type_oid == pg_sys::InvalidOid {
-                type_oid = pg_sys::get_func_rettype(call.function());
-            }
-            let desc = pg_sys::lookup_rowtype_tupdesc_noerror(type_oid, -1, true);
+            let (flinfo, function, info) = ((*call.fcinfo()).flinfo, call.function(), (*call.fcinfo()).resultinfo);
+            let context = pg_sys::CurrentMemoryContext;
+            let (desc, referenced) = guarded(|| {
+                let mut type_oid = c::get_fn_expr_rettype(flinfo);
+                if type_oid == pg_sys::InvalidOid {
+                    type_oid = c::get_func_rettype(function);
+                }
+                let expected = expected_desc(info);
+                if !expected.is_null() && (*expected).tdtypeid == type_oid && type_oid != pg_sys::RECORDOID {
+                    return (expected, false);
+                }
+                (c::lookup_rowtype_tupdesc_noerror(type_oid, -1, true), true)
+            });
             if desc.is_null() {
                 errors::extension_dropped();
             }
-            ResultRow { desc, context: pg_sys::CurrentMemoryContext }
+            ResultRow { desc, context, referenced }
         }
     }
 
@@ -61,8 +77,26 @@ impl ResultRow {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
         // fetched without a copy (the buffer stays pinned until the next probe).
         unsafe {
+            let source = (*slot).tts_tupleDescriptor;
+            if same_layout(source, self.desc) {
+                // The hit path: fetched and copied under one guard (calls and plain values).
+                let (desc, context) = (self.desc, self.context);
+                let copied = guarded(|| {
+                    let tuple = c::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                    if !holds_every_attribute(tuple, desc) {
+                        return None;
+                    }
+                    let caller = pg_sys::MemoryContextSwitchTo(context);
+                    let datum = c::heap_copy_tuple_as_datum(tuple, desc);
+                    pg_sys::MemoryContextSwitchTo(caller);
+                    Some(datum)
+                });
+                if let Some(datum) = copied {
+                    return datum;
+                }
+            }
             let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            self.of_tuple(tuple, (*slot).tts_tupleDescriptor)
+            self.of_tuple(tuple, source)
         }
     }
 
@@ -87,7 +121,7 @@ impl ResultRow {
     /// # Safety
     /// `tuple` is a valid heap tuple of the relation or result this row is read from.
     unsafe fn copied(&self, tuple: pg_sys::HeapTuple) -> Option<pg_sys::Datum> {
-        if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*self.desc).natts {
+        if !holds_every_attribute(tuple, self.desc) {
             return None;
         }
         let caller = pg_sys::MemoryContextSwitchTo(self.context);
@@ -117,11 +151,30 @@ impl Drop for ResultRow {
         // While unwinding from an ERROR, PostgreSQL may not be called (a second ERROR here would
         // abort the process); the abort that follows releases the reference with the resource
         // owner.
-        if !std::thread::panicking() {
+        if self.referenced && !std::thread::panicking() {
             // SAFETY: the reference lookup_rowtype_tupdesc took.
             unsafe { pg_sys::DecrTupleDescRefCount(self.desc) }
         }
     }
+}
+
+/// The descriptor a calling scan expects of a function in FROM (its ReturnSetInfo's), or NULL.
+///
+/// # Safety
+/// `info` is a call's resultinfo: NULL or a valid node.
+unsafe fn expected_desc(info: *mut pg_sys::Node) -> pg_sys::TupleDesc {
+    if info.is_null() || (*info).type_ != pg_sys::NodeTag::T_ReturnSetInfo {
+        return std::ptr::null_mut();
+    }
+    (*(info as *mut pg_sys::ReturnSetInfo)).expectedDesc
+}
+
+/// Whether `tuple` holds every attribute of `desc` (one written before an ADD COLUMN holds fewer).
+///
+/// # Safety
+/// `tuple` is a valid heap tuple, `desc` a valid descriptor.
+unsafe fn holds_every_attribute(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> bool {
+    pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 == (*desc).natts
 }
 
 /// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).
@@ -144,13 +197,28 @@ unsafe fn same_layout(source: pg_sys::TupleDesc, target: pg_sys::TupleDesc) -> b
     if (*source).natts != (*target).natts {
         return false;
     }
-    let (source, target) = (PgTupleDesc::from_pg_unchecked(source), PgTupleDesc::from_pg_unchecked(target));
-    source.iter().zip(target.iter()).all(|(s, t)| {
+    // On the hit path: the attributes read in place. Names are compared as the catalog's whole
+    // NameData (NUL-padded there); padding that differed would only cost the slower path.
+    attributes(source).iter().zip(attributes(target)).all(|(s, t)| {
         s.attisdropped == t.attisdropped
-            && (s.attisdropped || (s.atttypid == t.atttypid && s.atttypmod == t.atttypmod && name_bytes(s) == name_bytes(t)))
+            && (s.attisdropped || (s.atttypid == t.atttypid && s.atttypmod == t.atttypmod && s.attname.data == t.attname.data))
             && s.attlen == t.attlen
             && s.attalign == t.attalign
     })
+}
+
+/// The attributes of a tuple descriptor, in place.
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor that outlives the slice.
+unsafe fn attributes<'a>(desc: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
+    let count = (*desc).natts as usize;
+    #[cfg(not(feature = "pg18"))]
+    let first = (*desc).attrs.as_ptr();
+    // PostgreSQL 18 keeps a compact copy of each attribute first, the full attributes after them.
+    #[cfg(feature = "pg18")]
+    let first = (*desc).compact_attrs.as_ptr().add(count).cast::<pg_sys::FormData_pg_attribute>();
+    std::slice::from_raw_parts(first, count)
 }
 
 /// An attribute's name, as the catalog's bytes.

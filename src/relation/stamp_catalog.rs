@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
-use crate::relation::invalidation;
+use crate::glue::invalidation;
 use crate::relation::xid;
 
 thread_local! {

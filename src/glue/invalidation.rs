@@ -1,4 +1,5 @@
-//! What this backend remembers of the catalog (the table, the clock, the departure table) is
+//! What this backend remembers of the catalog (a function's schema, the table, the clock, the
+//! departure table) is
 //! forgotten when PostgreSQL says that what it was read from changed: a relcache or syscache
 //! invalidation callback. This is the one way such a callback is registered: once per backend
 //! (PostgreSQL keeps a handful of slots per backend and never frees one), by a cache about to be

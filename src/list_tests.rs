@@ -9,6 +9,7 @@
 mod tests {
     use pgrx::prelude::*;
 
+    use crate::list::stamp::for_tests::first_writer_adds;
     use crate::relation::stamp_catalog::for_tests::{rows_as_given, stamp_trigger_frozen};
     use crate::tests::tests::{error_of, one, sqlstate_of};
 
@@ -111,6 +112,35 @@ mod tests {
         assert_eq!(outcomes, ["00000", "00000", "00000", "00000", "42501", "00000", "42501"]);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation_departure WHERE uid = 'keeper'"), 1);
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation_clock"), 1);
+    }
+
+    /// First writers of a history add its clock row without waiting for each other, so each must
+    /// add the same generation: one that finds another's row of its history (committed after it
+    /// looked) takes that row's generation. It took the next after every row: a second, greater
+    /// generation for one history, and a sync on it that never went quiet (tests/citus.sh, the
+    /// sync race on a cluster updated from 0.4.0).
+    #[pg_test]
+    fn first_writers_of_a_history_add_one_generation() {
+        let schema = one::<pg_sys::Oid>("SELECT relnamespace FROM pg_class WHERE oid = 'conversation_clock'::regclass");
+        let this_history = "(SELECT system_identifier FROM pg_control_system()), (SELECT timeline_id FROM pg_control_checkpoint())";
+        Spi::run("DELETE FROM conversation_clock").unwrap();
+        // Another history at 4 (a restored cluster's, a timeline before a promotion), this one's
+        // at 5: a first writer that finds it takes 5.
+        Spi::run(&format!(
+            "INSERT INTO conversation_clock (system_identifier, timeline, generation) VALUES (1, 1, 4), ({this_history}, 5)"
+        ))
+        .unwrap();
+        assert_eq!(first_writer_adds(schema), 5);
+        // One that finds none: the next after every other history's.
+        Spi::run("DELETE FROM conversation_clock WHERE system_identifier <> 1").unwrap();
+        assert_eq!(first_writer_adds(schema), 5);
+        // This cluster's row from before 0.7.0 (no timeline) is another history.
+        Spi::run("UPDATE conversation_clock SET timeline = NULL, generation = 7 WHERE system_identifier <> 1").unwrap();
+        assert_eq!(first_writer_adds(schema), 8);
+        assert_eq!(
+            one::<i64>("SELECT count(DISTINCT generation) FROM conversation_clock WHERE timeline IS NOT NULL AND system_identifier <> 1"),
+            1
+        );
     }
 
     #[pg_test]

@@ -70,20 +70,29 @@ const GENERATION_SEEN: [Statement; 2] = [
 const NEXT_GENERATION: Statement =
     Statement { sql: "SELECT COALESCE(max(k.generation) + 1, 0)::int8 FROM {clock} AS k", parameters: &[], snapshot: Snapshot::Statement };
 
-/// The first writers of a history may each add this row: they all see the same committed rows,
-/// so they add the same generation, and none waits for another (a unique key would make them
-/// wait for the first one's whole transaction, and could deadlock them).
+/// The first writers of a history may each add this row, and none waits for another (a unique key
+/// would make them wait for the first one's whole transaction, and could deadlock them). So they
+/// must all add the same generation, whatever each sees: one that finds a row of its history
+/// (another first writer's, committed since it looked) takes that row's generation; otherwise the
+/// next after every other history's, which a row of its own history cannot change. (Taking the
+/// next after every row, its own history's included, made a writer that saw another's row add
+/// a second, greater generation: versions stamped in one and horizons taken in the other, so a
+/// sync returned the same rows for ever, or missed some.)
 const NEW_GENERATION: [Statement; 2] = [
     Statement {
         sql: "INSERT INTO {clock} (system_identifier, generation) \
-              SELECT $1, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+              SELECT $1, COALESCE(max(c.generation) FILTER (WHERE c.system_identifier = $1), \
+                                  max(c.generation) FILTER (WHERE c.system_identifier <> $1) + 1, 0) \
+              FROM {clock} AS c \
               RETURNING generation::int8",
         parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
         snapshot: Snapshot::Fresh,
     },
     Statement {
         sql: "INSERT INTO {clock} (system_identifier, timeline, generation) \
-              SELECT $1, $2, COALESCE(max(c.generation) + 1, 0) FROM {clock} AS c \
+              SELECT $1, $2, COALESCE(max(c.generation) FILTER (WHERE c.system_identifier = $1 AND c.timeline = $2), \
+                                      max(c.generation) FILTER (WHERE c.system_identifier <> $1 OR c.timeline IS DISTINCT FROM $2) + 1, 0) \
+              FROM {clock} AS c \
               RETURNING generation::int8",
         parameters: &[pg_sys::INT8OID, pg_sys::INT4OID],
         snapshot: Snapshot::Fresh,
@@ -220,21 +229,42 @@ fn written_generation(schema: pg_sys::Oid) -> i64 {
     if let Some(generation) = remembered_generation(clock.relid, timeline) {
         return generation;
     }
-    let names = Names::of_schema(schema);
-    let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
-    let generation = as_owner_of(clock.relid, || {
-        connect(|statements| {
-            let per_timeline = usize::from(clock.per_timeline);
-            one_i64(statements, &names, &GENERATION_OF[per_timeline], &args)
-                .or_else(|| one_i64(statements, &names, &NEW_GENERATION[per_timeline], &args))
-                .unwrap_or_else(|| errors::clock_row_missing())
-        })
-    });
+    let generation = clock_generation(schema, &clock, timeline, &[&GENERATION_OF, &NEW_GENERATION]);
     if generation > MAX_GENERATION {
         errors::versions_exhausted();
     }
     KNOWN_GENERATION.set(Some((clock.relid, timeline, generation)));
     generation
+}
+
+/// This history's generation as the first of `statements` (by the clock's kind) that returns one
+/// says, run as the clock's owner.
+fn clock_generation(schema: pg_sys::Oid, clock: &stamp_catalog::Clock, timeline: u32, statements: &[&[Statement; 2]]) -> i64 {
+    let names = Names::of_schema(schema);
+    let args = [system_identifier_arg(), arg(pg_sys::Datum::from(timeline as i32))];
+    as_owner_of(clock.relid, || {
+        connect(|prepared_statements| {
+            let per_timeline = usize::from(clock.per_timeline);
+            statements
+                .iter()
+                .find_map(|kinds| one_i64(prepared_statements, &names, &kinds[per_timeline], &args))
+                .unwrap_or_else(|| errors::clock_row_missing())
+        })
+    })
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+pub mod for_tests {
+    use pgrx::pg_sys;
+
+    use crate::relation::stamp_catalog;
+
+    /// What a first writer of this history adds to the clock of `schema` (it found no row of its
+    /// history when it looked).
+    pub fn first_writer_adds(schema: pg_sys::Oid) -> i64 {
+        let clock = stamp_catalog::clock(schema);
+        super::clock_generation(schema, &clock, crate::list::history::timeline(), &[&super::NEW_GENERATION])
+    }
 }
 
 /// This history's generation for reading (a STABLE function cannot add the row): its row, or

@@ -201,6 +201,20 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"), id);
     }
 
+    /// A function's schema is remembered per backend (glue/call.rs) and forgotten when pg_proc
+    /// changes: a function moved to another schema looks for the table there on its next call.
+    #[pg_test]
+    fn a_moved_function_looks_in_its_new_schema() {
+        let id: i64 = one("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");
+        Spi::run("CREATE SCHEMA moved; ALTER FUNCTION get_or_create_conversation(text, text, integer) SET SCHEMA moved").unwrap();
+        assert_eq!(
+            outcome_of("SELECT moved.get_or_create_conversation('u1', 'g1', 1)").as_deref(),
+            Some("55000: pg_conversation's table moved.conversation does not exist")
+        );
+        Spi::run("ALTER FUNCTION moved.get_or_create_conversation(text, text, integer) SET SCHEMA public").unwrap();
+        assert_eq!(one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"), id);
+    }
+
     #[pg_test]
     fn writers_that_bypass_the_function_cannot_duplicate_a_key() {
         one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)");

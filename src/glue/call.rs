@@ -8,7 +8,7 @@
 //! returned row is built as the type the function is declared to return. `Call` gives each of
 //! those, and nothing else.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
@@ -166,21 +166,27 @@ impl Call {
     }
 
     /// The schema of the called function: the extension's schema (it is not relocatable).
-    /// Remembered for the last function called (every call asks), until pg_proc changes.
+    /// Remembered per function (every call asks; a miss calls the stamp trigger too), until
+    /// pg_proc changes.
     pub fn schema(&self) -> pg_sys::Oid {
         let function = self.function();
-        if let Some((known, schema)) = LAST_SCHEMA.get() {
-            if known == function {
-                return schema;
-            }
+        let known = SCHEMAS.with_borrow(|schemas| schemas.iter().find(|(known, _)| *known == function).map(|&(_, schema)| schema));
+        if let Some(schema) = known {
+            return schema;
         }
-        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::PROCOID, forget_schema);
+        invalidation::on_syscache_change(pg_sys::SysCacheIdentifier::PROCOID, forget_schemas);
         // SAFETY: a syscache lookup; InvalidOid if the function was dropped under us.
         let schema = unsafe { pg_sys::get_func_namespace(function) };
         if schema == pg_sys::InvalidOid {
             errors::extension_dropped();
         }
-        LAST_SCHEMA.set(Some((function, schema)));
+        SCHEMAS.with_borrow_mut(|schemas| {
+            // The extension declares fewer functions than this; a bound all the same.
+            if schemas.len() >= MAX_SCHEMAS_KEPT {
+                schemas.clear();
+            }
+            schemas.push((function, schema));
+        });
         schema
     }
 
@@ -226,16 +232,18 @@ impl Call {
 }
 
 thread_local! {
-    /// The last function called and its schema (`Call::schema`).
-    static LAST_SCHEMA: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+    /// The functions called so far and their schemas (`Call::schema`).
+    static SCHEMAS: RefCell<Vec<(pg_sys::Oid, pg_sys::Oid)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// pg_proc changed (a function dropped, moved or created): the schema remembered may be stale.
+const MAX_SCHEMAS_KEPT: usize = 64;
+
+/// pg_proc changed (a function dropped, moved or created): a schema remembered may be stale.
 ///
 /// # Safety
 /// Called by PostgreSQL as a syscache invalidation callback (registered in `Call::schema`).
-unsafe extern "C-unwind" fn forget_schema(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
-    LAST_SCHEMA.set(None);
+unsafe extern "C-unwind" fn forget_schemas(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    SCHEMAS.with_borrow_mut(Vec::clear);
 }
 
 /// A READ ONLY transaction or a hot standby: refuse before any lock or write, with our own 25006.

@@ -69,6 +69,7 @@ pub mod c {
         fn get_fn_expr_rettype(flinfo: *mut pg_sys::FmgrInfo) -> pg_sys::Oid;
         fn get_func_rettype(function: pg_sys::Oid) -> pg_sys::Oid;
         fn lookup_rowtype_tupdesc_noerror(type_oid: pg_sys::Oid, typmod: i32, no_error: bool) -> pg_sys::TupleDesc;
+        fn try_table_open(relation: pg_sys::Oid, lockmode: pg_sys::LOCKMODE) -> pg_sys::Relation;
         fn GetUserId() -> pg_sys::Oid;
         fn pg_class_aclcheck(relation: pg_sys::Oid, role: pg_sys::Oid, mode: pg_sys::AclMode) -> pg_sys::AclResult::Type;
     }

@@ -85,12 +85,19 @@ impl OpenTable {
     /// in force (the functions refuse rather than bypass one).
     pub(in crate::relation) fn open(schema: pg_sys::Oid) -> OpenTable {
         if let Some(table) = known().filter(|table| table.schema == schema) {
-            // SAFETY: locks by OID first; NULL if the relation is gone.
-            let relation = unsafe { pg_sys::try_table_open(table.relid, pg_sys::AccessShareLock as _) };
-            if !relation.is_null() {
+            let relid = table.relid;
+            // SAFETY: locks by OID first (NULL if the relation is gone), then tests the caller's
+            // privilege on it, under one guard (the hit path).
+            let (relation, privilege) = unsafe {
+                guarded(|| {
+                    let relation = c::try_table_open(relid, pg_sys::AccessShareLock as _);
+                    (relation, (!relation.is_null()).then(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _)))
+                })
+            };
+            if let Some(privilege) = privilege {
                 // The lock processed pending invalidations: the entry is current if still known.
                 if known().is_some_and(|now| Rc::ptr_eq(&now, &table)) {
-                    return OpenTable::checked(table, relation);
+                    return OpenTable::checked(table, relation, privilege);
                 }
                 // SAFETY: opened above; the lock stays, harmlessly, to the end of the transaction.
                 unsafe { pg_sys::table_close(relation, pg_sys::NoLock as _) };
@@ -103,16 +110,19 @@ impl OpenTable {
         // SAFETY: `relation` is open and locked.
         let table = Rc::new(unsafe { Table::inspect(schema, relation) });
         KNOWN.with(|known| known.set(Some(table.clone())));
-        OpenTable::checked(table, relation)
+        let relid = table.relid;
+        // SAFETY: a privilege test on the open relation, under one guard.
+        let privilege = unsafe { guarded(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _)) };
+        OpenTable::checked(table, relation, privilege)
     }
 
-    fn checked(table: Rc<Table>, relation: pg_sys::Relation) -> OpenTable {
+    /// Refuses the call unless the caller may read the table: `privilege` (its SELECT privilege,
+    /// tested once the table was locked) and no row level security in force.
+    fn checked(table: Rc<Table>, relation: pg_sys::Relation, privilege: pg_sys::AclResult::Type) -> OpenTable {
         // SAFETY: catalog checks on the open relation.
         unsafe {
-            let relid = table.relid;
-            let acl = guarded(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _));
-            if acl != pg_sys::AclResult::ACLCHECK_OK {
-                pg_sys::aclcheck_error(acl, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
+            if privilege != pg_sys::AclResult::ACLCHECK_OK {
+                pg_sys::aclcheck_error(privilege, pg_sys::ObjectType::OBJECT_TABLE, c"conversation".as_ptr());
             }
             if (*(*relation).rd_rel).relrowsecurity
                 && pg_sys::check_enable_rls(table.relid, pg_sys::InvalidOid, false) == pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32

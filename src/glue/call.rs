@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use pgrx::pg_sys;
 
 use crate::glue::errors;
+use crate::glue::guard;
 use crate::glue::invalidation;
 use crate::input::key::{ConversationKey, KeyError, MAX_ID_BYTES};
 
@@ -336,8 +337,8 @@ pub unsafe fn text_array_elements<'a>(datum: pg_sys::Datum) -> Vec<&'a [u8]> {
 
 /// A text datum holding `bytes` (taken as the database encoding's), palloc'd.
 pub fn text_datum(bytes: &[u8]) -> pg_sys::Datum {
-    // SAFETY: copies `bytes` into a new palloc'd text.
-    unsafe { pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32)) }
+    // SAFETY: copies `bytes` into a new palloc'd text, under its guard.
+    unsafe { guard::guarded(|| guard::text(bytes)) }
 }
 
 /// A one-dimensional text[] datum of `elements` (each taken as the database encoding's), palloc'd.

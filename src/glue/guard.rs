@@ -22,6 +22,14 @@ pub unsafe fn guarded<T>(calls: impl FnOnce() -> T) -> T {
     pg_sys::ffi::pg_guard_ffi_boundary(calls)
 }
 
+/// A text datum holding `bytes` (taken as the database encoding's), palloc'd.
+///
+/// # Safety
+/// Inside `guarded`.
+pub unsafe fn text(bytes: &[u8]) -> pg_sys::Datum {
+    pg_sys::Datum::from(c::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32))
+}
+
 /// Declares PostgreSQL functions to call without a guard of their own, each with the signature
 /// of pgrx's binding of the same name (a compile error if one differs: the binding follows the
 /// server's headers).

@@ -91,7 +91,7 @@ impl OpenTable {
             let (relation, privilege) = unsafe {
                 guarded(|| {
                     let relation = c::try_table_open(relid, pg_sys::AccessShareLock as _);
-                    (relation, (!relation.is_null()).then(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _)))
+                    (relation, (!relation.is_null()).then(|| select_privilege(relid)))
                 })
             };
             if let Some(privilege) = privilege {
@@ -112,7 +112,7 @@ impl OpenTable {
         KNOWN.with(|known| known.set(Some(table.clone())));
         let relid = table.relid;
         // SAFETY: a privilege test on the open relation, under one guard.
-        let privilege = unsafe { guarded(|| c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _)) };
+        let privilege = unsafe { guarded(|| select_privilege(relid)) };
         OpenTable::checked(table, relation, privilege)
     }
 
@@ -180,6 +180,14 @@ impl Drop for OpenTable {
             unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
         }
     }
+}
+
+/// The caller's SELECT privilege on `relid`.
+///
+/// # Safety
+/// Inside `guarded`.
+unsafe fn select_privilege(relid: pg_sys::Oid) -> pg_sys::AclResult::Type {
+    c::pg_class_aclcheck(relid, c::GetUserId(), pg_sys::ACL_SELECT as _)
 }
 
 /// Finds the table by name in `schema`, locking it before the name is trusted (PostgreSQL's

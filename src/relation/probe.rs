@@ -21,7 +21,7 @@
 use pgrx::pg_sys;
 
 use crate::glue::call::text_datum;
-use crate::glue::guard::{c, guarded};
+use crate::glue::guard::{c, guarded, text};
 use crate::input::key::ConversationKey;
 use crate::relation::table::{Table, TEXT_EQUAL};
 
@@ -173,14 +173,6 @@ impl Drop for IndexProbe {
             })
         }
     }
-}
-
-/// A text datum holding `bytes`, as `text_datum` makes one.
-///
-/// # Safety
-/// Inside `guarded`.
-unsafe fn text(bytes: &[u8]) -> pg_sys::Datum {
-    pg_sys::Datum::from(c::cstring_to_text_with_len(bytes.as_ptr().cast(), bytes.len() as i32))
 }
 
 /// index_beginscan, which PostgreSQL 18 gave an instrumentation argument (NULL: none).

@@ -75,60 +75,46 @@ impl ResultRow {
     /// The row in `slot` (a slot of the table, a partition or a shard) as the result datum.
     pub fn of_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
-        // fetched without a copy (the buffer stays pinned until the next probe).
+        // fetched without a copy (the buffer stays pinned until the next probe), and on the hit
+        // path copied as it is, both under one guard (calls and plain values).
         unsafe {
             let source = (*slot).tts_tupleDescriptor;
-            if same_layout(source, self.desc) {
-                // The hit path: fetched and copied under one guard (calls and plain values).
-                let (desc, context) = (self.desc, self.context);
-                let copied = guarded(|| {
-                    let tuple = c::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-                    if !holds_every_attribute(tuple, desc) {
-                        return None;
-                    }
-                    let caller = pg_sys::MemoryContextSwitchTo(context);
-                    let datum = c::heap_copy_tuple_as_datum(tuple, desc);
-                    pg_sys::MemoryContextSwitchTo(caller);
-                    Some(datum)
-                });
-                if let Some(datum) = copied {
-                    return datum;
+            let (desc, context) = (self.desc, self.context);
+            let same = same_layout(source, desc);
+            let fetched = guarded(|| {
+                let tuple = c::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                if same {
+                    copied_whole(tuple, desc, context).ok_or(tuple)
+                } else {
+                    Err(tuple)
                 }
-            }
-            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            self.of_tuple(tuple, source)
+            });
+            fetched.unwrap_or_else(|tuple| self.formed_from(tuple, source))
         }
     }
 
     /// A row of `desc` (a relation's, or a statement's result: the table's columns by name) as
     /// the result datum.
     pub fn of_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
-        // SAFETY: `tuple` is a row of `desc`.
+        // SAFETY: `tuple` is a row of `desc`; copied under a guard.
         unsafe {
             if same_layout(desc, self.desc) {
-                if let Some(datum) = self.copied(tuple) {
+                let (target, context) = (self.desc, self.context);
+                if let Some(datum) = guarded(|| copied_whole(tuple, target, context)) {
                     return datum;
                 }
             }
-            let (values, nulls) = deformed(tuple, desc);
-            self.formed(&ColumnMap::new(desc, self.desc, &[]), &values, &nulls)
+            self.formed_from(tuple, desc)
         }
     }
 
-    /// The tuple copied as it is, when it holds every attribute (a tuple written before an ADD
-    /// COLUMN holds fewer; the missing values live in the table's descriptor, not the type's).
+    /// A row of `desc` as the result datum, filled column by column by name.
     ///
     /// # Safety
-    /// `tuple` is a valid heap tuple of the relation or result this row is read from.
-    unsafe fn copied(&self, tuple: pg_sys::HeapTuple) -> Option<pg_sys::Datum> {
-        if !holds_every_attribute(tuple, self.desc) {
-            return None;
-        }
-        let caller = pg_sys::MemoryContextSwitchTo(self.context);
-        // Also inlines any toasted column: a returned composite must stand on its own.
-        let datum = pg_sys::heap_copy_tuple_as_datum(tuple, self.desc);
-        pg_sys::MemoryContextSwitchTo(caller);
-        Some(datum)
+    /// `tuple` is a row of `desc`.
+    unsafe fn formed_from(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
+        let (values, nulls) = deformed(tuple, desc);
+        self.formed(&ColumnMap::new(desc, self.desc, &[]), &values, &nulls)
     }
 
     /// The result datum formed from `values` and `nulls` (in the source's attribute order) through `map`.
@@ -169,12 +155,21 @@ unsafe fn expected_desc(info: *mut pg_sys::Node) -> pg_sys::TupleDesc {
     (*(info as *mut pg_sys::ReturnSetInfo)).expectedDesc
 }
 
-/// Whether `tuple` holds every attribute of `desc` (one written before an ADD COLUMN holds fewer).
+/// `tuple` copied as it is as a datum of `desc` in `context`, when it holds every attribute (a
+/// tuple written before an ADD COLUMN holds fewer; the missing values live in the table's
+/// descriptor, not the type's). Also inlines any toasted column: a returned composite must stand
+/// on its own.
 ///
 /// # Safety
-/// `tuple` is a valid heap tuple, `desc` a valid descriptor.
-unsafe fn holds_every_attribute(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> bool {
-    pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 == (*desc).natts
+/// Inside `guarded`. `tuple` is a valid heap tuple of the same layout as `desc`.
+unsafe fn copied_whole(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, context: pg_sys::MemoryContext) -> Option<pg_sys::Datum> {
+    if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*desc).natts {
+        return None;
+    }
+    let caller = pg_sys::MemoryContextSwitchTo(context);
+    let datum = c::heap_copy_tuple_as_datum(tuple, desc);
+    pg_sys::MemoryContextSwitchTo(caller);
+    Some(datum)
 }
 
 /// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).

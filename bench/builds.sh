@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Two builds of the library side by side: get_or_create_conversation's hit and miss (called in
-# FROM, as bench.py's "get_or_create_conversation") from each build, with the plain SELECT and the
-# plain INSERT of the same rows, all mixed in one pgbench run (each transaction picks a script at
-# random), so that the machine's noise falls on every approach alike. Each build's mean latency
-# comes from pgbench's transaction log; reported as speed x the plain statement, per run, with
-# the median and spread over the runs.
+# Two builds of the library side by side, each workload mixed in one pgbench run (each
+# transaction picks a script at random), so that the machine's noise falls on every approach
+# alike: get_or_create_conversation's hit and miss (called in FROM, as bench.py's
+# "get_or_create_conversation") from each build, with the plain SELECT and the plain INSERT of the
+# same rows; conversation_list's first page of 20, with one indexed read of 20 rows (bench/lists.py's
+# reference); conversation_message_arrived, a new message to a group of 100 (with the single UPDATE
+# of its members' rows in a copy) and a redelivered one to a group of 1,000 (with reading their
+# rows). Each build's mean latency comes from pgbench's transaction log; reported as speed x
+# the plain statement, per run, with the median and spread over the runs.
 #   bash bench/builds.sh OLD.so NEW.so [SECONDS] [RUNS]     (20 s and 5 runs by default)
 # OLD.so and NEW.so are library files (copy target/release/pg_conversation.so, or the installed
 # one, aside after each build). The extension's objects come from the installed build; each
-# build's get_or_create_conversation is declared from its own file (as old_build and new_build,
-# in the extension's schema, where the functions look for the table), so both are loaded in the
-# same backends. On a private cluster (/tmp/pg_conversation-builds, port 55450; 18: -pg18, 55550),
-# on PostgreSQL PGCONV_PG (15 by default, or 18).
+# build's get_or_create_conversation, conversation_list and conversation_message_arrived are
+# declared from its own file (old_build, old_list, old_message and new_..., in the extension's
+# schema, where the functions look for the table), so both are loaded in the same backends. On a
+# private cluster (/tmp/pg_conversation-builds, port 55450; 18: -pg18, 55550), on PostgreSQL
+# PGCONV_PG (15 by default, or 18).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
-[ $# -ge 2 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-builds$PG_SUFFIX}
 PORT=${PGCONV_BENCH_PORT:-$((55450 + PG_PORT_OFFSET))}
 SECONDS_PER_RUN=${3:-20} RUNS=${4:-5}
@@ -39,6 +43,14 @@ CREATE FUNCTION old_build(text, text, integer) RETURNS conversation_row VOLATILE
     AS '$DIR/libs/old.so', 'get_or_create_conversation';
 CREATE FUNCTION new_build(text, text, integer) RETURNS conversation_row VOLATILE LANGUAGE c
     AS '$DIR/libs/new.so', 'get_or_create_conversation';
+CREATE FUNCTION old_list(text, integer, text, integer) RETURNS SETOF conversation_list_row STABLE ROWS 50 LANGUAGE c
+    AS '$DIR/libs/old.so', 'conversation_list';
+CREATE FUNCTION new_list(text, integer, text, integer) RETURNS SETOF conversation_list_row STABLE ROWS 50 LANGUAGE c
+    AS '$DIR/libs/new.so', 'conversation_list';
+CREATE FUNCTION old_message(text, integer, text[], bigint, text) RETURNS integer VOLATILE LANGUAGE c
+    AS '$DIR/libs/old.so', 'conversation_message_arrived';
+CREATE FUNCTION new_message(text, integer, text[], bigint, text) RETURNS integer VOLATILE LANGUAGE c
+    AS '$DIR/libs/new.so', 'conversation_message_arrived';
 CREATE TABLE bench.plain (LIKE conversation INCLUDING ALL);
 CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON bench.plain
     FOR EACH ROW EXECUTE FUNCTION conversation_stamp();
@@ -47,6 +59,22 @@ ALTER TABLE bench.plain ALTER id SET DEFAULT nextval('bench.plain_id_seq');
 INSERT INTO bench.plain (uid, channel_id, channel_type) SELECT 'u' || u, 'g' || c || suffix, kind
     FROM generate_series(1, 1000) u, generate_series(1, 50) c, (VALUES ('', 1), ('____cmd', 2)) AS k(suffix, kind);
 INSERT INTO conversation (uid, channel_id, channel_type) SELECT uid, channel_id, channel_type FROM bench.plain ORDER BY id;
+-- The list's reference: the same rows, read the usual way (0.3.0's index).
+CREATE TABLE bench.list_plain AS SELECT * FROM conversation;
+CREATE INDEX ON bench.list_plain (uid, updated_at DESC);
+-- Groups: 200 of 100 members ('grp'), 20 of 1,000 ('big'), their conversations made by a first
+-- message; the plain statements' copy of them in a table of the extension's kind.
+CREATE SEQUENCE bench.seq START 2;
+CREATE TABLE bench.groups (channel_id text PRIMARY KEY, members text[]);
+INSERT INTO bench.groups SELECT 'grp' || g, ARRAY(SELECT 'u' || ((g * 37 + m * 7) % 1000 + 1) FROM generate_series(1, 100) m)
+    FROM generate_series(1, 200) g;
+INSERT INTO bench.groups SELECT 'big' || g, ARRAY(SELECT 'u' || m FROM generate_series(1, 1000) m) FROM generate_series(1, 20) g;
+SELECT count(conversation_message_arrived(channel_id, 2, members, 1, NULL)) FROM bench.groups;
+CREATE TABLE bench.message_plain (LIKE conversation INCLUDING ALL);
+CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON bench.message_plain
+    FOR EACH ROW EXECUTE FUNCTION conversation_stamp();
+INSERT INTO bench.message_plain (uid, channel_id, channel_type, last_msg_seq, unread_count)
+    SELECT uid, channel_id, channel_type, last_msg_seq, unread_count FROM conversation WHERE channel_id LIKE 'grp%' OR channel_id LIKE 'big%';
 VACUUM ANALYZE;
 SQL
 # Hits: one of the 100,000 rows. Misses: a fresh key (from 4 billion) each time.
@@ -60,6 +88,25 @@ printf '%s\nSELECT id FROM bench.plain WHERE uid = %s AND channel_id = %s AND ch
 for build in old new; do
     printf '%s\nSELECT id FROM %s_build(%s, %s, :t);\n' "$key" "$build" "'u' || :u" "$channel" >"$DIR/scripts/hit_$build.sql"
     printf '%s\nSELECT id FROM %s_build(%s, %s, 1);\n' "$fresh" "$build" "'m' || :u" "'c' || :c" >"$DIR/scripts/miss_$build.sql"
+done
+printf '%s\nSELECT * FROM bench.list_plain WHERE uid = %s ORDER BY updated_at DESC LIMIT 20;\n' "$key" "'u' || :u" >"$DIR/scripts/list_plain.sql"
+for build in old new; do
+    printf '%s\nSELECT * FROM %s_list(%s, 1, NULL, 20);\n' "$key" "$build" "'u' || :u" >"$DIR/scripts/list_$build.sql"
+done
+# Messages: a new one to a group of 100, against the usual single UPDATE of its members; a
+# redelivery (seq 1, which every member has) to a group of 1,000, against reading their rows.
+# Each client sends to groups of its own (two single UPDATEs of one group can deadlock).
+group='\set g random(0, 99) * 2 + :client_id + 1'
+big='\set g random(1, 20)'
+printf '%s\nWITH s AS (SELECT nextval(%s) AS v) UPDATE bench.message_plain AS c SET last_msg_seq = s.v, updated_at = now(), unread_count = c.unread_count + 1 FROM s WHERE c.channel_id = %s AND c.channel_type = 2 AND c.last_msg_seq < s.v;\n' \
+    "$group" "'bench.seq'" "'grp' || :g" >"$DIR/scripts/message_plain.sql"
+printf '%s\nSELECT count(*) FROM bench.message_plain AS c JOIN bench.groups AS g USING (channel_id) WHERE g.channel_id = %s AND c.channel_type = 2 AND c.uid = ANY (g.members);\n' \
+    "$big" "'big' || :g" >"$DIR/scripts/redelivery_plain.sql"
+for build in old new; do
+    printf '%s\nSELECT %s_message(channel_id, 2, members, nextval(%s), NULL) FROM bench.groups WHERE channel_id = %s;\n' \
+        "$group" "$build" "'bench.seq'" "'grp' || :g" >"$DIR/scripts/message_$build.sql"
+    printf '%s\nSELECT %s_message(channel_id, 2, members, 1, NULL) FROM bench.groups WHERE channel_id = %s;\n' \
+        "$big" "$build" "'big' || :g" >"$DIR/scripts/redelivery_$build.sql"
 done
 printf '%s\nINSERT INTO bench.plain (uid, channel_id, channel_type) VALUES (%s, %s, 1) RETURNING id;\n' "$fresh" "'m' || :u" "'c' || :c" >"$DIR/scripts/miss_plain.sql"
 
@@ -101,3 +148,6 @@ echo "old: $1"
 echo "new: $2"
 mixed hit | report "hit (FROM form)" "plain SELECT"
 mixed miss | report "miss (FROM form)" "plain INSERT"
+mixed list | report "conversation_list, first page of 20 (1 of 1,000 users of 50 chats)" "indexed read of 20 rows"
+mixed message | report "conversation_message_arrived, a new message to a group of 100" "UPDATE of its members"
+mixed redelivery | report "conversation_message_arrived, a redelivered message to a group of 1,000" "SELECT of its members' rows"

@@ -525,6 +525,20 @@ pub(crate) mod tests {
     }
 
     #[pg_test]
+    fn a_message_advances_the_members_behind_it_and_only_them() {
+        assert_eq!(arrived(5, "alice"), 3);
+        let behind: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['erin'], 3, NULL)");
+        assert_eq!(behind, 1);
+        // Past it: alice, bob, carol (5). Behind it: erin (3), and dave, who has no row yet.
+        let advanced: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['carol', 'dave', 'alice', 'erin', 'bob'], 5, 'bob')");
+        assert_eq!(advanced, 2);
+        assert_eq!(state_of("dave"), "last=5 read=0 unread=1");
+        assert_eq!(state_of("erin"), "last=5 read=0 unread=2");
+        assert_eq!(state_of("bob"), "last=5 read=0 unread=1", "a member past the message was advanced again");
+        assert_eq!(state_of("alice"), "last=5 read=5 unread=0");
+    }
+
+    #[pg_test]
     fn a_system_message_without_sender_counts_for_everyone() {
         let advanced: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['alice', 'bob'], 1, NULL)");
         assert_eq!(advanced, 2);

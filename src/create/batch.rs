@@ -35,6 +35,7 @@ use crate::relation::placement::Placement;
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
 use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
+use crate::relation::table::IntWidth;
 
 const KEY_ARRAYS: &[pg_sys::Oid] = &[pg_sys::TEXTARRAYOID, pg_sys::TEXTARRAYOID, pg_sys::INT2ARRAYOID];
 
@@ -82,6 +83,33 @@ pub struct Row {
 
 /// The rows found or created, by key.
 pub type Rows = HashMap<KeyOf, Row>;
+
+impl Row {
+    /// The row of `key` among `rows`.
+    pub fn of<'r>(rows: &'r Rows, key: &ConversationKey<'_>) -> Option<&'r Row> {
+        rows.get(&key_of(key))
+    }
+
+    /// Its integer column `name` (smallint, integer or bigint): None where it has none, or it is
+    /// NULL, or of another type (a table a DBA altered).
+    pub fn integer(&self, name: &CStr) -> Option<i64> {
+        // SAFETY: a row of its descriptor, both alive until SPI_finish; the column is checked to
+        // be one of the descriptor's before it is read.
+        unsafe {
+            let attnum = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
+            if attnum <= 0 {
+                return None;
+            }
+            let type_oid = pg_sys::SPI_gettypeid(self.desc, attnum);
+            if !matches!(type_oid, pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID) {
+                return None;
+            }
+            let mut null = false;
+            let datum = pg_sys::heap_getattr(self.tuple, attnum as _, self.desc, &mut null);
+            (!null).then(|| IntWidth::of_type(type_oid).value(datum))
+        }
+    }
+}
 
 sql_function! {
     /// get_or_create_conversations(keys jsonb). The element count is read from the binary value

@@ -12,7 +12,8 @@
 //! and advanced: the delete came first.
 //!
 //! Idempotent per message seq: a redelivered message, or an older one arriving late, finds
-//! last_msg_seq >= message_seq and changes nothing. Returns how many conversations advanced.
+//! last_msg_seq >= message_seq and changes nothing (one probe per member, no statement). Returns
+//! how many conversations advanced.
 //!
 //! Rows are locked in one order (uid, bytewise) before any is updated, so two messages to the same
 //! channel queue behind each other instead of deadlocking (on Citus, Citus orders the shards'
@@ -24,7 +25,7 @@ use pgrx::pg_sys;
 
 use std::collections::HashSet;
 
-use crate::create::batch::{array_error, get_or_create_many, missing};
+use crate::create::batch::{array_error, get_or_create_many, missing, Row};
 use crate::create::insert::ROUNDS_AGAINST_DELETES;
 use crate::glue::call::{sql_function, text_array_datum, text_array_elements, text_datum};
 use crate::glue::errors;
@@ -144,7 +145,16 @@ sql_function! {
             let mut pending = members.clone();
             let mut advanced = 0;
             for _ in 0..ROUNDS_AGAINST_DELETES {
-                get_or_create_many(statements, &table, &pending, "conversation_message_arrived");
+                let found = get_or_create_many(statements, &table, &pending, "conversation_message_arrived");
+                // A member whose row holds this message already (a redelivery, a late one) is
+                // past it: not updated, and not looked at again (what happens to its row next
+                // comes after this message). A redelivery then costs one probe per member.
+                pending.retain(|m| {
+                    Row::of(&found, &m.key).and_then(|row| row.integer(c"last_msg_seq")).is_none_or(|seq| seq < message_seq)
+                });
+                if pending.is_empty() {
+                    break;
+                }
                 let args = [
                     arg(text_datum(key.channel_id)),
                     arg(pg_sys::Datum::from(key.channel_type)),
@@ -159,9 +169,9 @@ sql_function! {
                     None => HashSet::new(),
                 };
                 advanced += uids.len();
-                // A member not advanced is past this message already (a redelivery, a late one),
-                // or its row was deleted while this message waited for it: made again, and
-                // advanced, as if the message had come after the delete.
+                // A member not advanced has passed this message since it was found (a newer message
+                // came first), or its row was deleted while this message waited for it: made
+                // again, and advanced, as if the message had come after the delete.
                 let behind: Vec<PositionedKey<'_>> = pending.iter().filter(|m| !uids.contains(m.key.uid)).copied().collect();
                 if behind.is_empty() {
                     break;

@@ -8,7 +8,8 @@ send messages at once, each to random groups of its own. Approaches, each on its
   channel's conversations (what the issue's 518 bytes per member update were measured on);
 - this release's table with the same UPDATE (the table's own cost: its indexes, its stamp);
 - conversation_message_arrived on the extension's table (the function's cost on top);
-- one row per channel instead (read diffusion): what O(1) writes per message would cost.
+- one row per channel instead (read diffusion): what O(1) writes per message would cost;
+- issue 19's large mode, prototyped: the channel row and the sender's read position.
 
 Per approach and group size: messages per second, and per member of the group the WAL (records
 and full-page images, from pg_waldump) and the index entries written, the rows updated per
@@ -50,6 +51,15 @@ APPROACHES = {
     "read diffusion: one channel row per message": ("bench.channels",
         "UPDATE bench.channels SET last_msg_seq = nextval('bench.msg_seq'), last_msg_at = now() "
         "WHERE channel_id = 's{G}-g' || :g AND channel_type = 2;\n"),
+    # Issue 19's large mode as docs/large-groups.md plans it: the channel row, and the sender's
+    # own read position (their membership, a row of this release's table, stamped). Two rows
+    # whatever the group's size.
+    "large mode, prototyped: the channel row and the sender's read position": ("bench.channels",
+        "WITH s AS (UPDATE bench.channels SET last_msg_seq = nextval('bench.msg_seq'), last_msg_at = now() "
+        "WHERE channel_id = 's{G}-g' || :g AND channel_type = 2 RETURNING last_msg_seq) "
+        "UPDATE bench.m_now AS c SET readed_to_msg_seq = s.last_msg_seq, updated_at = now() FROM s "
+        "WHERE c.uid = 'user' || ((:g * 37 + 101) % " + str(USERS) + ") AND c.channel_id = 's{G}-g' || :g "
+        "AND c.channel_type = 2;\n"),
 }
 REFERENCE = "0.3.0 schema, one UPDATE (the usual idiom)"
 

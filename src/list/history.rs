@@ -64,9 +64,20 @@ fn last_record_end(insert: u64) -> u64 {
     }
 }
 
-/// This server's timeline (the one it writes, or replays on a standby).
+/// This server's timeline (the one it writes, or replays on a standby). The stamp trigger asks
+/// for every row it stamps: on a primary it does not read the WAL's insert location, whose
+/// spinlock every WAL insert of the server takes.
 pub fn timeline() -> u32 {
-    here(false).timeline
+    // SAFETY: reads of shared WAL state.
+    unsafe {
+        if pg_sys::RecoveryInProgress() {
+            let mut timeline: pg_sys::TimeLineID = 0;
+            pg_sys::GetXLogReplayRecPtr(&mut timeline);
+            timeline
+        } else {
+            pg_sys::GetWALInsertionTimeLine()
+        }
+    }
 }
 
 /// Whether `point` is in this server's history, now at `now`.

@@ -526,16 +526,33 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_message_advances_the_members_behind_it_and_only_them() {
-        assert_eq!(arrived(5, "alice"), 3);
-        let behind: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['erin'], 3, NULL)");
-        assert_eq!(behind, 1);
+        // A channel of its own: pg_tests run at once, and another test's uncommitted rows of
+        // g1, made in another order, would deadlock with these.
+        let message = |members: &str, seq: i64, sender: Option<&str>| -> i32 {
+            Spi::get_one_with_args::<i32>(
+                &format!("SELECT conversation_message_arrived('behind', 2, ARRAY[{members}], $1, $2)"),
+                &[seq.into(), sender.into()],
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let state = |uid: &str| -> String {
+            Spi::get_one_with_args::<String>(
+                "SELECT format('last=%s read=%s unread=%s', last_msg_seq, readed_to_msg_seq, unread_count)
+                 FROM conversation WHERE uid = $1 AND channel_id = 'behind' AND channel_type = 2",
+                &[uid.into()],
+            )
+            .unwrap()
+            .expect("no such conversation")
+        };
+        assert_eq!(message("'alice', 'bob', 'carol'", 5, Some("alice")), 3);
+        assert_eq!(message("'erin'", 3, None), 1);
         // Past it: alice, bob, carol (5). Behind it: erin (3), and dave, who has no row yet.
-        let advanced: i32 = one("SELECT conversation_message_arrived('g1', 2, ARRAY['carol', 'dave', 'alice', 'erin', 'bob'], 5, 'bob')");
-        assert_eq!(advanced, 2);
-        assert_eq!(state_of("dave"), "last=5 read=0 unread=1");
-        assert_eq!(state_of("erin"), "last=5 read=0 unread=2");
-        assert_eq!(state_of("bob"), "last=5 read=0 unread=1", "a member past the message was advanced again");
-        assert_eq!(state_of("alice"), "last=5 read=5 unread=0");
+        assert_eq!(message("'carol', 'dave', 'alice', 'erin', 'bob'", 5, Some("bob")), 2);
+        assert_eq!(state("dave"), "last=5 read=0 unread=1");
+        assert_eq!(state("erin"), "last=5 read=0 unread=2");
+        assert_eq!(state("bob"), "last=5 read=0 unread=1", "a member past the message was advanced again");
+        assert_eq!(state("alice"), "last=5 read=5 unread=0");
     }
 
     #[pg_test]
@@ -547,6 +564,9 @@ pub(crate) mod tests {
 
     #[pg_test]
     fn a_member_who_already_read_past_the_message_gets_no_unread() {
+        // The members made first, in the one order every message test makes them in (pg_tests
+        // run at once: bob made alone first, then the others, could deadlock with another test).
+        arrived(5, "alice");
         one::<i64>("SELECT id FROM conversation_mark_read('bob', 'g1', 2, 10)");
         arrived(7, "alice");
         assert_eq!(state_of("bob"), "last=7 read=10 unread=0");

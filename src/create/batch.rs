@@ -89,24 +89,43 @@ impl Row {
     pub fn of<'r>(rows: &'r Rows, key: &ConversationKey<'_>) -> Option<&'r Row> {
         rows.get(&key_of(key))
     }
+}
 
-    /// Its integer column `name` (smallint, integer or bigint): None where it has none, or it is
-    /// NULL, or of another type (a table a DBA altered).
-    pub fn integer(&self, name: &CStr) -> Option<i64> {
-        // SAFETY: a row of its descriptor, both alive until SPI_finish; the column is checked to
-        // be one of the descriptor's before it is read.
+/// An integer column (smallint, integer or bigint) read from found rows by name, its place looked
+/// up once per descriptor: the rows of one relation share one.
+pub struct IntegerColumn {
+    name: &'static CStr,
+    /// The last descriptor met, and the column's number and width there (None: it has no such
+    /// integer column).
+    known: Option<(pg_sys::TupleDesc, Option<(i32, IntWidth)>)>,
+}
+
+impl IntegerColumn {
+    pub fn named(name: &'static CStr) -> IntegerColumn {
+        IntegerColumn { name, known: None }
+    }
+
+    /// Its value in `row`: None where the row has no such column, or of another type (a table a
+    /// DBA altered), or it is NULL.
+    pub fn of(&mut self, row: &Row) -> Option<i64> {
+        // SAFETY: a row of its descriptor, both alive until SPI_finish; the column is one of the
+        // descriptor's, found in it.
         unsafe {
-            let attnum = pg_sys::SPI_fnumber(self.desc, name.as_ptr());
-            if attnum <= 0 {
-                return None;
-            }
-            let type_oid = pg_sys::SPI_gettypeid(self.desc, attnum);
-            if !matches!(type_oid, pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID) {
-                return None;
-            }
+            let place = match self.known {
+                Some((desc, place)) if desc == row.desc => place,
+                _ => {
+                    let attnum = pg_sys::SPI_fnumber(row.desc, self.name.as_ptr());
+                    let type_oid = if attnum > 0 { pg_sys::SPI_gettypeid(row.desc, attnum) } else { pg_sys::InvalidOid };
+                    let place = matches!(type_oid, pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID)
+                        .then(|| (attnum, IntWidth::of_type(type_oid)));
+                    self.known = Some((row.desc, place));
+                    place
+                }
+            };
+            let (attnum, width) = place?;
             let mut null = false;
-            let datum = pg_sys::heap_getattr(self.tuple, attnum as _, self.desc, &mut null);
-            (!null).then(|| IntWidth::of_type(type_oid).value(datum))
+            let datum = pg_sys::heap_getattr(row.tuple, attnum as _, row.desc, &mut null);
+            (!null).then(|| width.value(datum))
         }
     }
 }

@@ -71,9 +71,7 @@ pub fn timeline() -> u32 {
     // SAFETY: reads of shared WAL state.
     unsafe {
         if pg_sys::RecoveryInProgress() {
-            let mut timeline: pg_sys::TimeLineID = 0;
-            pg_sys::GetXLogReplayRecPtr(&mut timeline);
-            timeline
+            here(false).timeline
         } else {
             pg_sys::GetWALInsertionTimeLine()
         }

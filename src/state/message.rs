@@ -25,7 +25,7 @@ use pgrx::pg_sys;
 
 use std::collections::HashSet;
 
-use crate::create::batch::{array_error, get_or_create_many, missing, Row};
+use crate::create::batch::{array_error, get_or_create_many, missing, IntegerColumn, Row};
 use crate::create::insert::ROUNDS_AGAINST_DELETES;
 use crate::glue::call::{sql_function, text_array_datum, text_array_elements, text_datum};
 use crate::glue::errors;
@@ -149,9 +149,8 @@ sql_function! {
                 // A member whose row holds this message already (a redelivery, a late one) is
                 // past it: not updated, and not looked at again (what happens to its row next
                 // comes after this message). A redelivery then costs one probe per member.
-                pending.retain(|m| {
-                    Row::of(&found, &m.key).and_then(|row| row.integer(c"last_msg_seq")).is_none_or(|seq| seq < message_seq)
-                });
+                let mut last_msg_seq = IntegerColumn::named(c"last_msg_seq");
+                pending.retain(|m| Row::of(&found, &m.key).and_then(|row| last_msg_seq.of(row)).is_none_or(|seq| seq < message_seq));
                 if pending.is_empty() {
                     break;
                 }

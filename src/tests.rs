@@ -485,10 +485,14 @@ pub(crate) mod tests {
     // ---- message arrival (src/message.rs)
 
     fn state_of(uid: &str) -> String {
+        state_in("g1", uid)
+    }
+
+    fn state_in(channel_id: &str, uid: &str) -> String {
         Spi::get_one_with_args::<String>(
             "SELECT format('last=%s read=%s unread=%s', last_msg_seq, readed_to_msg_seq, unread_count)
-             FROM conversation WHERE uid = $1 AND channel_id = 'g1' AND channel_type = 2",
-            &[uid.into()],
+             FROM conversation WHERE uid = $1 AND channel_id = $2 AND channel_type = 2",
+            &[uid.into(), channel_id.into()],
         )
         .unwrap()
         .expect("no such conversation")
@@ -528,27 +532,14 @@ pub(crate) mod tests {
     fn a_message_advances_the_members_behind_it_and_only_them() {
         // A channel of its own: pg_tests run at once, and another test's uncommitted rows of
         // g1, made in another order, would deadlock with these.
-        let message = |members: &str, seq: i64, sender: Option<&str>| -> i32 {
-            Spi::get_one_with_args::<i32>(
-                &format!("SELECT conversation_message_arrived('behind', 2, ARRAY[{members}], $1, $2)"),
-                &[seq.into(), sender.into()],
-            )
-            .unwrap()
-            .unwrap()
+        let message = |members: &str, seq: i64, sender: &str| -> i32 {
+            one(&format!("SELECT conversation_message_arrived('behind', 2, ARRAY[{members}], {seq}, {sender})"))
         };
-        let state = |uid: &str| -> String {
-            Spi::get_one_with_args::<String>(
-                "SELECT format('last=%s read=%s unread=%s', last_msg_seq, readed_to_msg_seq, unread_count)
-                 FROM conversation WHERE uid = $1 AND channel_id = 'behind' AND channel_type = 2",
-                &[uid.into()],
-            )
-            .unwrap()
-            .expect("no such conversation")
-        };
-        assert_eq!(message("'alice', 'bob', 'carol'", 5, Some("alice")), 3);
-        assert_eq!(message("'erin'", 3, None), 1);
+        let state = |uid: &str| state_in("behind", uid);
+        assert_eq!(message("'alice', 'bob', 'carol'", 5, "'alice'"), 3);
+        assert_eq!(message("'erin'", 3, "NULL"), 1);
         // Past it: alice, bob, carol (5). Behind it: erin (3), and dave, who has no row yet.
-        assert_eq!(message("'carol', 'dave', 'alice', 'erin', 'bob'", 5, Some("bob")), 2);
+        assert_eq!(message("'carol', 'dave', 'alice', 'erin', 'bob'", 5, "'bob'"), 2);
         assert_eq!(state("dave"), "last=5 read=0 unread=1");
         assert_eq!(state("erin"), "last=5 read=0 unread=2");
         assert_eq!(state("bob"), "last=5 read=0 unread=1", "a member past the message was advanced again");

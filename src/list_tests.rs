@@ -167,6 +167,28 @@ mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM versionless"), 0);
     }
 
+    /// conversation_channel's rows (0.9.0) are stamped as conversations are, whatever version a
+    /// writer brings; a channel row deleted is no departure (it was in no list). Any trigger
+    /// argument but 'channel' is a misuse.
+    #[pg_test]
+    fn channel_rows_are_stamped_and_leave_no_departure() {
+        Spi::run("INSERT INTO conversation_channel (channel_id, channel_type, last_msg_seq, version) VALUES ('stamped-channel', 2, 5, 42)")
+            .unwrap();
+        one::<i64>("SELECT id FROM get_or_create_conversation('stamped-member', 'stamped-channel', 2)");
+        let stamp = one::<i64>("SELECT version FROM conversation WHERE uid = 'stamped-member'");
+        let channel_version = "SELECT version FROM conversation_channel WHERE channel_id = 'stamped-channel'";
+        assert_eq!(one::<i64>(channel_version), stamp);
+        Spi::run("UPDATE conversation_channel SET last_msg_seq = 6, version = 7 WHERE channel_id = 'stamped-channel'").unwrap();
+        assert_eq!(one::<i64>(channel_version), stamp);
+        Spi::run("DELETE FROM conversation_channel WHERE channel_id = 'stamped-channel'").unwrap();
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_channel WHERE channel_id = 'stamped-channel'"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_departure WHERE channel_id = 'stamped-channel'"), 0);
+        Spi::run("CREATE TABLE channel_like (version bigint)").unwrap();
+        Spi::run("CREATE TRIGGER stamp BEFORE INSERT ON channel_like FOR EACH ROW EXECUTE FUNCTION conversation_stamp('group')").unwrap();
+        assert_eq!(sqlstate_of("INSERT INTO channel_like VALUES (0)"), "39P01");
+        assert_eq!(one::<i64>("SELECT count(*) FROM channel_like"), 0);
+    }
+
     /// A stamp that skips some writes is no stamp: a partition whose trigger is disabled, or a
     /// trigger with a WHEN condition or an UPDATE OF list, and the list refuses (55000).
     #[pg_test]

@@ -84,7 +84,7 @@ pub(crate) mod tests {
             ))
         };
         assert_eq!(attributes("conversation_row"), attributes("conversation"));
-        assert!(attributes("conversation").ends_with("13 hidden boolean 1 c f"));
+        assert!(attributes("conversation").ends_with("13 hidden boolean 1 c f, 14 large boolean 1 c f"));
     }
 
     #[pg_test]
@@ -199,6 +199,26 @@ pub(crate) mod tests {
         );
         Spi::run("ALTER TABLE conversation_renamed RENAME TO conversation").unwrap();
         assert_eq!(one::<i64>("SELECT id FROM get_or_create_conversation('u1', 'g1', 1)"), id);
+    }
+
+    /// A row written before a column was added holds fewer attributes than the table: returned
+    /// as a copy (the returned type has the table's layout), it must carry the column's value
+    /// from the table's descriptor, not NULL. 0.9.0's update adds column large so to every row.
+    #[pg_test]
+    fn a_row_written_before_a_column_was_added_returns_the_column_default() {
+        Spi::run("LOCK TABLE conversation IN ACCESS EXCLUSIVE MODE").unwrap();
+        let id: i64 = one("SELECT id FROM get_or_create_conversation('older', 'before-column', 1)");
+        Spi::run("ALTER TABLE conversation ADD COLUMN pinned integer NOT NULL DEFAULT 7").unwrap();
+        Spi::run("ALTER TYPE conversation_row ADD ATTRIBUTE pinned integer").unwrap();
+        for function in ["get_or_create_conversation", "find_conversation"] {
+            let returned = format!("SELECT ({function}('older', 'before-column', 1)).");
+            assert_eq!(one::<i64>(&format!("{returned}id")), id);
+            assert_eq!(one::<i32>(&format!("{returned}pinned")), 7);
+            assert!(!one::<bool>(&format!("{returned}large")));
+        }
+        // A row written after it holds them all.
+        one::<i64>("SELECT id FROM get_or_create_conversation('older', 'after-column', 1)");
+        assert_eq!(one::<i32>("SELECT (find_conversation('older', 'after-column', 1)).pinned"), 7);
     }
 
     /// A function's schema is remembered per backend (glue/call.rs) and forgotten when pg_proc
@@ -378,7 +398,7 @@ pub(crate) mod tests {
     #[pg_test]
     fn the_table_is_dumped_with_its_sequence() {
         let dumped: i64 = one("SELECT cardinality(extconfig) FROM pg_extension WHERE extname = 'pg_conversation'");
-        assert_eq!(dumped, 3); // and the clock (src/stamp.rs)
+        assert_eq!(dumped, 4); // and the clock (src/stamp.rs) and the channel rows (0.9.0)
     }
 
     // ---- batches (src/batch.rs)

@@ -17,7 +17,9 @@ SELECT count(*) FROM generate_series(1, 1000) AS i,
     get_or_create_conversation('u' || (i % 50), 'g' || i || CASE WHEN i % 4 = 0 THEN '____cmd' ELSE '' END, i % 3);
 -- Non-default values in every column, so a lost column cannot pass unnoticed.
 UPDATE conversation SET unread_count = id % 7, readed_to_msg_seq = id * 3, last_msg_seq = id * 3 + id % 7,
-    deleted_at_msg_seq = id % 2, updated_at = created_at + make_interval(secs => id);
+    deleted_at_msg_seq = id % 2, updated_at = created_at + make_interval(secs => id), large = id % 5 = 0;
+INSERT INTO conversation_channel (channel_id, channel_type, last_msg_seq, updated_at)
+SELECT 'g' || i, i % 3, i * 10, '2026-01-01'::timestamptz + make_interval(secs => i) FROM generate_series(5, 1000, 5) AS i;
 SQL
 
 pg_dump -Fc -d pgconv_dump_source -f "$WORK/custom.dump"
@@ -28,14 +30,24 @@ sql -d pgconv_restore_plain -f "$WORK/plain.sql" >/dev/null
 # Every column but version: a restore stamps the rows it writes with its own transaction (its
 # cluster's history, not the dump's; a position from the source is refused there).
 fingerprint="SELECT count(*) || ' ' || md5(string_agg((c.id, c.uid, c.channel_id, c.channel_type, c.type, c.unread_count,
-    c.readed_to_msg_seq, c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at, c.hidden)::text, ',' ORDER BY id))
+    c.readed_to_msg_seq, c.last_msg_seq, c.deleted_at_msg_seq, c.created_at, c.updated_at, c.hidden, c.large)::text, ',' ORDER BY id))
     FROM conversation c"
+# The large channels' rows (0.9.0), every column but version, and the index of a user's large
+# channels.
+channels="SELECT count(*) || ' ' || md5(string_agg((s.channel_id, s.channel_type, s.last_msg_seq, s.updated_at)::text, ','
+    ORDER BY s.channel_id, s.channel_type)) || ' ' || (SELECT count(*) FROM pg_index AS i JOIN pg_class AS n ON n.oid = i.indexrelid
+    WHERE i.indrelid = 'conversation'::regclass AND n.relname = 'conversation_large_idx' AND i.indisvalid)
+    FROM conversation_channel s"
+expected_channels=$(sql -d pgconv_dump_source -c "$channels")
+[ "${expected_channels%% *}" = 200 ] || fail "the source holds ${expected_channels%% *} channel rows, not 200"
 source_position=$(sql -d pgconv_dump_source -c "SELECT position FROM conversation_list('u7', NULL, NULL, 1000) LIMIT 1")
 expected=$(sql -d pgconv_dump_source -c "$fingerprint")
 [ "${expected%% *}" = 1000 ] || fail "the source holds ${expected%% *} rows, not 1000"
 for db in pgconv_restore_custom pgconv_restore_plain; do
     actual=$(sql -d "$db" -c "$fingerprint")
     [ "$actual" = "$expected" ] || fail "$db: rows differ after restore ($actual vs $expected)"
+    actual=$(sql -d "$db" -c "$channels")
+    [ "$actual" = "$expected_channels" ] || fail "$db: channel rows differ after restore ($actual vs $expected_channels)"
     # An existing key is still found, not created again; a new key draws an id past the old ones.
     again=$(sql -d "$db" -c "SELECT id FROM get_or_create_conversation('u1', 'g1', 1)")
     before=$(sql -d pgconv_dump_source -c "SELECT id FROM conversation WHERE uid = 'u1' AND channel_id = 'g1'")
@@ -71,6 +83,8 @@ pg_restore -L "$WORK/partitioned.list" -d pgconv_restore_partitioned --exit-on-e
 sql -d pgconv_restore_partitioned -c "SELECT count(*) FROM conversation_partition(4)" >/dev/null
 actual=$(sql -d pgconv_restore_partitioned -c "$fingerprint")
 [ "$actual" = "$expected" ] || fail "partitioned: rows differ after restore ($actual vs $expected)"
+actual=$(sql -d pgconv_restore_partitioned -c "$channels")
+[ "$actual" = "$expected_channels" ] || fail "partitioned: channel rows differ after restore ($actual vs $expected_channels)"
 [ "$(sql -d pgconv_restore_partitioned -c "SELECT relkind FROM pg_class WHERE oid = 'conversation'::regclass")" = p ] ||
     fail "partitioned: the restored table is not partitioned"
 fresh=$(sql -d pgconv_restore_partitioned -c "SELECT id > (SELECT max(id) FROM conversation WHERE uid <> 'new') FROM get_or_create_conversation('new', 'g', 1)")

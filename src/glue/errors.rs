@@ -316,7 +316,7 @@ pub fn trigger_misused(problem: &str) -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
         format!("conversation_stamp cannot run here: {problem}"),
-        Some("It is the trigger BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW on table conversation, and BEFORE TRUNCATE ... FOR EACH STATEMENT on it, and nothing else."),
+        Some("It is the trigger BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW on table conversation, BEFORE TRUNCATE ... FOR EACH STATEMENT on it, and BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW with argument 'channel' on table conversation_channel; nothing else."),
     )
 }
 

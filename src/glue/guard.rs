@@ -73,6 +73,7 @@ pub mod c {
         fn ExecDropSingleTupleTableSlot(slot: *mut pg_sys::TupleTableSlot);
         fn ExecFetchSlotHeapTuple(slot: *mut pg_sys::TupleTableSlot, materialize: bool, should_free: *mut bool) -> pg_sys::HeapTuple;
         fn heap_copy_tuple_as_datum(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum;
+        fn heap_expand_tuple(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::HeapTuple;
         fn cstring_to_text_with_len(bytes: *const std::ffi::c_char, len: i32) -> *mut pg_sys::text;
         fn get_fn_expr_rettype(flinfo: *mut pg_sys::FmgrInfo) -> pg_sys::Oid;
         fn get_func_rettype(function: pg_sys::Oid) -> pg_sys::Oid;

@@ -485,4 +485,5 @@ const DEPARTURE_EXTRAS: &[&std::ffi::CStr] = &[
     c"last_msg_seq",
     c"deleted_at_msg_seq",
     c"created_at",
+    c"large",
 ];

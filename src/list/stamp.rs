@@ -102,9 +102,10 @@ const NEW_GENERATION: [Statement; 2] = [
 sql_function! {
     /// Trigger function: BEFORE INSERT OR UPDATE OR DELETE ... FOR EACH ROW on the conversation
     /// table (and so on its partitions and shards), and BEFORE TRUNCATE ... FOR EACH STATEMENT
-    /// on the table. Anything else is a misuse (39P01). A row deleted, or one whose key changes,
-    /// is recorded as a departure from its list; a truncation, as the mark that every row left
-    /// (departures.rs).
+    /// on the table; with the argument 'channel', the row trigger of conversation_channel (0.9.0).
+    /// Anything else is a misuse (39P01). A conversation deleted, or one whose key changes, is
+    /// recorded as a departure from its list; a truncation, as the mark that every row left
+    /// (departures.rs). A channel row is only stamped: it is in no list of its own.
     fn conversation_stamp(call) {
         // SAFETY: a trigger call's context is its TriggerData; checked before use.
         unsafe {
@@ -128,14 +129,16 @@ sql_function! {
                 errors::trigger_misused("it must fire FOR EACH ROW on INSERT, UPDATE or DELETE");
             }
             let desc = (*trigger.tg_relation).rd_att;
-            let target = target_of(call, trigger.tg_relation);
+            let target = target_of(call, trigger);
             // The row written (none for a delete), and whether the old one leaves its list: deleted,
             // or its key changed.
             let (written, departing) = match event & pg_sys::TRIGGER_EVENT_OPMASK {
                 pg_sys::TRIGGER_EVENT_INSERT => (Some(trigger.tg_trigtuple), false),
+                pg_sys::TRIGGER_EVENT_UPDATE if target.channel => (Some(trigger.tg_newtuple), false),
                 pg_sys::TRIGGER_EVENT_UPDATE => {
                     (Some(trigger.tg_newtuple), departures::key_changed(&target.key, desc, trigger.tg_trigtuple, trigger.tg_newtuple))
                 }
+                pg_sys::TRIGGER_EVENT_DELETE if target.channel => (None, false),
                 pg_sys::TRIGGER_EVENT_DELETE => (None, true),
                 _ => errors::trigger_misused("it must fire on INSERT, UPDATE or DELETE"),
             };
@@ -178,11 +181,14 @@ struct StampTarget {
     /// What a departure is made of (departures.rs), and where it goes (None before 0.8.0).
     key: DepartingKey,
     departures: Option<pg_sys::Oid>,
+    /// conversation_channel's trigger (argument 'channel'): its rows are stamped, nothing more.
+    channel: bool,
 }
 
 /// # Safety
-/// `call` is a trigger call and `relation` the relation it fires for.
-unsafe fn target_of(call: &crate::glue::call::Call, relation: pg_sys::Relation) -> StampTarget {
+/// `call` is a trigger call and `trigger` its TriggerData.
+unsafe fn target_of(call: &crate::glue::call::Call, trigger: &pg_sys::TriggerData) -> StampTarget {
+    let relation = trigger.tg_relation;
     let flinfo = (*call.fcinfo()).flinfo;
     let kept = (*flinfo).fn_extra as *mut StampTarget;
     if !kept.is_null() && (*kept).relid == (*relation).rd_id {
@@ -194,17 +200,32 @@ unsafe fn target_of(call: &crate::glue::call::Call, relation: pg_sys::Relation) 
         errors::table_shape("it has no bigint column version", "ALTER TABLE conversation ADD COLUMN version bigint NOT NULL DEFAULT 0");
     }
     let schema = call.schema();
+    let channel = channel_trigger(&*trigger.tg_trigger);
     let target = StampTarget {
         relid: (*relation).rd_id,
         attnum,
         schema,
         key: DepartingKey::of(desc),
-        departures: departure_table::relid_in(schema),
+        departures: if channel { None } else { departure_table::relid_in(schema) },
+        channel,
     };
     let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;
     kept.write(target);
     (*flinfo).fn_extra = kept.cast();
     target
+}
+
+/// Whether `trigger` is conversation_channel's (its one argument 'channel'); any other argument
+/// is a misuse.
+///
+/// # Safety
+/// `trigger` is the firing trigger's catalog entry.
+unsafe fn channel_trigger(trigger: &pg_sys::Trigger) -> bool {
+    match trigger.tgnargs {
+        0 => false,
+        1 if std::ffi::CStr::from_ptr(*trigger.tgargs) == c"channel" => true,
+        _ => errors::trigger_misused("its only argument may be 'channel', on table conversation_channel"),
+    }
 }
 
 /// The version a row written now by this transaction gets.

@@ -84,7 +84,7 @@ impl ResultRow {
             let fetched = guarded(|| {
                 let tuple = c::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
                 if same {
-                    copied_whole(tuple, desc, context).ok_or(tuple)
+                    Ok(copied_whole(tuple, source, desc, context))
                 } else {
                     Err(tuple)
                 }
@@ -100,9 +100,7 @@ impl ResultRow {
         unsafe {
             if same_layout(desc, self.desc) {
                 let (target, context) = (self.desc, self.context);
-                if let Some(datum) = guarded(|| copied_whole(tuple, target, context)) {
-                    return datum;
-                }
+                return guarded(|| copied_whole(tuple, desc, target, context));
             }
             self.formed_from(tuple, desc)
         }
@@ -155,21 +153,31 @@ unsafe fn expected_desc(info: *mut pg_sys::Node) -> pg_sys::TupleDesc {
     (*(info as *mut pg_sys::ReturnSetInfo)).expectedDesc
 }
 
-/// `tuple` copied as it is as a datum of `desc` in `context`, when it holds every attribute (a
-/// tuple written before an ADD COLUMN holds fewer; the missing values live in the table's
-/// descriptor, not the type's). Also inlines any toasted column: a returned composite must stand
-/// on its own.
+/// `tuple`, a row of `source`, copied as it is as a datum of `desc` (of the same layout) in
+/// `context`. A tuple written before an ADD COLUMN holds fewer attributes, whose values live in
+/// the table's descriptor, not the type's: it is expanded with `source`'s first (after 0.9.0's
+/// update, every row until it is next written). Also inlines any toasted column: a returned
+/// composite must stand on its own.
 ///
 /// # Safety
-/// Inside `guarded`. `tuple` is a valid heap tuple of the same layout as `desc`.
-unsafe fn copied_whole(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, context: pg_sys::MemoryContext) -> Option<pg_sys::Datum> {
-    if pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32 != (*desc).natts {
-        return None;
-    }
+/// Inside `guarded`. `tuple` is a valid heap tuple of `source`, which has the layout of `desc`.
+unsafe fn copied_whole(
+    tuple: pg_sys::HeapTuple,
+    source: pg_sys::TupleDesc,
+    desc: pg_sys::TupleDesc,
+    context: pg_sys::MemoryContext,
+) -> pg_sys::Datum {
     let caller = pg_sys::MemoryContextSwitchTo(context);
-    let datum = c::heap_copy_tuple_as_datum(tuple, desc);
+    let datum = if (pg_sys::HeapTupleHeaderGetNatts((*tuple).t_data) as i32) < (*desc).natts {
+        let expanded = c::heap_expand_tuple(tuple, source);
+        let datum = c::heap_copy_tuple_as_datum(expanded, desc);
+        pg_sys::heap_freetuple(expanded);
+        datum
+    } else {
+        c::heap_copy_tuple_as_datum(tuple, desc)
+    };
     pg_sys::MemoryContextSwitchTo(caller);
-    Some(datum)
+    datum
 }
 
 /// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).

@@ -154,7 +154,7 @@ SELECT partition_conversation('HASH (uid)', ARRAY(SELECT format('FOR VALUES WITH
                                                   FROM generate_series(0, 2) AS r));
 -- The fourth partition has its columns in another physical order (made apart, then attached).
 CREATE TABLE conversation_reordered (
-    hidden boolean NOT NULL DEFAULT false, version bigint NOT NULL DEFAULT 0,
+    large boolean NOT NULL DEFAULT false, hidden boolean NOT NULL DEFAULT false, version bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(), id bigint NOT NULL, channel_id text NOT NULL,
     uid text NOT NULL, channel_type smallint NOT NULL,
     type smallint NOT NULL GENERATED ALWAYS AS (CASE WHEN pg_catalog.right(channel_id, 7) = '____cmd' THEN 2 ELSE 1 END) STORED,

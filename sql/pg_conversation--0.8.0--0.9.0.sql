@@ -70,6 +70,11 @@ BEGIN
     IF NOT coordinator THEN
         RETURN;
     END IF;
+    IF pg_catalog.to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        -- An update from before 0.8.0 runs 0.8.0's script first, in this transaction, and it
+        -- turns propagation off for its triggers: the column must reach every shard and node.
+        PERFORM pg_catalog.set_config('citus.enable_ddl_propagation', 'on', true);
+    END IF;
     EXECUTE 'ALTER TABLE @extschema@.conversation ADD COLUMN IF NOT EXISTS large boolean NOT NULL DEFAULT false';
     EXECUTE 'COMMENT ON COLUMN @extschema@.conversation.large IS ''A membership of a large channel (conversation_channel): its last_msg_seq, unread_count and updated_at are read from the channel''''s row''';
     SELECT i.indisvalid, i.indpred IS NOT NULL AS partial INTO prebuilt

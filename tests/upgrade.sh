@@ -30,9 +30,9 @@ SELECT pg_describe_object(d.classid, d.objid, 0) || E"\n" || coalesce(
                                  E"\n" ORDER BY a.attnum)
                              FROM pg_attribute a LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
                              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), $$$$) || E"\n" ||
-                   coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), E"\n" ORDER BY 1)
+                   coalesce((SELECT string_agg(pg_get_indexdef(i.indexrelid), E"\n" ORDER BY pg_get_indexdef(i.indexrelid))
                              FROM pg_index i WHERE i.indrelid = c.oid), $$$$) || E"\n" ||
-                   coalesce((SELECT string_agg(conname || $$ $$ || pg_get_constraintdef(k.oid), E"\n" ORDER BY 1)
+                   coalesce((SELECT string_agg(conname || $$ $$ || pg_get_constraintdef(k.oid), E"\n" ORDER BY conname)
                              FROM pg_constraint k WHERE k.conrelid = c.oid), $$$$)
             FROM pg_class c WHERE c.oid = d.objid)
         WHEN $$pg_type$$::regclass THEN (

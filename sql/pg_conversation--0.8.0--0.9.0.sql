@@ -4,6 +4,7 @@
 --    changed, its version), updated once per message instead of every member's row. Stamped by
 --    conversation_stamp('channel') as conversations are (same clock, ENABLE ALWAYS); dumped by
 --    pg_dump as the conversation table is; fillfactor 50, so that a message's update stays HOT.
+--    No grants: like the clock, it is read and written by the extension's functions themselves.
 -- 2. conversation.large: true while the row is a membership of a large channel (default false,
 --    no table rewrite), and index conversation_large_idx (uid, type) WHERE large: a user's large
 --    channels, found without reading their other conversations. Built here, holding writes for
@@ -14,8 +15,8 @@
 \echo Use "ALTER EXTENSION pg_conversation UPDATE TO '0.9.0'" to load this file. \quit
 
 ------------------------------------------------------------------------------------------------
--- 1. Channel state. A role that may write conversations may write it too (the grants of the
--- conversation table are copied): message arrival, SECURITY INVOKER, will write it for them.
+-- 1. Channel state. The extension's own, as the clock is: its functions will read and write it
+-- themselves (as its owner), so a role that may write conversations needs no privilege on it.
 CREATE TABLE @extschema@.conversation_channel (
     channel_id   text        NOT NULL,
     channel_type smallint    NOT NULL,
@@ -36,21 +37,6 @@ COMMENT ON COLUMN @extschema@.conversation_channel.last_msg_seq IS 'The greatest
 COMMENT ON COLUMN @extschema@.conversation_channel.updated_at IS 'When the channel last changed (a message)';
 COMMENT ON COLUMN @extschema@.conversation_channel.version IS
     'When the row last changed, as conversation.version; set by trigger conversation_stamp';
-DO $$
-DECLARE
-    item record;
-BEGIN
-    FOR item IN SELECT a.grantee, a.privilege_type, a.is_grantable
-                FROM pg_catalog.pg_class AS c, pg_catalog.aclexplode(c.relacl) AS a
-                WHERE c.oid = '@extschema@.conversation'::pg_catalog.regclass AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
-                  AND a.privilege_type IN ('SELECT', 'INSERT', 'UPDATE', 'DELETE') LOOP
-        EXECUTE pg_catalog.format('GRANT %s ON @extschema@.conversation_channel TO %s%s', item.privilege_type,
-                                  CASE WHEN item.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC'
-                                       ELSE pg_catalog.quote_ident(item.grantee::pg_catalog.regrole::text) END,
-                                  CASE WHEN item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
-    END LOOP;
-END
-$$;
 
 ------------------------------------------------------------------------------------------------
 -- 2. Memberships of large channels. One statement at a time, so that Citus applies each to every

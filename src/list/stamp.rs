@@ -132,14 +132,14 @@ sql_function! {
             let target = target_of(call, trigger);
             // The row written (none for a delete), and whether the old one leaves its list: deleted,
             // or its key changed.
+            // (A channel row is in no list: it never departs.)
             let (written, departing) = match event & pg_sys::TRIGGER_EVENT_OPMASK {
                 pg_sys::TRIGGER_EVENT_INSERT => (Some(trigger.tg_trigtuple), false),
-                pg_sys::TRIGGER_EVENT_UPDATE if target.channel => (Some(trigger.tg_newtuple), false),
-                pg_sys::TRIGGER_EVENT_UPDATE => {
-                    (Some(trigger.tg_newtuple), departures::key_changed(&target.key, desc, trigger.tg_trigtuple, trigger.tg_newtuple))
-                }
-                pg_sys::TRIGGER_EVENT_DELETE if target.channel => (None, false),
-                pg_sys::TRIGGER_EVENT_DELETE => (None, true),
+                pg_sys::TRIGGER_EVENT_UPDATE => (
+                    Some(trigger.tg_newtuple),
+                    !target.channel && departures::key_changed(&target.key, desc, trigger.tg_trigtuple, trigger.tg_newtuple),
+                ),
+                pg_sys::TRIGGER_EVENT_DELETE => (None, !target.channel),
                 _ => errors::trigger_misused("it must fire on INSERT, UPDATE or DELETE"),
             };
             #[cfg(any(test, feature = "pg_test"))]
@@ -181,7 +181,7 @@ struct StampTarget {
     /// What a departure is made of (departures.rs), and where it goes (None before 0.8.0).
     key: DepartingKey,
     departures: Option<pg_sys::Oid>,
-    /// conversation_channel's trigger (argument 'channel'): its rows are stamped, nothing more.
+    /// conversation_channel's trigger (argument 'channel'): its rows are stamped and never depart.
     channel: bool,
 }
 
@@ -206,7 +206,7 @@ unsafe fn target_of(call: &crate::glue::call::Call, trigger: &pg_sys::TriggerDat
         attnum,
         schema,
         key: DepartingKey::of(desc),
-        departures: if channel { None } else { departure_table::relid_in(schema) },
+        departures: departure_table::relid_in(schema),
         channel,
     };
     let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;

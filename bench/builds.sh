@@ -19,21 +19,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
+source bench/two_builds.sh
 [ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-builds$PG_SUFFIX}
 PORT=${PGCONV_BENCH_PORT:-$((55450 + PG_PORT_OFFSET))}
 SECONDS_PER_RUN=${3:-20} RUNS=${4:-5}
 
-bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
-rm -rf "$DIR"
-bash scripts/cluster.sh start "$DIR/cluster" "$PORT" autovacuum=off shared_buffers=256MB
-trap 'bash scripts/cluster.sh stop "$DIR/cluster"' EXIT
-mkdir -p "$DIR/libs" "$DIR/scripts" "$DIR/log"
-cp "$1" "$DIR/libs/old.so"
-cp "$2" "$DIR/libs/new.so"
-chmod -R a+rX "$DIR/libs"
-export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
-psql -X -q -d postgres -c "CREATE DATABASE bench"
+start_two_builds "$1" "$2"
 # The plain statements' table is the extension's exactly (indexes, stamp trigger), filled the
 # same way, in the same order.
 psql -X -q -v ON_ERROR_STOP=1 <<SQL

@@ -12,22 +12,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
+source bench/two_builds.sh
 [ $# -ge 2 ] || { sed -n '2,11p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-old-rows$PG_SUFFIX}
 PORT=${PGCONV_BENCH_PORT:-$((55471 + PG_PORT_OFFSET))}
 SECONDS_PER_RUN=${3:-10} RUNS=${4:-4}
 
-bash scripts/cluster.sh stop "$DIR/cluster" 2>/dev/null || true
-rm -rf "$DIR"
-bash scripts/cluster.sh start "$DIR/cluster" "$PORT" autovacuum=off shared_buffers=256MB
-trap 'bash scripts/cluster.sh stop "$DIR/cluster"' EXIT
-mkdir -p "$DIR/libs" "$DIR/scripts" "$DIR/log"
-cp "$1" "$DIR/libs/old.so"
-cp "$2" "$DIR/libs/new.so"
-chmod -R a+rX "$DIR/libs"
 install -m 644 sql/releases/pg_conversation--0.8.0.sql "$(pg_config --sharedir)/extension/"
-export PGHOST=$DIR/cluster PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
-psql -X -q -d postgres -c "CREATE DATABASE bench"
+start_two_builds "$1" "$2"
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 CREATE EXTENSION pg_conversation VERSION '0.8.0';
 INSERT INTO conversation (uid, channel_id, channel_type)

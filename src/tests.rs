@@ -221,6 +221,136 @@ pub(crate) mod tests {
         assert_eq!(one::<i32>("SELECT (find_conversation('older', 'after-column', 1)).pinned"), 7);
     }
 
+    // ---- large channels (relation/membership.rs, relation/large.rs)
+
+    /// Makes ('lm', channel) a membership of a large channel by hand (no function does yet): its
+    /// row counted to seq 10 (2 unread, read to 8, not hidden), the channel's row at `channel_last`.
+    fn large_membership(channel: &str, channel_last: i64) {
+        one::<i64>(&format!("SELECT id FROM get_or_create_conversation('lm', '{channel}', 1)"));
+        Spi::run(&format!(
+            "UPDATE conversation SET large = true, last_msg_seq = 10, unread_count = 2, readed_to_msg_seq = 8,
+                 updated_at = '2026-01-01' WHERE uid = 'lm' AND channel_id = '{channel}';
+             INSERT INTO conversation_channel (channel_id, channel_type, last_msg_seq, updated_at)
+             VALUES ('{channel}', 1, {channel_last}, '2026-06-01')"
+        ))
+        .unwrap();
+    }
+
+    fn state_of_large(function: &str, channel: &str) -> String {
+        one(&format!(
+            "SELECT format('last=%s unread=%s read=%s hidden=%s at=%s', last_msg_seq, unread_count, readed_to_msg_seq, hidden,
+                           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD'))
+             FROM {function}('lm', '{channel}', 1)"
+        ))
+    }
+
+    /// A large membership is returned as it stands: the messages after the seq its row counted
+    /// to, from its channel's row, each unread past the read position, dated by the channel.
+    #[pg_test]
+    fn a_large_membership_returns_what_arrived_since_its_row() {
+        large_membership("lm-g1", 13);
+        for function in ["get_or_create_conversation", "find_conversation"] {
+            assert_eq!(state_of_large(function, "lm-g1"), "last=13 unread=5 read=8 hidden=false at=06-01");
+        }
+        // The channel not past the row: the row as stored.
+        Spi::run("UPDATE conversation_channel SET last_msg_seq = 10 WHERE channel_id = 'lm-g1'").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=false at=01-01");
+        // Hidden at 10: hidden until the channel moves, then back with the new messages only.
+        Spi::run("UPDATE conversation SET hidden = true WHERE uid = 'lm' AND channel_id = 'lm-g1'").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=true at=01-01");
+        Spi::run("UPDATE conversation_channel SET last_msg_seq = 12 WHERE channel_id = 'lm-g1'").unwrap();
+        assert_eq!(state_of_large("get_or_create_conversation", "lm-g1"), "last=12 unread=2 read=8 hidden=false at=06-01");
+        // Its channel row gone: the row as it was counted.
+        Spi::run("DELETE FROM conversation_channel WHERE channel_id = 'lm-g1'").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=true at=01-01");
+    }
+
+    /// A row that is not a large membership is returned as stored, whatever a channel row says.
+    #[pg_test]
+    fn a_per_member_row_ignores_a_channel_row() {
+        large_membership("lm-g2", 20);
+        Spi::run("UPDATE conversation SET large = false WHERE uid = 'lm' AND channel_id = 'lm-g2'").unwrap();
+        assert_eq!(state_of_large("get_or_create_conversation", "lm-g2"), "last=10 unread=2 read=8 hidden=false at=01-01");
+    }
+
+    /// A large membership cannot be read without the channel table as the extension made it: 55000,
+    /// nothing returned from the wrong column.
+    #[pg_test]
+    fn a_large_membership_needs_the_channel_table() {
+        large_membership("lm-g3", 13);
+        Spi::run("LOCK TABLE conversation_channel IN ACCESS EXCLUSIVE MODE").unwrap();
+        Spi::run("ALTER TABLE conversation_channel RENAME TO conversation_channel_gone").unwrap();
+        assert!(error_of("SELECT find_conversation('lm', 'lm-g3', 1)")
+            .starts_with("55000: pg_conversation's table conversation_channel does not exist"));
+        Spi::run("ALTER TABLE conversation_channel_gone RENAME TO conversation_channel").unwrap();
+        Spi::run("ALTER TABLE conversation_channel ALTER COLUMN last_msg_seq TYPE numeric").unwrap();
+        assert!(error_of("SELECT find_conversation('lm', 'lm-g3', 1)").starts_with("55000: table conversation_channel cannot be used"));
+        Spi::run("ALTER TABLE conversation_channel ALTER COLUMN last_msg_seq TYPE bigint").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-g3"), "last=13 unread=5 read=8 hidden=false at=06-01");
+        // A per-member row never reads it.
+        Spi::run("ALTER TABLE conversation_channel RENAME TO conversation_channel_gone").unwrap();
+        assert_eq!(one::<i64>("SELECT last_msg_seq FROM get_or_create_conversation('lm', 'lm-other', 1)"), 0);
+    }
+
+    /// A read of a large membership applies to it as it stands, as per member: the unread count
+    /// it had, read down; the messages after it still derived from the channel.
+    #[pg_test]
+    fn a_read_of_a_large_membership_applies_to_it_as_it_stands() {
+        large_membership("lm-r1", 13);
+        let read = "SELECT format('last=%s unread=%s read=%s', last_msg_seq, unread_count, readed_to_msg_seq)";
+        assert_eq!(one::<String>(&format!("{read} FROM conversation_mark_read('lm', 'lm-r1', 1, 12)")), "last=13 unread=1 read=12");
+        assert_eq!(
+            one::<String>(&format!("{read} FROM conversation WHERE uid = 'lm' AND channel_id = 'lm-r1'")),
+            "last=13 unread=1 read=12"
+        );
+        Spi::run("UPDATE conversation_channel SET last_msg_seq = 15 WHERE channel_id = 'lm-r1'").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-r1"), "last=15 unread=3 read=12 hidden=false at=06-01");
+        // A read that moves nothing still returns it as it stands.
+        assert_eq!(one::<String>(&format!("{read} FROM conversation_mark_read('lm', 'lm-r1', 1, 3)")), "last=15 unread=3 read=12");
+        // Too far ahead of the channel's last message: refused, nothing written.
+        assert_eq!(sqlstate_of("SELECT conversation_mark_read('lm', 'lm-r1', 1, 1016)"), "22023");
+    }
+
+    /// A hide of a large membership needs the newest message shown (as per member), and a newer
+    /// one brings it back with the new messages only; a clear reads up to its seq.
+    #[pg_test]
+    fn hide_and_clear_of_a_large_membership_count_to_its_channel() {
+        large_membership("lm-h1", 13);
+        assert!(!one::<bool>("SELECT hidden FROM conversation_hide('lm', 'lm-h1', 1, 12)"));
+        assert!(one::<bool>("SELECT hidden FROM conversation_hide('lm', 'lm-h1', 1, 13)"));
+        Spi::run("UPDATE conversation_channel SET last_msg_seq = 14 WHERE channel_id = 'lm-h1'").unwrap();
+        assert_eq!(state_of_large("find_conversation", "lm-h1"), "last=14 unread=1 read=8 hidden=false at=06-01");
+        let cleared = one::<String>("SELECT format('%s %s %s', deleted_at_msg_seq, readed_to_msg_seq, unread_count) FROM conversation_clear('lm', 'lm-h1', 1, NULL)");
+        assert_eq!(cleared, "14 14 0");
+    }
+
+    /// The rule of relation/large.rs is written twice: in Rust for reads, in SQL for the writes
+    /// that materialize (state/materialize.rs). Over every kind of row and channel, the two agree.
+    #[pg_test]
+    fn reads_and_materializing_writes_derive_alike() {
+        Spi::run(
+            "INSERT INTO conversation (uid, channel_id, channel_type, large, last_msg_seq, unread_count, readed_to_msg_seq, hidden, updated_at)
+             SELECT 'grid', format('mg-%s-%s-%s-%s-%s', last, unread, read, hidden, channel), 1, true, last, unread, read, hidden,
+                    '2026-01-01'::timestamptz + make_interval(days => channel)
+             FROM unnest(ARRAY[5, 10]) AS last, unnest(ARRAY[0, 3]) AS unread, unnest(ARRAY[2, 8, 12]) AS read,
+                  unnest(ARRAY[false, true]) AS hidden, unnest(ARRAY[4, 10, 11, 20]) AS channel;
+             INSERT INTO conversation_channel (channel_id, channel_type, last_msg_seq, updated_at)
+             SELECT channel_id, 1, split_part(channel_id, '-', 6)::int8, '2026-03-01'::timestamptz
+             FROM conversation WHERE uid = 'grid'",
+        )
+        .unwrap();
+        let shown = "format('%s %s %s %s %s', c.channel_id, c.last_msg_seq, c.unread_count, c.hidden, c.updated_at)";
+        let read: String = one(&format!(
+            "SELECT string_agg({shown}, ', ' ORDER BY c.channel_id) FROM conversation AS k, find_conversation(k.uid, k.channel_id, 1) AS c WHERE k.uid = 'grid'"
+        ));
+        // A hide up to seq 0 hides nothing, after materializing.
+        Spi::run("SELECT count(conversation_hide(uid, channel_id, 1, 0)) FROM conversation WHERE uid = 'grid'").unwrap();
+        let written: String =
+            one(&format!("SELECT string_agg({shown}, ', ' ORDER BY c.channel_id) FROM conversation AS c WHERE c.uid = 'grid'"));
+        assert_eq!(read, written);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'grid' AND last_msg_seq = 20"), 24);
+    }
+
     /// A function's schema is remembered per backend (glue/call.rs) and forgotten when pg_proc
     /// changes: a function moved to another schema looks for the table there on its next call.
     #[pg_test]

@@ -31,9 +31,10 @@ use crate::input::batch_json;
 use crate::input::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
+use crate::relation::membership;
 use crate::relation::placement::Placement;
 use crate::relation::probe::{IndexProbe, Snapshot};
-use crate::relation::result_row::{deformed, ColumnMap, INPUT_POSITION};
+use crate::relation::result_row::{ColumnMap, INPUT_POSITION};
 use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
 use crate::relation::table::IntWidth;
 
@@ -254,16 +255,20 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
         let mut rows = get_or_create_many(statements, &table, keys, function);
         let mut positioned: Vec<&PositionedKey<'_>> = keys.iter().collect();
         positioned.sort_by_key(|k| k.position);
-        // One map per descriptor met (the table's, each partition's, a statement's), by name.
-        let mut maps: Vec<(pg_sys::TupleDesc, ColumnMap)> = Vec::new();
+        // One map per descriptor met (the table's, each partition's, a statement's), by name,
+        // and where the descriptor has large.
+        let mut maps: Vec<(pg_sys::TupleDesc, ColumnMap, i32)> = Vec::new();
+        let schema = table.table.schema;
         for k in positioned {
             let row = rows.remove(&key_of(&k.key)).expect("every key was found or created");
-            if !maps.iter().any(|(desc, _)| *desc == row.desc) {
-                maps.push((row.desc, ColumnMap::new(row.desc, output.desc, &[INPUT_POSITION])));
+            if !maps.iter().any(|(desc, _, _)| *desc == row.desc) {
+                // SAFETY: a valid descriptor.
+                let large = unsafe { membership::large_column(row.desc) };
+                maps.push((row.desc, ColumnMap::new(row.desc, output.desc, &[INPUT_POSITION]), large));
             }
-            let map = &maps.iter().find(|(desc, _)| *desc == row.desc).expect("just added").1;
+            let (_, map, large) = maps.iter().find(|(desc, _, _)| *desc == row.desc).expect("just added");
             // SAFETY: a row of its descriptor, alive until SPI_finish.
-            let (values, nulls) = unsafe { deformed(row.tuple, row.desc) };
+            let (values, nulls) = unsafe { membership::values_of(row.tuple, row.desc, *large, schema, Snapshot::Fresh) };
             let (values, nulls) = map.fill(&values, &nulls, &[Some(pg_sys::Datum::from(k.position))]);
             output.push(&values, &nulls);
         }

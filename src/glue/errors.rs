@@ -361,6 +361,24 @@ pub fn departure_table_missing() -> ! {
     )
 }
 
+/// A large membership (0.9.0) was read and the channel table is gone: its values cannot be told.
+pub fn channel_table_missing() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "pg_conversation's table conversation_channel does not exist, so the conversations of large channels cannot be read".into(),
+        Some("If it was renamed or moved, give it back its name and schema (README: Table conversation_channel)."),
+    )
+}
+
+/// The channel table is not as the extension made it: a derived value could be read wrong.
+pub fn channel_table_shape(problem: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("table conversation_channel cannot be used by pg_conversation: {problem}"),
+        Some("Give it back the extension's definition (sql/current/pg_conversation.sql shows it); its rows can stay."),
+    )
+}
+
 /// This cluster's row of conversation_clock was neither there nor added: a concurrent delete.
 pub fn clock_row_missing() -> ! {
     raise(

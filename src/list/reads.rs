@@ -27,8 +27,9 @@ use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
+use crate::relation::membership::deformed;
 use crate::relation::probe::Snapshot;
-use crate::relation::result_row::{deformed, ColumnMap, LIST_DEPARTED, LIST_POSITION};
+use crate::relation::result_row::{ColumnMap, LIST_DEPARTED, LIST_POSITION};
 use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
 use crate::relation::table::Names;
 

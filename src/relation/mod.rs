@@ -4,12 +4,16 @@
 //! read directly through an index (`probe`), its rows handed back as the declared type
 //! (`result_row`), and the SQL statements run on it (`statements`). `entry` is the one way a SQL
 //! function reaches it. Beside it, the table of conversations that left a list
-//! (`departure_table`). What is remembered of them is forgotten through glue's `invalidation`.
+//! (`departure_table`), and the table of large channels (`channel_table`), whose rows a large
+//! membership is read with (`membership`, by the rule of `large`). What is remembered of them is forgotten through glue's `invalidation`.
 
 pub mod catalog;
+pub mod channel_table;
 pub mod citus;
 pub mod departure_table;
 pub mod entry;
+pub mod large;
+pub mod membership;
 pub mod placement;
 pub mod probe;
 pub mod result_row;

@@ -23,7 +23,7 @@ use pgrx::pg_sys;
 use crate::glue::call::text_datum;
 use crate::glue::guard::{c, guarded, text};
 use crate::input::key::ConversationKey;
-use crate::relation::table::{Table, TEXT_EQUAL};
+use crate::relation::table::{Table, INT2_EQUAL, TEXT_EQUAL};
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Snapshot {
@@ -88,6 +88,11 @@ impl IndexProbe {
             (TEXT_EQUAL, channel_id),
             (table.channel_type_equality(), table.channel_type_datum(key.channel_type)),
         ])
+    }
+
+    /// For a probe of conversation_channel's primary key: the channel's visible row.
+    pub fn channel(&mut self, channel_id: &[u8], channel_type: i16) -> Option<*mut pg_sys::TupleTableSlot> {
+        self.first_equal(&[(TEXT_EQUAL, text_datum(channel_id)), (INT2_EQUAL, pg_sys::Datum::from(channel_type))])
     }
 
     /// For a probe of the channel index: whether the channel has any visible conversation.

@@ -23,6 +23,8 @@ use pgrx::PgTupleDesc;
 use crate::glue::call::Call;
 use crate::glue::errors;
 use crate::glue::guard::{c, guarded};
+use crate::relation::membership;
+use crate::relation::probe::Snapshot;
 
 /// The column batches add in front of the table's columns.
 pub const INPUT_POSITION: &CStr = c"input_position";
@@ -37,6 +39,10 @@ pub struct ResultRow {
     /// Whether `desc` is the type cache's, referenced by this row (released on drop), rather than
     /// the calling scan's own.
     referenced: bool,
+    /// Where a large membership's channel row is read (the call's schema), and with what snapshot
+    /// (the call's reads': its own for a STABLE function, a fresh one for the others).
+    schema: pg_sys::Oid,
+    snapshot: Snapshot,
 }
 
 impl ResultRow {
@@ -46,7 +52,7 @@ impl ResultRow {
     /// the function the descriptor it expects (of that type), which is used as it is; otherwise
     /// the type cache's is. If the type is gone, DROP EXTENSION committed while this call was on
     /// its way: a clear 55000.
-    pub fn of_call(call: &Call) -> ResultRow {
+    pub fn of_call(call: &Call, snapshot: Snapshot) -> ResultRow {
         // SAFETY: flinfo is set for every fmgr call; resultinfo, when set, is a node the caller
         // owns for the whole call; lookup_rowtype_tupdesc_noerror raises 42809 if the function
         // was declared to return something not composite. Under one guard (calls and plain
@@ -68,7 +74,7 @@ impl ResultRow {
             if desc.is_null() {
                 errors::extension_dropped();
             }
-            ResultRow { desc, context, referenced }
+            ResultRow { desc, context, referenced, schema: call.schema(), snapshot }
         }
     }
 
@@ -76,20 +82,22 @@ impl ResultRow {
     pub fn of_slot(&self, slot: *mut pg_sys::TupleTableSlot) -> pg_sys::Datum {
         // SAFETY: the slot holds a row of a relation whose descriptor it carries; the tuple is
         // fetched without a copy (the buffer stays pinned until the next probe), and on the hit
-        // path copied as it is, both under one guard (calls and plain values).
+        // path read and copied as it is, all under one guard (calls and plain values; is_large
+        // calls nothing that raises).
         unsafe {
             let source = (*slot).tts_tupleDescriptor;
             let (desc, context) = (self.desc, self.context);
             let same = same_layout(source, desc);
+            let large = membership::large_column_of((*slot).tts_tableOid, source);
             let fetched = guarded(|| {
                 let tuple = c::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-                if same {
+                if same && !membership::is_large(tuple, source, large) {
                     Ok(copied_whole(tuple, source, desc, context))
                 } else {
                     Err(tuple)
                 }
             });
-            fetched.unwrap_or_else(|tuple| self.formed_from(tuple, source))
+            fetched.unwrap_or_else(|tuple| self.formed_from(tuple, source, large))
         }
     }
 
@@ -98,20 +106,22 @@ impl ResultRow {
     pub fn of_tuple(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
         // SAFETY: `tuple` is a row of `desc`; copied under a guard.
         unsafe {
-            if same_layout(desc, self.desc) {
+            let large = membership::large_column(desc);
+            if same_layout(desc, self.desc) && !membership::is_large(tuple, desc, large) {
                 let (target, context) = (self.desc, self.context);
                 return guarded(|| copied_whole(tuple, desc, target, context));
             }
-            self.formed_from(tuple, desc)
+            self.formed_from(tuple, desc, large)
         }
     }
 
-    /// A row of `desc` as the result datum, filled column by column by name.
+    /// A row of `desc`, whose `large` is at `large` (0: none), as the result datum, filled column
+    /// by column by name: a membership of a large channel as it stands.
     ///
     /// # Safety
     /// `tuple` is a row of `desc`.
-    unsafe fn formed_from(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> pg_sys::Datum {
-        let (values, nulls) = deformed(tuple, desc);
+    unsafe fn formed_from(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, large: i32) -> pg_sys::Datum {
+        let (values, nulls) = membership::values_of(tuple, desc, large, self.schema, self.snapshot);
         self.formed(&ColumnMap::new(desc, self.desc, &[]), &values, &nulls)
     }
 
@@ -178,17 +188,6 @@ unsafe fn copied_whole(
     };
     pg_sys::MemoryContextSwitchTo(caller);
     datum
-}
-
-/// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).
-///
-/// # Safety
-/// `tuple` is a row of `desc`.
-pub unsafe fn deformed(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
-    let natts = (*desc).natts as usize;
-    let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
-    pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-    (values, nulls)
 }
 
 /// Whether rows of `source` can be copied as they are into `target`: the same attributes, in the

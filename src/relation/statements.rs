@@ -3,8 +3,9 @@
 //! the Rust code runs goes through here, so this is also where search_path is pinned.
 //!
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
-//! (statements return rows by column), `{clock}` for the clock table (stamp.rs) and `{departures}` for
-//! the departure table (departures.rs); it is prepared
+//! (statements return rows by column), `{clock}` for the clock table (stamp.rs), `{departures}`
+//! for the departure table (departures.rs) and `{channels}` for the channel table
+//! (channel_table.rs); it is prepared
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
 //! itself after other DDL on the table. A statement run on a Citus shard by its own name (a
@@ -104,7 +105,8 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
         .replace("{table}", &names.table)
         .replace("{columns}", &names.columns)
         .replace("{clock}", &names.clock)
-        .replace("{departures}", &names.departures);
+        .replace("{departures}", &names.departures)
+        .replace("{channels}", &names.channels);
     let text = CString::new(sql.as_str()).expect("statements hold no NUL");
     let mut types = statement.parameters.to_vec();
     let options = if names.planned_per_run { pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32 } else { 0 };

@@ -18,7 +18,7 @@ use crate::relation::stamp_catalog::Stamped;
 const PARTITIONED_TABLE_CATALOG: pg_sys::Oid = pg_sys::Oid::from_u32(3350);
 /// The equality functions a direct probe may compare with (those of the built-in btree opclasses).
 pub const TEXT_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_TEXTEQ);
-const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
+pub const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
 const INT4_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT4EQ);
 const INT8_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8EQ);
 /// A hash opclass's extended hash support function number (access/hash.h).
@@ -41,6 +41,9 @@ pub struct Table {
     pub distributed: bool,
     /// Whether it has column hidden (0.5.0): the library serves databases not yet updated too.
     pub has_hidden: bool,
+    /// Whether it has column large (0.9.0), and so may hold memberships of large channels, which
+    /// a write materializes first (state/materialize.rs).
+    pub has_large: bool,
     /// Whether its rows are stamped and since which transaction (stamp.rs), once asked: an
     /// ALTER TABLE ... DISABLE TRIGGER invalidates the table (or the partition), and so this.
     pub(in crate::relation) stamped: Cell<Option<Option<Stamped>>>,
@@ -191,6 +194,8 @@ impl Table {
         let distributed = distribution != citus::Distribution::Local;
         let names = Names { columns, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
+        let large = pg_sys::get_attnum(relid, c"large".as_ptr());
+        let has_large = large > 0 && pg_sys::get_atttype(relid, large) == pg_sys::BOOLOID;
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
@@ -203,6 +208,7 @@ impl Table {
             channel_type_width,
             distributed,
             has_hidden,
+            has_large,
             stamped,
             leaves,
             list_indexes,
@@ -231,6 +237,8 @@ pub struct Names {
     pub clock: String,
     /// The departure table (departures.rs), schema-qualified.
     pub departures: String,
+    /// The channel table of large channels (channel_table.rs), schema-qualified.
+    pub channels: String,
     /// The table is Citus's: its statements are planned on every run (statements.rs says why).
     pub planned_per_run: bool,
 }
@@ -266,6 +274,7 @@ impl Names {
                 columns: String::new(),
                 clock: format!("{schema_name}.{}", quote(c"conversation_clock".as_ptr())),
                 departures: format!("{schema_name}.{}", quote(c"conversation_departure".as_ptr())),
+                channels: format!("{schema_name}.{}", quote(c"conversation_channel".as_ptr())),
                 planned_per_run: false,
             }
         }

@@ -17,6 +17,7 @@ use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{arg_or_null, connect, key_args, prepared, returned_row, Statement};
+use crate::state::materialize::materialize;
 
 const HIDE: Statement = Statement {
     sql: "UPDATE {table} AS c SET hidden = true \
@@ -42,8 +43,11 @@ pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &
     let key = call.key(0);
     let up_to = up_to_msg_seq(call);
     let table = OpenTable::for_writes(call, function);
-    let result = ResultRow::of_call(call);
+    let result = ResultRow::of_call(call, Snapshot::Fresh);
     let changed = connect(|statements| {
+        // A large membership counts to its channel's last message first (hides and clears are
+        // rare: no guarded statement as for reads).
+        materialize(statements, &table, &key);
         let prepared = prepared(statements, &table.table.names, statement);
         let [uid, channel_id, channel_type] = key_args(&key);
         returned_row(statements, &prepared, &[uid, channel_id, channel_type, arg_or_null(up_to.map(pg_sys::Datum::from))], &result)

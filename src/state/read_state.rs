@@ -36,6 +36,7 @@ use crate::relation::probe::Snapshot;
 use crate::relation::result_row::ResultRow;
 use crate::relation::statements::{arg, connect, key_args, prepared, returned_row, Statement};
 use crate::state::hide::{change_up_to, up_to_msg_seq};
+use crate::state::materialize::materialize;
 
 /// How far a read (or a clear) may run ahead of the conversation's last message: the messages a
 /// busy channel can have in delivery at once, with room to spare. A literal, for the statements'
@@ -48,21 +49,32 @@ macro_rules! max_read_ahead {
 
 pub const MAX_READ_AHEAD: i64 = 1000;
 
-const MARK_READ: Statement = Statement {
-    sql: concat!(
-        "UPDATE {table} AS c SET \
-              readed_to_msg_seq = $4, \
-              unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
-              updated_at = now() \
-          WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
-            AND $4 - ",
-        max_read_ahead!(),
-        " <= c.last_msg_seq \
-          RETURNING {columns}"
-    ),
-    parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
-    snapshot: Snapshot::Fresh,
-};
+/// The read, on the rows `$only` leaves.
+macro_rules! mark_read {
+    ($only:literal) => {
+        Statement {
+            sql: concat!(
+                "UPDATE {table} AS c SET \
+                      readed_to_msg_seq = $4, \
+                      unread_count = LEAST(c.unread_count, GREATEST(c.last_msg_seq - $4, 0)), \
+                      updated_at = now() \
+                  WHERE c.uid = $1 AND c.channel_id = $2 AND c.channel_type = $3 AND c.readed_to_msg_seq < $4 \
+                    AND $4 - ",
+                max_read_ahead!(),
+                " <= c.last_msg_seq",
+                $only,
+                " RETURNING {columns}"
+            ),
+            parameters: &[pg_sys::TEXTOID, pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
+            snapshot: Snapshot::Fresh,
+        }
+    };
+}
+
+const MARK_READ: Statement = mark_read!("");
+/// The common case where large channels may exist: a read of a per-member row, which needs no
+/// materializing first (materialize.rs), in one statement.
+const MARK_READ_PER_MEMBER: Statement = mark_read!(" AND NOT c.large");
 
 const FUNCTION: &str = "conversation_mark_read";
 
@@ -96,7 +108,7 @@ sql_function! {
             errors::invalid_seq("read_to_seq", read_to_seq, 1);
         }
         let table = OpenTable::for_writes(call, FUNCTION);
-        let result = ResultRow::of_call(call);
+        let result = ResultRow::of_call(call, Snapshot::Fresh);
         stats::count_read();
         // The common case: the conversation exists and the position moves forward. One statement.
         let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {
@@ -115,11 +127,20 @@ sql_function! {
     }
 }
 
+/// The read, on a per-member row in one statement; on a large membership (or when that read
+/// moved nothing) after materializing it.
 fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, result: &ResultRow) -> Option<pg_sys::Datum> {
     connect(|statements| {
-        let prepared = prepared(statements, &table.table.names, &MARK_READ);
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
+        if table.table.has_large {
+            let per_member = prepared(statements, &table.table.names, &MARK_READ_PER_MEMBER);
+            if let Some(row) = returned_row(statements, &per_member, &args, result) {
+                return Some(row);
+            }
+            materialize(statements, table, &key);
+        }
+        let prepared = prepared(statements, &table.table.names, &MARK_READ);
         returned_row(statements, &prepared, &args, result)
     })
 }

@@ -1,0 +1,150 @@
+//! The channel table, conversation_channel (0.9.0): one row per large channel, what its messages
+//! changed for all its members at once (state/large.rs derives each member's values from it).
+//! Read by its primary key (channel_id, channel_type), directly as the hit path reads the
+//! conversation table. A database not updated to 0.9.0 has none, and no large membership.
+//!
+//! Its shape is checked once and remembered until the table or its index changes: the primary
+//! key on (channel_id text, channel_type smallint), valid and ready, and last_msg_seq, updated_at
+//! and version of the extension's types. Anything else is a clear 55000, as for the conversation
+//! table: a derived value read from the wrong column would be a wrong unread count.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+use crate::glue::errors;
+use crate::glue::invalidation;
+use crate::relation::large::Channel;
+use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::table;
+
+/// What reading a channel row needs, checked once and remembered.
+#[derive(Clone, Copy)]
+struct Checked {
+    relid: pg_sys::Oid,
+    index: pg_sys::Oid,
+    /// The attribute numbers of last_msg_seq, updated_at and version.
+    columns: [i16; 3],
+}
+
+thread_local! {
+    /// The channel table last checked, until a relcache invalidation of it or its index.
+    static CHECKED: Cell<Option<Checked>> = const { Cell::new(None) };
+}
+
+/// The channel table of `schema`, or None where the extension has none (before 0.9.0).
+pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    // SAFETY: a syscache lookup.
+    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_channel".as_ptr(), schema) };
+    (relid != pg_sys::InvalidOid).then_some(relid)
+}
+
+/// The channel table, open and locked (AccessShareLock, to the end of the transaction) for one
+/// call; closed when dropped.
+pub struct ChannelTable {
+    relation: pg_sys::Relation,
+    checked: Checked,
+}
+
+impl ChannelTable {
+    /// Opens the channel table of `schema` for reading. A large membership without one (the
+    /// table dropped or renamed) is refused: its values cannot be told.
+    pub fn open(schema: pg_sys::Oid) -> ChannelTable {
+        let relid = relid_in(schema).unwrap_or_else(|| errors::channel_table_missing());
+        // SAFETY: opened by OID under a lock (NULL if it was dropped meanwhile); its index list
+        // and attributes are read while it is open.
+        unsafe {
+            let relation = pg_sys::try_table_open(relid, pg_sys::AccessShareLock as _);
+            if relation.is_null() {
+                errors::channel_table_missing();
+            }
+            let checked = match CHECKED.get() {
+                Some(checked) if checked.relid == relid => checked,
+                _ => {
+                    invalidation::on_relation_change(forget);
+                    let checked = check(relation);
+                    CHECKED.set(Some(checked));
+                    checked
+                }
+            };
+            ChannelTable { relation, checked }
+        }
+    }
+
+    /// The channel row of (channel_id, channel_type) as `snapshot` sees it, or None.
+    pub fn channel(&self, channel_id: &[u8], channel_type: i16, snapshot: Snapshot) -> Option<Channel> {
+        let mut probe = IndexProbe::open(self.relation, self.checked.index, 2, snapshot);
+        let slot = probe.channel(channel_id, channel_type)?;
+        let [last_msg_seq, updated_at, version] = self.checked.columns;
+        // SAFETY: a slot of this relation holding a visible row; NOT NULL columns of int8 and
+        // timestamptz (checked), read before the probe moves on.
+        unsafe {
+            let value = |attnum: i16| {
+                let mut null = false;
+                let datum = pg_sys::slot_getattr(slot, i32::from(attnum), &mut null);
+                if null {
+                    errors::table_shape(
+                        "a conversation_channel row holds NULL",
+                        "UPDATE conversation_channel SET ... the column's default",
+                    );
+                }
+                datum.value() as i64
+            };
+            Some(Channel { last_msg_seq: value(last_msg_seq), updated_at: value(updated_at), version: value(version) })
+        }
+    }
+}
+
+impl Drop for ChannelTable {
+    fn drop(&mut self) {
+        // While unwinding from an ERROR, PostgreSQL may not be called; the abort releases it.
+        if !std::thread::panicking() {
+            // SAFETY: opened by `open`; the lock stays to the end of the transaction.
+            unsafe { pg_sys::table_close(self.relation, pg_sys::NoLock as _) };
+        }
+    }
+}
+
+/// The table's primary key and columns, as the extension made them, or a 55000 saying what differs.
+///
+/// # Safety
+/// `relation` is the open, locked channel table.
+unsafe fn check(relation: pg_sys::Relation) -> Checked {
+    let relid = (*relation).rd_id;
+    let typed = |name: &CStr, type_oid: pg_sys::Oid| {
+        let attnum = pg_sys::get_attnum(relid, name.as_ptr());
+        (attnum > 0 && pg_sys::get_atttype(relid, attnum) == type_oid).then_some(attnum)
+    };
+    let column = |name: &CStr, type_oid: pg_sys::Oid| {
+        typed(name, type_oid)
+            .unwrap_or_else(|| errors::channel_table_shape(&format!("its column {} is missing or of another type", name.to_string_lossy())))
+    };
+    let columns =
+        [column(c"last_msg_seq", pg_sys::INT8OID), column(c"updated_at", pg_sys::TIMESTAMPTZOID), column(c"version", pg_sys::INT8OID)];
+    let key = [typed(c"channel_id", pg_sys::TEXTOID), typed(c"channel_type", pg_sys::INT2OID)];
+    let index = table::primary_key(relation);
+    let usable = index != pg_sys::InvalidOid && {
+        let opened = pg_sys::index_open(index, pg_sys::AccessShareLock as _);
+        let form = (*opened).rd_index;
+        let on_key = (*form).indnkeyatts == 2 && key.map(|attnum| attnum.unwrap_or(0)) == (*form).indkey.values.as_slice(2);
+        // Compared with text equality: a nondeterministic collation would find other rows.
+        let collation = *(*opened).rd_indcollation;
+        let deterministic = collation == pg_sys::InvalidOid || pg_sys::get_collation_isdeterministic(collation);
+        let ready = table::usable(opened);
+        pg_sys::index_close(opened, pg_sys::NoLock as _);
+        on_key && deterministic && ready
+    };
+    if !usable {
+        errors::channel_table_shape("its primary key on (channel_id text, channel_type smallint) is missing, changed or not valid");
+    }
+    Checked { relid, index, columns }
+}
+
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback.
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if CHECKED.get().is_some_and(|checked| relid == pg_sys::InvalidOid || relid == checked.relid || relid == checked.index) {
+        CHECKED.set(None);
+    }
+}

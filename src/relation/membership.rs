@@ -1,0 +1,190 @@
+//! Whether a conversation row is a membership of a large channel (column large, 0.9.0), and such
+//! a row's values as they stand: what arrived since it was written, derived from its channel's
+//! row by large.rs's rule. result_row.rs asks for every row a function returns; a per-member row
+//! (every row of a table without the column too) costs it one attribute read.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+use crate::glue::call::varlena_bytes;
+use crate::glue::errors;
+use crate::glue::invalidation;
+use crate::relation::channel_table::ChannelTable;
+use crate::relation::large::{derived, Counted};
+use crate::relation::probe::Snapshot;
+
+/// The attribute number of `large` in a row descriptor, 0 where it has none (before 0.9.0, or
+/// a table without it: no large membership).
+///
+/// # Safety
+/// `desc` is a valid tuple descriptor.
+pub unsafe fn large_column(desc: pg_sys::TupleDesc) -> i32 {
+    let attnum = pg_sys::SPI_fnumber(desc, c"large".as_ptr());
+    if attnum > 0 && pg_sys::SPI_gettypeid(desc, attnum) == pg_sys::BOOLOID {
+        attnum
+    } else {
+        0
+    }
+}
+
+thread_local! {
+    /// The relation whose `large` was last looked up, and where it is, until a relcache
+    /// invalidation of it.
+    static KNOWN: Cell<Option<(pg_sys::Oid, i32)>> = const { Cell::new(None) };
+}
+
+/// `large_column` of relation `relid`, whose rows have `desc`: remembered per backend until the
+/// relation changes (the hit path asks on every call).
+///
+/// # Safety
+/// `desc` is the descriptor of relation `relid`'s rows.
+pub unsafe fn large_column_of(relid: pg_sys::Oid, desc: pg_sys::TupleDesc) -> i32 {
+    match KNOWN.get() {
+        Some((known, attnum)) if known == relid => attnum,
+        _ => {
+            invalidation::on_relation_change(forget);
+            let attnum = large_column(desc);
+            KNOWN.set(Some((relid, attnum)));
+            attnum
+        }
+    }
+}
+
+/// Whether `tuple`, a row of a descriptor whose `large` is at `attnum` (0: none), is a
+/// membership of a large channel. Calls nothing that can raise.
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`.
+pub unsafe fn is_large(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum: i32) -> bool {
+    if attnum == 0 {
+        return false;
+    }
+    let mut null = false;
+    let datum = pg_sys::heap_getattr(tuple, attnum, desc, &mut null);
+    !null && datum.value() != 0
+}
+
+/// Where a row keeps what a large channel's messages change, of the extension's types.
+struct Columns {
+    channel_id: i32,
+    channel_type: i32,
+    last_msg_seq: i32,
+    unread_count: i32,
+    readed_to_msg_seq: i32,
+    hidden: i32,
+    updated_at: i32,
+    version: i32,
+}
+
+impl Columns {
+    /// # Safety
+    /// `desc` is a valid tuple descriptor.
+    unsafe fn of(desc: pg_sys::TupleDesc) -> Columns {
+        let typed = |name: &CStr, type_oid: pg_sys::Oid| {
+            let attnum = pg_sys::SPI_fnumber(desc, name.as_ptr());
+            if attnum > 0 && pg_sys::SPI_gettypeid(desc, attnum) == type_oid {
+                attnum
+            } else {
+                errors::table_shape(
+                    &format!("a membership of a large channel needs its column {} of the extension's type", name.to_string_lossy()),
+                    "ALTER TABLE conversation ALTER COLUMN ... TYPE ..., back to the type the extension gave it.",
+                )
+            }
+        };
+        Columns {
+            channel_id: typed(c"channel_id", pg_sys::TEXTOID),
+            channel_type: typed(c"channel_type", pg_sys::INT2OID),
+            last_msg_seq: typed(c"last_msg_seq", pg_sys::INT8OID),
+            unread_count: typed(c"unread_count", pg_sys::INT4OID),
+            readed_to_msg_seq: typed(c"readed_to_msg_seq", pg_sys::INT8OID),
+            hidden: typed(c"hidden", pg_sys::BOOLOID),
+            updated_at: typed(c"updated_at", pg_sys::TIMESTAMPTZOID),
+            version: typed(c"version", pg_sys::INT8OID),
+        }
+    }
+}
+
+/// The large membership `tuple`, a row of `desc`, as it stands with its channel's row (as
+/// `snapshot` sees it, in the channel table of `schema`): its values and nulls, deformed, to be
+/// formed as the returned type. A channel row gone (a DBA deleted it) leaves the row as counted.
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`.
+pub unsafe fn as_it_stands(
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    schema: pg_sys::Oid,
+    snapshot: Snapshot,
+) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let columns = Columns::of(desc);
+    let (mut values, mut nulls) = deformed(tuple, desc);
+    let at = |attnum: i32| (attnum - 1) as usize;
+    // NOT NULL columns; a NULL one reads as 0.
+    let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };
+    let row = Counted {
+        last_msg_seq: value(columns.last_msg_seq),
+        unread_count: value(columns.unread_count) as i32,
+        readed_to_msg_seq: value(columns.readed_to_msg_seq),
+        hidden: value(columns.hidden) != 0,
+        updated_at: value(columns.updated_at),
+        version: value(columns.version),
+    };
+    if nulls[at(columns.channel_id)] {
+        return (values, nulls);
+    }
+    let channel_id = varlena_bytes(values[at(columns.channel_id)]);
+    let channel_type = value(columns.channel_type) as i16;
+    let Some(channel) = ChannelTable::open(schema).channel(channel_id, channel_type, snapshot) else {
+        return (values, nulls);
+    };
+    let now = derived(row, channel);
+    let mut set = |attnum: i32, datum: pg_sys::Datum| {
+        values[at(attnum)] = datum;
+        nulls[at(attnum)] = false;
+    };
+    set(columns.last_msg_seq, pg_sys::Datum::from(now.last_msg_seq));
+    set(columns.unread_count, pg_sys::Datum::from(now.unread_count));
+    set(columns.hidden, pg_sys::Datum::from(now.hidden));
+    set(columns.updated_at, pg_sys::Datum::from(now.updated_at));
+    set(columns.version, pg_sys::Datum::from(now.version));
+    (values, nulls)
+}
+
+/// The values and nulls of `tuple`, a row of `desc` whose `large` is at `large` (0: none): as
+/// stored, or as it stands for a membership of a large channel (`as_it_stands`).
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`.
+pub unsafe fn values_of(
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    large: i32,
+    schema: pg_sys::Oid,
+    snapshot: Snapshot,
+) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    if is_large(tuple, desc, large) {
+        return as_it_stands(tuple, desc, schema, snapshot);
+    }
+    deformed(tuple, desc)
+}
+
+/// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).
+///
+/// # Safety
+/// `tuple` is a row of `desc`.
+pub unsafe fn deformed(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let natts = (*desc).natts as usize;
+    let (mut values, mut nulls) = (vec![pg_sys::Datum::from(0); natts], vec![true; natts]);
+    pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    (values, nulls)
+}
+
+/// # Safety
+/// Called by PostgreSQL as a relcache invalidation callback.
+unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if KNOWN.get().is_some_and(|(known, _)| relid == pg_sys::InvalidOid || relid == known) {
+        KNOWN.set(None);
+    }
+}

@@ -351,6 +351,77 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE uid = 'grid' AND last_msg_seq = 20"), 24);
     }
 
+    /// Each member of `channel` as the functions return it: uid last unread read hidden.
+    fn members_of(channel: &str) -> String {
+        one(&format!(
+            "SELECT string_agg(format('%s %s %s %s %s', c.uid, c.last_msg_seq, c.unread_count, c.readed_to_msg_seq, c.hidden), ', ' ORDER BY c.uid)
+             FROM conversation AS k, find_conversation(k.uid, k.channel_id, 1) AS c WHERE k.channel_id = '{channel}'"
+        ))
+    }
+
+    /// What happens to a group, in order: messages (seq, sender, members), reads, hides, clears.
+    fn play(channel: &str, steps: &[&str]) {
+        for step in steps {
+            let statement = step.replace("CH", channel);
+            Spi::run(&format!("SELECT {statement}")).unwrap();
+        }
+    }
+
+    /// A large channel gives every member what per member gives, message after message (seqs that
+    /// go up by one, in order): unread counts, reads, hides, the sender's own messages, members
+    /// who join and leave. Only the channel's row and the sender's are written per message.
+    #[pg_test]
+    fn a_large_channel_gives_what_per_member_gives() {
+        let steps = [
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 1, 'a')",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 2, 'b')",
+            "conversation_mark_read('c', 'CH', 1, 1)",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 3, NULL)",
+            "conversation_hide('a', 'CH', 1, 3)",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'd'], 4, 'd')",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'd'], 5, 'b')",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'd'], 4, 'd')",
+            "conversation_clear('b', 'CH', 1, 4)",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'd'], 6, NULL)",
+        ];
+        play("per-member", &steps);
+        // Large from its first message on.
+        one::<i64>("SELECT conversation_channel_make_large('large', 1, ARRAY['a', 'b', 'c'])");
+        play("large", &steps);
+        assert_eq!(members_of("large"), members_of("per-member"));
+        assert_eq!(members_of("large"), "a 6 3 1 false, b 6 1 5 false, c 3 2 1 false, d 6 2 4 false");
+        // c left (per member again, as it stood); the others are memberships.
+        assert_eq!(
+            one::<String>("SELECT string_agg(uid || ' ' || large, ', ' ORDER BY uid) FROM conversation WHERE channel_id = 'large'"),
+            "a true, b true, c false, d true"
+        );
+        // Made large halfway: the same again.
+        play("halfway", &steps[..4]);
+        assert_eq!(one::<i64>("SELECT conversation_channel_make_large('halfway', 1, ARRAY['a', 'b', 'c'])"), 3);
+        play("halfway", &steps[4..]);
+        assert_eq!(members_of("halfway"), members_of("per-member"));
+        // And per member again: every value kept, stored.
+        assert_eq!(one::<i64>("SELECT conversation_channel_make_per_member('halfway', 1)"), 3);
+        assert_eq!(members_of("halfway"), members_of("per-member"));
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'halfway' AND large"), 0);
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation_channel WHERE channel_id = 'halfway'"), 0);
+    }
+
+    /// A message to a large channel naming the members it named before writes two rows: the
+    /// channel's and the sender's; a redelivery writes none and advances none.
+    #[pg_test]
+    fn a_message_to_a_large_channel_writes_two_rows() {
+        let members = "ARRAY['w1', 'w2', 'w3', 'w4']";
+        one::<i64>(&format!("SELECT conversation_channel_make_large('two-rows', 1, {members})"));
+        one::<i32>(&format!("SELECT conversation_message_arrived('two-rows', 1, {members}, 1, 'w1')"));
+        assert_eq!(one::<i32>(&format!("SELECT conversation_message_arrived('two-rows', 1, {members}, 2, 'w2')")), 4);
+        // Stored at 2: the sender's row alone; the channel's row is at 2.
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'two-rows' AND last_msg_seq = 2"), 1);
+        assert_eq!(one::<i64>("SELECT last_msg_seq FROM conversation_channel WHERE channel_id = 'two-rows'"), 2);
+        assert_eq!(one::<i32>(&format!("SELECT conversation_message_arrived('two-rows', 1, {members}, 2, 'w2')")), 0);
+        assert_eq!(one::<i32>("SELECT unread_count FROM find_conversation('w4', 'two-rows', 1)"), 2);
+    }
+
     /// A function's schema is remembered per backend (glue/call.rs) and forgotten when pg_proc
     /// changes: a function moved to another schema looks for the table there on its next call.
     #[pg_test]

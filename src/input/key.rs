@@ -63,22 +63,15 @@ impl<'a> ConversationKey<'a> {
     /// Stable across releases and platforms: it is documented so a DBA can find a key in pg_locks.
     /// Two keys that collide only share a lock for the microseconds of one check-and-insert.
     pub fn lock_hash(&self) -> i32 {
-        const OFFSET: u32 = 0x811c_9dc5;
-        const PRIME: u32 = 0x0100_0193;
-        let mut hash = OFFSET;
-        let bytes = self
-            .uid
-            .iter()
-            .copied()
-            .chain(std::iter::once(0))
-            .chain(self.channel_id.iter().copied())
-            .chain(std::iter::once(0))
-            .chain(std::iter::once(self.channel_type as u8));
-        for byte in bytes {
-            hash ^= u32::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-        hash as i32
+        fnv1a(
+            self.uid
+                .iter()
+                .copied()
+                .chain(std::iter::once(0))
+                .chain(self.channel_id.iter().copied())
+                .chain(std::iter::once(0))
+                .chain(std::iter::once(self.channel_type as u8)),
+        )
     }
 
     /// The order in which every batch creates and locks rows: bytewise, field by field, whatever
@@ -108,6 +101,13 @@ fn check_id<'a>(argument: &'static str, value: Option<&'a [u8]>) -> Result<&'a [
         return Err(KeyError::TooLong { argument, bytes: value.len() });
     }
     Ok(value)
+}
+
+/// 32-bit FNV-1a of `bytes`, as the advisory locks' second key (this key's, a channel's).
+pub fn fnv1a(bytes: impl Iterator<Item = u8>) -> i32 {
+    const OFFSET: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    bytes.fold(OFFSET, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(PRIME)) as i32
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, arg_or_null, connect, prepared, run, Statement};
+use crate::state::{channel_lock, message_large};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -128,11 +129,20 @@ sql_function! {
         let members = batch_keys::member_batch(call.id_text(0, "channel_id"), call.int32(1).map(i64::from), &member_uids)
             .unwrap_or_else(|error| errors::invalid_batch("member_uids", error));
         // Measured like a uid (a longer one could match no member anyway).
-        let sender_uid = call.id_text(4, "sender_uid").map(text_datum);
+        let sender = call.id_text(4, "sender_uid");
+        let sender_uid = sender.map(text_datum);
         let table = OpenTable::for_writes(call, "conversation_message_arrived");
         let advanced = connect(|statements| {
             if members.is_empty() {
                 return 0;
+            }
+            // A large channel's message writes its row and the sender's (message_large.rs); the
+            // mode is read under the channel's lock, which a mode change holds exclusively.
+            if table.table.has_large {
+                channel_lock::shared(members[0].key.channel_id, members[0].key.channel_type);
+                if let Some(advanced) = message_large::arrived(statements, &table, &members, message_seq, sender) {
+                    return advanced;
+                }
             }
             let statement = match (table.table.distributed, table.table.has_hidden) {
                 (false, true) => &ADVANCE,

@@ -1,0 +1,135 @@
+//! A message to a large channel (docs/large-groups.md): it writes the channel's row and the
+//! sender's, whatever the channel's size; each member's values are derived when read.
+//!
+//! Messages to one channel queue on its row (locked first). A message that names another member
+//! set than the last one (its count and order-free digest differ) first brings the memberships in
+//! line: members without one become memberships counting from the channel's last message before
+//! this one (created if missing: this message is then unread for them, as per member), and
+//! memberships no longer named are materialized and per member again, frozen as a message leaves
+//! a user who left. A message naming the same set reads none of the members' rows.
+//!
+//! Idempotent per seq: a message at or below the channel's last_msg_seq (a redelivery, a late
+//! one) moves nothing. Returns how many conversations advanced: the members, or none.
+
+use pgrx::pg_sys;
+
+use crate::create::batch::get_or_create_many;
+use crate::glue::call::{text_array_datum, text_datum};
+use crate::input::batch_keys::PositionedKey;
+use crate::relation::catalog::OpenTable;
+use crate::relation::probe::Snapshot;
+use crate::relation::statements::{arg, arg_or_null, prepared, run, Statement, Statements};
+
+const CHANNEL: [pg_sys::Oid; 2] = [pg_sys::TEXTOID, pg_sys::INT2OID];
+
+/// The channel's row, locked: its last message and the member set it knows. None: not large.
+const CHANNEL_ROW: Statement = Statement {
+    sql: "SELECT s.last_msg_seq, s.members, s.member_digest FROM {channels} AS s \
+          WHERE s.channel_id = $1 AND s.channel_type = $2 FOR NO KEY UPDATE",
+    parameters: &CHANNEL,
+    snapshot: Snapshot::Fresh,
+};
+
+/// Members named that are not memberships yet, counting from the channel's last message ($4).
+const JOINED: Statement = Statement {
+    sql: "UPDATE {table} AS c SET large = true, last_msg_seq = GREATEST(c.last_msg_seq, $4) \
+          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND NOT c.large",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// Memberships no longer named: as they stand, per member (materialize.rs's rule).
+const LEFT: Statement = Statement {
+    sql: "UPDATE {table} AS c SET \
+              large = false, \
+              last_msg_seq = GREATEST(c.last_msg_seq, s.last_msg_seq), \
+              unread_count = CASE WHEN s.last_msg_seq > c.last_msg_seq \
+                                  THEN LEAST(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END::int8 \
+                                             + GREATEST(s.last_msg_seq - GREATEST(c.readed_to_msg_seq, c.last_msg_seq), 0), 2147483647) \
+                                  ELSE c.unread_count END, \
+              hidden = c.hidden AND s.last_msg_seq <= c.last_msg_seq, \
+              updated_at = CASE WHEN s.last_msg_seq > c.last_msg_seq THEN GREATEST(c.updated_at, s.updated_at) ELSE c.updated_at END \
+          FROM {channels} AS s \
+          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large AND NOT (c.uid = ANY ($3)) \
+            AND s.channel_id = c.channel_id AND s.channel_type = c.channel_type",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID],
+    snapshot: Snapshot::Fresh,
+};
+
+const MEMBER_SET: Statement = Statement {
+    sql: "UPDATE {channels} AS s SET members = $3, member_digest = $4 WHERE s.channel_id = $1 AND s.channel_type = $2",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+const ADVANCE: Statement = Statement {
+    sql: "UPDATE {channels} AS s SET last_msg_seq = $3, updated_at = now() \
+          WHERE s.channel_id = $1 AND s.channel_type = $2 AND s.last_msg_seq < $3 RETURNING 1",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// The sender read their own message, the channel's last now: every value a read sets, so no
+/// materializing first (as per member: unread 0, back in the list).
+const SENDER: Statement = Statement {
+    sql: "UPDATE {table} AS c SET last_msg_seq = GREATEST(c.last_msg_seq, $4), readed_to_msg_seq = GREATEST(c.readed_to_msg_seq, $4), \
+              unread_count = 0, hidden = false, updated_at = now() \
+          WHERE c.uid = $3 AND c.channel_id = $1 AND c.channel_type = $2 AND c.large",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTOID, pg_sys::INT8OID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// A message at `message_seq` to the channel of `members` (all of one channel), if it is large:
+/// how many conversations advanced. None: the channel is not large (per member, message.rs).
+pub fn arrived(
+    statements: &Statements,
+    table: &OpenTable,
+    members: &[PositionedKey<'_>],
+    message_seq: i64,
+    sender_uid: Option<&[u8]>,
+) -> Option<i32> {
+    let key = members.first()?.key;
+    let names = &table.table.names;
+    let channel = [arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))];
+    let row = run(statements, &prepared(statements, names, &CHANNEL_ROW), &channel);
+    if row.len() == 0 {
+        return None;
+    }
+    let last_msg_seq = row.value(0, 1).map_or(0, |datum| datum.value() as i64);
+    let known = (row.value(0, 2).map(|datum| datum.value() as i32), row.value(0, 3).map(|datum| datum.value() as i64));
+    let (count, digest) = member_set(members);
+    if known != (Some(count), Some(digest)) {
+        get_or_create_many(statements, table, members, "conversation_message_arrived");
+        let uids = arg(text_array_datum(members.iter().map(|m| m.key.uid)));
+        let [channel_id, channel_type] = channel;
+        run(statements, &prepared(statements, names, &JOINED), &[channel_id, channel_type, uids, arg(pg_sys::Datum::from(last_msg_seq))]);
+        run(statements, &prepared(statements, names, &LEFT), &[channel_id, channel_type, uids]);
+        let set = [channel_id, channel_type, arg(pg_sys::Datum::from(count)), arg(pg_sys::Datum::from(digest))];
+        run(statements, &prepared(statements, names, &MEMBER_SET), &set);
+    }
+    let [channel_id, channel_type] = channel;
+    let seq = arg(pg_sys::Datum::from(message_seq));
+    if run(statements, &prepared(statements, names, &ADVANCE), &[channel_id, channel_type, seq]).len() == 0 {
+        return Some(0);
+    }
+    if let Some(sender) = sender_uid.filter(|sender| members.iter().any(|m| m.key.uid == *sender)) {
+        run(statements, &prepared(statements, names, &SENDER), &[channel_id, channel_type, arg_or_null(Some(text_datum(sender))), seq]);
+    }
+    Some(members.len() as i32)
+}
+
+unsafe extern "C" {
+    /// common/hashfn.h (the hash of hash partitioning), which pgrx does not bind: pure, never raises.
+    fn hash_bytes_extended(k: *const u8, keylen: i32, seed: u64) -> u64;
+}
+
+/// The member set of `members`: its size and the sum of a 64-bit hash of each uid (PostgreSQL's
+/// hash_bytes_extended, seed 0: the same on every server and release), in any order.
+fn member_set(members: &[PositionedKey<'_>]) -> (i32, i64) {
+    let digest = members.iter().fold(0u64, |sum, m| {
+        // SAFETY: hashes the bytes of a uid in hand.
+        let hash = unsafe { hash_bytes_extended(m.key.uid.as_ptr(), m.key.uid.len() as i32, 0) };
+        sum.wrapping_add(hash)
+    });
+    (members.len() as i32, digest as i64)
+}

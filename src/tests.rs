@@ -239,7 +239,7 @@ pub(crate) mod tests {
     fn state_of_large(function: &str, channel: &str) -> String {
         one(&format!(
             "SELECT format('last=%s unread=%s read=%s hidden=%s at=%s', last_msg_seq, unread_count, readed_to_msg_seq, hidden,
-                           to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD'))
+                           CASE WHEN updated_at = now() THEN 'now' ELSE to_char(updated_at AT TIME ZONE 'UTC', 'MM-DD') END)
              FROM {function}('lm', '{channel}', 1)"
         ))
     }
@@ -250,19 +250,19 @@ pub(crate) mod tests {
     fn a_large_membership_returns_what_arrived_since_its_row() {
         large_membership("lm-g1", 13);
         for function in ["get_or_create_conversation", "find_conversation"] {
-            assert_eq!(state_of_large(function, "lm-g1"), "last=13 unread=5 read=8 hidden=false at=06-01");
+            assert_eq!(state_of_large(function, "lm-g1"), "last=13 unread=5 read=8 hidden=f at=06-01");
         }
         // The channel not past the row: the row as stored.
         Spi::run("UPDATE conversation_channel SET last_msg_seq = 10 WHERE channel_id = 'lm-g1'").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=false at=01-01");
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=f at=01-01");
         // Hidden at 10: hidden until the channel moves, then back with the new messages only.
         Spi::run("UPDATE conversation SET hidden = true WHERE uid = 'lm' AND channel_id = 'lm-g1'").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=true at=01-01");
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=t at=01-01");
         Spi::run("UPDATE conversation_channel SET last_msg_seq = 12 WHERE channel_id = 'lm-g1'").unwrap();
-        assert_eq!(state_of_large("get_or_create_conversation", "lm-g1"), "last=12 unread=2 read=8 hidden=false at=06-01");
+        assert_eq!(state_of_large("get_or_create_conversation", "lm-g1"), "last=12 unread=2 read=8 hidden=f at=06-01");
         // Its channel row gone: the row as it was counted.
         Spi::run("DELETE FROM conversation_channel WHERE channel_id = 'lm-g1'").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=true at=01-01");
+        assert_eq!(state_of_large("find_conversation", "lm-g1"), "last=10 unread=2 read=8 hidden=t at=01-01");
     }
 
     /// A row that is not a large membership is returned as stored, whatever a channel row says.
@@ -270,7 +270,7 @@ pub(crate) mod tests {
     fn a_per_member_row_ignores_a_channel_row() {
         large_membership("lm-g2", 20);
         Spi::run("UPDATE conversation SET large = false WHERE uid = 'lm' AND channel_id = 'lm-g2'").unwrap();
-        assert_eq!(state_of_large("get_or_create_conversation", "lm-g2"), "last=10 unread=2 read=8 hidden=false at=01-01");
+        assert_eq!(state_of_large("get_or_create_conversation", "lm-g2"), "last=10 unread=2 read=8 hidden=f at=01-01");
     }
 
     /// A large membership cannot be read without the channel table as the extension made it: 55000,
@@ -286,7 +286,7 @@ pub(crate) mod tests {
         Spi::run("ALTER TABLE conversation_channel ALTER COLUMN last_msg_seq TYPE numeric").unwrap();
         assert!(error_of("SELECT find_conversation('lm', 'lm-g3', 1)").starts_with("55000: table conversation_channel cannot be used"));
         Spi::run("ALTER TABLE conversation_channel ALTER COLUMN last_msg_seq TYPE bigint").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-g3"), "last=13 unread=5 read=8 hidden=false at=06-01");
+        assert_eq!(state_of_large("find_conversation", "lm-g3"), "last=13 unread=5 read=8 hidden=f at=06-01");
         // A per-member row never reads it.
         Spi::run("ALTER TABLE conversation_channel RENAME TO conversation_channel_gone").unwrap();
         assert_eq!(one::<i64>("SELECT last_msg_seq FROM get_or_create_conversation('lm', 'lm-other', 1)"), 0);
@@ -304,7 +304,7 @@ pub(crate) mod tests {
             "last=13 unread=1 read=12"
         );
         Spi::run("UPDATE conversation_channel SET last_msg_seq = 15 WHERE channel_id = 'lm-r1'").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-r1"), "last=15 unread=3 read=12 hidden=false at=06-01");
+        assert_eq!(state_of_large("find_conversation", "lm-r1"), "last=15 unread=3 read=12 hidden=f at=now");
         // A read that moves nothing still returns it as it stands.
         assert_eq!(one::<String>(&format!("{read} FROM conversation_mark_read('lm', 'lm-r1', 1, 3)")), "last=15 unread=3 read=12");
         // Too far ahead of the channel's last message: refused, nothing written.
@@ -319,7 +319,7 @@ pub(crate) mod tests {
         assert!(!one::<bool>("SELECT hidden FROM conversation_hide('lm', 'lm-h1', 1, 12)"));
         assert!(one::<bool>("SELECT hidden FROM conversation_hide('lm', 'lm-h1', 1, 13)"));
         Spi::run("UPDATE conversation_channel SET last_msg_seq = 14 WHERE channel_id = 'lm-h1'").unwrap();
-        assert_eq!(state_of_large("find_conversation", "lm-h1"), "last=14 unread=1 read=8 hidden=false at=06-01");
+        assert_eq!(state_of_large("find_conversation", "lm-h1"), "last=14 unread=1 read=8 hidden=f at=06-01");
         let cleared = one::<String>("SELECT format('%s %s %s', deleted_at_msg_seq, readed_to_msg_seq, unread_count) FROM conversation_clear('lm', 'lm-h1', 1, NULL)");
         assert_eq!(cleared, "14 14 0");
     }
@@ -389,7 +389,7 @@ pub(crate) mod tests {
         one::<i64>("SELECT conversation_channel_make_large('large', 1, ARRAY['a', 'b', 'c'])");
         play("large", &steps);
         assert_eq!(members_of("large"), members_of("per-member"));
-        assert_eq!(members_of("large"), "a 6 3 1 false, b 6 1 5 false, c 3 2 1 false, d 6 2 4 false");
+        assert_eq!(members_of("large"), "a 6 3 1 f, b 6 1 5 f, c 3 2 1 f, d 6 2 4 f");
         // c left (per member again, as it stood); the others are memberships.
         assert_eq!(
             one::<String>("SELECT string_agg(uid || ' ' || large, ', ' ORDER BY uid) FROM conversation WHERE channel_id = 'large'"),
@@ -420,6 +420,33 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT last_msg_seq FROM conversation_channel WHERE channel_id = 'two-rows'"), 2);
         assert_eq!(one::<i32>(&format!("SELECT conversation_message_arrived('two-rows', 1, {members}, 2, 'w2')")), 0);
         assert_eq!(one::<i32>("SELECT unread_count FROM find_conversation('w4', 'two-rows', 1)"), 2);
+    }
+
+    /// A role that may write conversations may write to large channels without any privilege on
+    /// conversation_channel, as on the clock: the extension reads and writes it itself.
+    #[pg_test]
+    fn writers_need_no_privilege_on_the_channel_table() {
+        one::<i64>("SELECT conversation_channel_make_large('unprivileged', 1, ARRAY['p1', 'p2'])");
+        Spi::run(
+            "CREATE ROLE pgconv_member_writer;
+             GRANT USAGE ON SCHEMA tests TO pgconv_member_writer;
+             GRANT SELECT, INSERT, UPDATE, DELETE ON conversation TO pgconv_member_writer;
+             GRANT USAGE ON SEQUENCE conversation_id_seq TO pgconv_member_writer;
+             REVOKE ALL ON conversation_channel FROM pgconv_member_writer;
+             SET LOCAL ROLE pgconv_member_writer",
+        )
+        .unwrap();
+        let outcomes = [
+            sqlstate_of("SELECT conversation_message_arrived('unprivileged', 1, ARRAY['p1', 'p2', 'p3'], 1, 'p1')"),
+            sqlstate_of("SELECT conversation_message_arrived('unprivileged', 1, ARRAY['p1', 'p2', 'p3'], 2, 'p2')"),
+            sqlstate_of("SELECT conversation_mark_read('p3', 'unprivileged', 1, 1)"),
+            sqlstate_of("SELECT conversation_hide('p1', 'unprivileged', 1, 2)"),
+            sqlstate_of("SELECT find_conversation('p3', 'unprivileged', 1)"),
+            sqlstate_of("SELECT count(*) FROM conversation_channel"),
+        ];
+        Spi::run("RESET ROLE").unwrap();
+        assert_eq!(outcomes, ["00000", "00000", "00000", "00000", "00000", "42501"]);
+        assert_eq!(members_of("unprivileged"), "p1 2 1 1 t, p2 2 0 2 f, p3 2 1 1 f");
     }
 
     /// A function's schema is remembered per backend (glue/call.rs) and forgotten when pg_proc

@@ -17,14 +17,17 @@ use crate::create::batch::get_or_create_many;
 use crate::glue::call::{text_array_datum, text_datum};
 use crate::input::batch_keys::PositionedKey;
 use crate::relation::catalog::OpenTable;
+use crate::relation::channel_table;
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, arg_or_null, prepared, run, Statement, Statements};
+use crate::relation::statements::{arg, arg_or_null, prepared, run, Arg, Statement, Statements};
+use crate::state::materialize::as_it_stands;
 
 const CHANNEL: [pg_sys::Oid; 2] = [pg_sys::TEXTOID, pg_sys::INT2OID];
 
-/// The channel's row, locked: its last message and the member set it knows. None: not large.
+/// The channel's row, locked: its last message, when, and the member set it knows. None: not
+/// large. Run as the channel table's owner, as every statement on it alone.
 const CHANNEL_ROW: Statement = Statement {
-    sql: "SELECT s.last_msg_seq, s.members, s.member_digest FROM {channels} AS s \
+    sql: "SELECT s.last_msg_seq, s.updated_at, s.members, s.member_digest FROM {channels} AS s \
           WHERE s.channel_id = $1 AND s.channel_type = $2 FOR NO KEY UPDATE",
     parameters: &CHANNEL,
     snapshot: Snapshot::Fresh,
@@ -38,20 +41,21 @@ const JOINED: Statement = Statement {
     snapshot: Snapshot::Fresh,
 };
 
-/// Memberships no longer named: as they stand, per member (materialize.rs's rule).
+/// Memberships no longer named, as they stand with the channel at $4, $5 (materialize.rs)...
+const LEFT_AS_THEY_STAND: Statement = Statement {
+    sql: concat!(
+        "UPDATE {table} AS c SET ",
+        as_it_stands!("$4", "$5"),
+        " WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large AND NOT (c.uid = ANY ($3)) AND c.last_msg_seq < $4"
+    ),
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// ... then per member.
 const LEFT: Statement = Statement {
-    sql: "UPDATE {table} AS c SET \
-              large = false, \
-              last_msg_seq = GREATEST(c.last_msg_seq, s.last_msg_seq), \
-              unread_count = CASE WHEN s.last_msg_seq > c.last_msg_seq \
-                                  THEN LEAST(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END::int8 \
-                                             + GREATEST(s.last_msg_seq - GREATEST(c.readed_to_msg_seq, c.last_msg_seq), 0), 2147483647) \
-                                  ELSE c.unread_count END, \
-              hidden = c.hidden AND s.last_msg_seq <= c.last_msg_seq, \
-              updated_at = CASE WHEN s.last_msg_seq > c.last_msg_seq THEN GREATEST(c.updated_at, s.updated_at) ELSE c.updated_at END \
-          FROM {channels} AS s \
-          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large AND NOT (c.uid = ANY ($3)) \
-            AND s.channel_id = c.channel_id AND s.channel_type = c.channel_type",
+    sql: "UPDATE {table} AS c SET large = false \
+          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large AND NOT (c.uid = ANY ($3))",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID],
     snapshot: Snapshot::Fresh,
 };
@@ -89,27 +93,31 @@ pub fn arrived(
     sender_uid: Option<&[u8]>,
 ) -> Option<i32> {
     let key = members.first()?.key;
-    let names = &table.table.names;
+    let (names, schema) = (&table.table.names, table.table.schema);
     let channel = [arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))];
-    let row = run(statements, &prepared(statements, names, &CHANNEL_ROW), &channel);
+    let on_channel = |statement: &Statement, args: &[Arg]| {
+        channel_table::as_owner(schema, || run(statements, &prepared(statements, names, statement), args))
+    };
+    let row = on_channel(&CHANNEL_ROW, &channel);
     if row.len() == 0 {
         return None;
     }
     let last_msg_seq = row.value(0, 1).map_or(0, |datum| datum.value() as i64);
-    let known = (row.value(0, 2).map(|datum| datum.value() as i32), row.value(0, 3).map(|datum| datum.value() as i64));
+    let updated_at = row.value(0, 2).unwrap_or(pg_sys::Datum::from(0));
+    let known = (row.value(0, 3).map(|datum| datum.value() as i32), row.value(0, 4).map(|datum| datum.value() as i64));
     let (count, digest) = member_set(members);
+    let [channel_id, channel_type] = channel;
     if known != (Some(count), Some(digest)) {
         get_or_create_many(statements, table, members, "conversation_message_arrived");
         let uids = arg(text_array_datum(members.iter().map(|m| m.key.uid)));
-        let [channel_id, channel_type] = channel;
-        run(statements, &prepared(statements, names, &JOINED), &[channel_id, channel_type, uids, arg(pg_sys::Datum::from(last_msg_seq))]);
+        let last = arg(pg_sys::Datum::from(last_msg_seq));
+        run(statements, &prepared(statements, names, &JOINED), &[channel_id, channel_type, uids, last]);
+        run(statements, &prepared(statements, names, &LEFT_AS_THEY_STAND), &[channel_id, channel_type, uids, last, arg(updated_at)]);
         run(statements, &prepared(statements, names, &LEFT), &[channel_id, channel_type, uids]);
-        let set = [channel_id, channel_type, arg(pg_sys::Datum::from(count)), arg(pg_sys::Datum::from(digest))];
-        run(statements, &prepared(statements, names, &MEMBER_SET), &set);
+        on_channel(&MEMBER_SET, &[channel_id, channel_type, arg(pg_sys::Datum::from(count)), arg(pg_sys::Datum::from(digest))]);
     }
-    let [channel_id, channel_type] = channel;
     let seq = arg(pg_sys::Datum::from(message_seq));
-    if run(statements, &prepared(statements, names, &ADVANCE), &[channel_id, channel_type, seq]).len() == 0 {
+    if on_channel(&ADVANCE, &[channel_id, channel_type, seq]).len() == 0 {
         return Some(0);
     }
     if let Some(sender) = sender_uid.filter(|sender| members.iter().any(|m| m.key.uid == *sender)) {

@@ -5,7 +5,8 @@
 //! conversation_channel_make_large(channel_id, channel_type, member_uids): the channel row is
 //! made from the members' rows (their greatest last_msg_seq), and each member's row, created if
 //! missing, becomes a membership counted to it, its unread count kept: what a member returns is
-//! the same before and after. conversation_channel_make_per_member(channel_id, channel_type):
+//! the same before and after. The channel table is written as its owner (channel_table.rs): a
+//! role that may write conversations needs no privilege on it. conversation_channel_make_per_member(channel_id, channel_type):
 //! each membership is materialized (state/materialize.rs) and per member again; the channel row
 //! is deleted. Both return how many conversations changed mode.
 //!
@@ -20,57 +21,55 @@ use crate::glue::call::{sql_function, text_array_datum, text_datum, Call};
 use crate::glue::errors;
 use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
+use crate::relation::channel_table::{self, ChannelTable};
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
 use crate::state::channel_lock;
+use crate::state::materialize::as_it_stands;
 
 const CHANNEL: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID];
 const CHANNEL_AND_MEMBERS: &[pg_sys::Oid] = &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID];
 
-/// The channel row, from the members' rows; none made if there is one (the channel is large).
+/// The greatest last message of the members' rows, and when (the channel row is made of them).
+const MEMBERS_LAST: Statement = Statement {
+    sql: "SELECT COALESCE(max(c.last_msg_seq), 0), COALESCE(max(c.updated_at), now()) \
+          FROM {table} AS c WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3)",
+    parameters: CHANNEL_AND_MEMBERS,
+    snapshot: Snapshot::Fresh,
+};
+
+/// The channel row (as the table's owner); none made if there is one: the channel is large.
 const CHANNEL_ROW: Statement = Statement {
-    sql: "INSERT INTO {channels} AS s (channel_id, channel_type, last_msg_seq, updated_at) \
-          SELECT $1, $2, COALESCE(max(c.last_msg_seq), 0), COALESCE(max(c.updated_at), now()) \
-          FROM {table} AS c WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) \
-          ON CONFLICT (channel_id, channel_type) DO NOTHING",
-    parameters: CHANNEL_AND_MEMBERS,
+    sql: "INSERT INTO {channels} AS s (channel_id, channel_type, last_msg_seq, updated_at) VALUES ($1, $2, $3, $4) \
+          ON CONFLICT (channel_id, channel_type) DO UPDATE SET channel_id = s.channel_id \
+          RETURNING s.last_msg_seq, s.updated_at",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID],
     snapshot: Snapshot::Fresh,
 };
 
-/// The members' rows become memberships counted to the channel row: their unread counts kept,
-/// the messages they did not get (a member who joined late) not counted.
+/// The members' rows become memberships counted to the channel row ($4): their unread counts
+/// kept, the messages they did not get (a member who joined late) not counted.
 const MEMBERSHIPS: Statement = Statement {
-    sql: "UPDATE {table} AS c SET large = true, last_msg_seq = GREATEST(c.last_msg_seq, s.last_msg_seq) \
-          FROM {channels} AS s \
+    sql: "UPDATE {table} AS c SET large = true, last_msg_seq = GREATEST(c.last_msg_seq, $4) \
           WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND NOT c.large \
-            AND s.channel_id = c.channel_id AND s.channel_type = c.channel_type \
           RETURNING 1",
-    parameters: CHANNEL_AND_MEMBERS,
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
 
-/// Every membership per member again, its values as they stand (materialize.rs's rule, for the
-/// whole channel at once).
+/// The memberships the channel ($3, $4: its row) moved past, as they stand (materialize.rs)...
+const AS_THEY_STAND: Statement = Statement {
+    sql: concat!(
+        "UPDATE {table} AS c SET ",
+        as_it_stands!("$3", "$4"),
+        " WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large AND c.last_msg_seq < $3"
+    ),
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::INT8OID, pg_sys::TIMESTAMPTZOID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// ... then every membership per member.
 const PER_MEMBER: Statement = Statement {
-    sql: "UPDATE {table} AS c SET \
-              large = false, \
-              last_msg_seq = GREATEST(c.last_msg_seq, s.last_msg_seq), \
-              unread_count = CASE WHEN s.last_msg_seq > c.last_msg_seq \
-                                  THEN LEAST(CASE WHEN c.hidden THEN 0 ELSE c.unread_count END::int8 \
-                                             + GREATEST(s.last_msg_seq - GREATEST(c.readed_to_msg_seq, c.last_msg_seq), 0), 2147483647) \
-                                  ELSE c.unread_count END, \
-              hidden = c.hidden AND s.last_msg_seq <= c.last_msg_seq, \
-              updated_at = CASE WHEN s.last_msg_seq > c.last_msg_seq THEN GREATEST(c.updated_at, s.updated_at) ELSE c.updated_at END \
-          FROM {channels} AS s \
-          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large \
-            AND s.channel_id = c.channel_id AND s.channel_type = c.channel_type \
-          RETURNING 1",
-    parameters: CHANNEL,
-    snapshot: Snapshot::Fresh,
-};
-
-/// Memberships left without their channel row (a DBA deleted it): per member, as counted.
-const ORPHANS: Statement = Statement {
     sql: "UPDATE {table} AS c SET large = false WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large RETURNING 1",
     parameters: CHANNEL,
     snapshot: Snapshot::Fresh,
@@ -102,12 +101,17 @@ sql_function! {
         let table = OpenTable::for_writes(call, "conversation_channel_make_per_member");
         channel_lock::exclusive(members.channel_id, members.channel_type);
         let changed = connect(|statements| {
-            let args = [arg(text_datum(members.channel_id)), arg(pg_sys::Datum::from(members.channel_type))];
-            let mut changed = 0;
-            for statement in [&PER_MEMBER, &ORPHANS] {
-                changed += run(statements, &prepared(statements, &table.table.names, statement), &args).len();
+            let names = &table.table.names;
+            let channel = [arg(text_datum(members.channel_id)), arg(pg_sys::Datum::from(members.channel_type))];
+            let schema = table.table.schema;
+            if let Some(row) = ChannelTable::open(schema).channel(members.channel_id, members.channel_type, Snapshot::Fresh) {
+                let [channel_id, channel_type] = channel;
+                let at = [channel_id, channel_type, arg(pg_sys::Datum::from(row.last_msg_seq)), arg(pg_sys::Datum::from(row.updated_at))];
+                run(statements, &prepared(statements, names, &AS_THEY_STAND), &at);
             }
-            run(statements, &prepared(statements, &table.table.names, &DROP_CHANNEL_ROW), &args);
+            // Memberships without a channel row (a DBA deleted it) too: per member, as counted.
+            let changed = run(statements, &prepared(statements, names, &PER_MEMBER), &channel).len();
+            channel_table::as_owner(schema, || run(statements, &prepared(statements, names, &DROP_CHANNEL_ROW), &channel));
             changed as i64
         });
         pg_sys::Datum::from(changed)
@@ -147,11 +151,15 @@ pub fn make_large(statements: &Statements, table: &OpenTable, members: &Members<
     if !members.keys.is_empty() {
         get_or_create_many(statements, table, &members.keys, "conversation_channel_make_large");
     }
-    let args = [
-        arg(text_datum(members.channel_id)),
-        arg(pg_sys::Datum::from(members.channel_type)),
-        arg(text_array_datum(members.keys.iter().map(|m| m.key.uid))),
-    ];
-    run(statements, &prepared(statements, &table.table.names, &CHANNEL_ROW), &args);
-    run(statements, &prepared(statements, &table.table.names, &MEMBERSHIPS), &args).len() as i64
+    let names = &table.table.names;
+    let (channel_id, channel_type) = (arg(text_datum(members.channel_id)), arg(pg_sys::Datum::from(members.channel_type)));
+    let uids = arg(text_array_datum(members.keys.iter().map(|m| m.key.uid)));
+    let last = run(statements, &prepared(statements, names, &MEMBERS_LAST), &[channel_id, channel_type, uids]);
+    let (last_msg_seq, updated_at) =
+        (last.value(0, 1).unwrap_or(pg_sys::Datum::from(0)), last.value(0, 2).unwrap_or(pg_sys::Datum::from(0)));
+    let row = channel_table::as_owner(table.table.schema, || {
+        run(statements, &prepared(statements, names, &CHANNEL_ROW), &[channel_id, channel_type, arg(last_msg_seq), arg(updated_at)])
+    });
+    let channel_last = row.value(0, 1).unwrap_or(last_msg_seq);
+    run(statements, &prepared(statements, names, &MEMBERSHIPS), &[channel_id, channel_type, uids, arg(channel_last)]).len() as i64
 }

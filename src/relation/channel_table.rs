@@ -17,7 +17,6 @@ use crate::glue::errors;
 use crate::glue::invalidation;
 use crate::relation::large::Channel;
 use crate::relation::probe::{IndexProbe, Snapshot};
-use crate::relation::statements;
 use crate::relation::table;
 
 /// What reading a channel row needs, checked once and remembered.
@@ -41,12 +40,11 @@ pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
     (relid != pg_sys::InvalidOid).then_some(relid)
 }
 
-/// Runs `body` (statements that read or write the channel table of `schema` alone) as the
-/// table's owner, as the clock is written (stamp.rs): a role that may write conversations needs
-/// no privilege on it, and only the extension's own statements run meanwhile.
-pub fn as_owner<R>(schema: pg_sys::Oid, body: impl FnOnce() -> R) -> R {
-    let relid = relid_in(schema).unwrap_or_else(|| errors::channel_table_missing());
-    statements::as_owner_of(relid, body)
+/// The channel table of `schema`, which must exist where a large channel is written (55000 if
+/// it is gone). Statements on it alone run as its owner (`statements::as_owner_of`), as the
+/// clock's do (stamp.rs): a role that may write conversations needs no privilege on it.
+pub fn required_in(schema: pg_sys::Oid) -> pg_sys::Oid {
+    relid_in(schema).unwrap_or_else(|| errors::channel_table_missing())
 }
 
 /// The channel table, open and locked (AccessShareLock, to the end of the transaction) for one

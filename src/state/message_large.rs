@@ -19,7 +19,7 @@ use crate::input::batch_keys::PositionedKey;
 use crate::relation::catalog::OpenTable;
 use crate::relation::channel_table;
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, arg_or_null, prepared, run, Arg, Statement, Statements};
+use crate::relation::statements::{arg, arg_or_null, as_owner_of, prepared, run, Arg, Statement, Statements};
 use crate::state::materialize::as_it_stands;
 
 const CHANNEL: [pg_sys::Oid; 2] = [pg_sys::TEXTOID, pg_sys::INT2OID];
@@ -96,7 +96,7 @@ pub fn arrived(
     let (names, schema) = (&table.table.names, table.table.schema);
     let channel = [arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))];
     let on_channel = |statement: &Statement, args: &[Arg]| {
-        channel_table::as_owner(schema, || run(statements, &prepared(statements, names, statement), args))
+        as_owner_of(channel_table::required_in(schema), || run(statements, &prepared(statements, names, statement), args))
     };
     let row = on_channel(&CHANNEL_ROW, &channel);
     if row.len() == 0 {

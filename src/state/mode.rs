@@ -23,7 +23,7 @@ use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::channel_table::{self, ChannelTable};
 use crate::relation::probe::Snapshot;
-use crate::relation::statements::{arg, connect, prepared, run, Statement, Statements};
+use crate::relation::statements::{arg, as_owner_of, connect, prepared, run, Statement, Statements};
 use crate::state::channel_lock;
 use crate::state::materialize::as_it_stands;
 
@@ -111,7 +111,7 @@ sql_function! {
             }
             // Memberships without a channel row (a DBA deleted it) too: per member, as counted.
             let changed = run(statements, &prepared(statements, names, &PER_MEMBER), &channel).len();
-            channel_table::as_owner(schema, || run(statements, &prepared(statements, names, &DROP_CHANNEL_ROW), &channel));
+            as_owner_of(channel_table::required_in(schema), || run(statements, &prepared(statements, names, &DROP_CHANNEL_ROW), &channel));
             changed as i64
         });
         pg_sys::Datum::from(changed)
@@ -157,7 +157,7 @@ pub fn make_large(statements: &Statements, table: &OpenTable, members: &Members<
     let last = run(statements, &prepared(statements, names, &MEMBERS_LAST), &[channel_id, channel_type, uids]);
     let (last_msg_seq, updated_at) =
         (last.value(0, 1).unwrap_or(pg_sys::Datum::from(0)), last.value(0, 2).unwrap_or(pg_sys::Datum::from(0)));
-    let row = channel_table::as_owner(table.table.schema, || {
+    let row = as_owner_of(channel_table::required_in(table.table.schema), || {
         run(statements, &prepared(statements, names, &CHANNEL_ROW), &[channel_id, channel_type, arg(last_msg_seq), arg(updated_at)])
     });
     let channel_last = row.value(0, 1).unwrap_or(last_msg_seq);

@@ -601,6 +601,27 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT conversation_clear('clearer', 'g1', 1, -5)"), "22023");
     }
 
+    /// The badge counts a membership of a large channel as it stands (its stored unread count is
+    /// not what the channel's messages made it), a hidden one only once a message brings it back.
+    #[pg_test]
+    fn the_badge_counts_large_memberships_as_they_stand() {
+        Spi::run(
+            "SELECT conversation_message_arrived('bdg-small', 1, ARRAY['bdg', 'x'], seq, 'x') FROM generate_series(1, 2) AS seq;
+             SELECT conversation_channel_make_large(channel, 1, ARRAY['bdg', 'x']) FROM unnest(ARRAY['bdg-large', 'bdg-hidden']) AS channel;
+             SELECT conversation_message_arrived('bdg-large', 1, ARRAY['bdg', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
+             SELECT conversation_message_arrived('bdg-hidden', 1, ARRAY['bdg', 'x'], 1, 'x');
+             SELECT conversation_hide('bdg', 'bdg-hidden', 1, 1)",
+        )
+        .unwrap();
+        let badge = "SELECT unread_count || ' ' || conversations FROM conversation_unread('bdg')";
+        assert_eq!(one::<String>(badge), "5 2");
+        assert_eq!(one::<i32>("SELECT unread_count FROM conversation WHERE uid = 'bdg' AND channel_id = 'bdg-large'"), 0);
+        Spi::run("SELECT conversation_message_arrived('bdg-hidden', 1, ARRAY['bdg', 'x'], 2, 'x')").unwrap();
+        assert_eq!(one::<String>(badge), "6 3");
+        Spi::run("SELECT conversation_mark_read('bdg', 'bdg-large', 1, 3)").unwrap();
+        assert_eq!(one::<String>(badge), "3 2");
+    }
+
     #[pg_test]
     fn unread_totals_count_visible_conversations_of_a_type() {
         Spi::run("SELECT conversation_message_arrived('g1', 1, ARRAY['counter'], 3, NULL)").unwrap();

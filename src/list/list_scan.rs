@@ -20,6 +20,7 @@ use crate::glue::call::text_datum;
 use crate::list::position::Cursor;
 use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::Places;
+use crate::relation::membership;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 use crate::relation::table::{ListIndexes, TEXT_EQUAL};
 
@@ -162,7 +163,8 @@ pub fn walk(
 
 /// The badge of `uid` (of `list_type`, or of every type): the sum of unread_count over its
 /// unread conversations that are not hidden, and how many there are. One walk of the unread
-/// index, which holds exactly those.
+/// index, which holds exactly those per member; and one of the user's memberships of large
+/// channels, each as it stands (the unread index holds them at their stored values: skipped).
 pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: Option<i16>) -> (i64, i64) {
     let mut bounds = vec![Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: text_datum(uid) }];
     if let Some(list_type) = list_type {
@@ -173,6 +175,8 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
             value: pg_sys::Datum::from(list_type),
         });
     }
+    // SAFETY: a descriptor of the open table.
+    let large = unsafe { membership::large_column_of(table.table.relid, (*table.relation).rd_att) };
     let mut probe = IndexProbe::open(table.relation, indexes.unread, bounds.len(), Snapshot::Statement);
     probe.walk_backward(&bounds);
     let (mut unread, mut conversations) = (0i64, 0i64);
@@ -180,10 +184,27 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
         // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer.
         unsafe {
             let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+            let desc = (*slot).tts_tupleDescriptor;
             let mut null = false;
-            let count = pg_sys::heap_getattr(tuple, indexes.unread_count as _, (*slot).tts_tupleDescriptor, &mut null);
-            if !null {
+            let count = pg_sys::heap_getattr(tuple, indexes.unread_count as _, desc, &mut null);
+            if !null && !membership::is_large(tuple, desc, large) {
                 unread += i64::from(count.value() as i32);
+                conversations += 1;
+            }
+        }
+    }
+    drop(probe);
+    if let Some(index) = indexes.large {
+        let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
+        probe.walk_backward(&bounds);
+        while let Some(slot) = probe.next_largest() {
+            // SAFETY: the slot holds a row of the table, read before the walk moves on.
+            let now = unsafe {
+                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                membership::counted_as_it_stands(tuple, (*slot).tts_tupleDescriptor, table.table.schema, Snapshot::Statement)
+            };
+            if !now.hidden && now.unread_count > 0 {
+                unread += i64::from(now.unread_count);
                 conversations += 1;
             }
         }

@@ -152,6 +152,26 @@ pub unsafe fn as_it_stands(
     (values, nulls)
 }
 
+/// The large membership `tuple`, a row of `desc`, as it stands with its channel's row: its
+/// counted values only (the badge's and the list's place).
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`.
+pub unsafe fn counted_as_it_stands(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema: pg_sys::Oid, snapshot: Snapshot) -> Counted {
+    let (values, nulls) = as_it_stands(tuple, desc, schema, snapshot);
+    let columns = Columns::of(desc);
+    let at = |attnum: i32| (attnum - 1) as usize;
+    let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };
+    Counted {
+        last_msg_seq: value(columns.last_msg_seq),
+        unread_count: value(columns.unread_count) as i32,
+        readed_to_msg_seq: value(columns.readed_to_msg_seq),
+        hidden: value(columns.hidden) != 0,
+        updated_at: value(columns.updated_at),
+        version: value(columns.version),
+    }
+}
+
 /// The values and nulls of `tuple`, a row of `desc` whose `large` is at `large` (0: none): as
 /// stored, or as it stands for a membership of a large channel (`as_it_stands`).
 ///

@@ -65,6 +65,9 @@ pub struct ListIndexes {
     pub updated_at: i16,
     pub id: i16,
     pub unread_count: i16,
+    /// conversation_large_idx (uid, type) WHERE large (0.9.0): a user's memberships of large
+    /// channels, which the list indexes hold at their stored values (relation/membership.rs).
+    pub large: Option<pg_sys::Oid>,
 }
 
 /// The width of an integer column (channel_type is smallint as the extension makes it; an
@@ -404,6 +407,12 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
         (attnum > 0 && pg_sys::get_atttype((*relation).rd_id, attnum) == type_oid).then_some(attnum)
     };
     typed(c"type", pg_sys::INT2OID)?;
+    // Where memberships of large channels can be (column large), they must be found by their
+    // index, or a list would show them as stored: no direct reading without it.
+    let large = match typed(c"large", pg_sys::BOOLOID) {
+        None => None,
+        Some(_) => Some(large_index(relation)?),
+    };
     Some(ListIndexes {
         unread: found[0],
         read: found[1],
@@ -412,7 +421,34 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
         updated_at: typed(c"updated_at", pg_sys::TIMESTAMPTZOID)?,
         id: typed(c"id", pg_sys::INT8OID)?,
         unread_count: typed(c"unread_count", pg_sys::INT4OID)?,
+        large,
     })
+}
+
+/// The table's index `conversation_large_idx` when it is the extension's and usable.
+///
+/// # Safety
+/// `relation` is an open, locked relation.
+unsafe fn large_index(relation: pg_sys::Relation) -> Option<pg_sys::Oid> {
+    let indexes = pg_sys::RelationGetIndexList(relation);
+    let count = if indexes.is_null() { 0 } else { (*indexes).length };
+    let mut found = None;
+    for i in 0..count {
+        let oid = pg_sys::list_nth_oid(indexes, i);
+        let name = pg_sys::get_rel_name(oid);
+        if name.is_null() || CStr::from_ptr(name) != c"conversation_large_idx" {
+            continue;
+        }
+        let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
+        let ready = usable(index);
+        pg_sys::index_close(index, pg_sys::NoLock as _);
+        let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
+        if ready && definition.ends_with(" USING btree (uid, type) WHERE large") {
+            found = Some(oid);
+        }
+    }
+    pg_sys::list_free(indexes);
+    found
 }
 
 /// Whether an open index may be read: valid, ready and live, as PostgreSQL's planner requires

@@ -601,6 +601,30 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT conversation_clear('clearer', 'g1', 1, -5)"), "22023");
     }
 
+    /// A list shows a membership of a large channel as it stands, in its place as it stands (its
+    /// channel's last message dates it), and not a hidden one; the stored row is not listed.
+    #[pg_test]
+    fn a_list_shows_large_memberships_as_they_stand() {
+        Spi::run(
+            "SELECT conversation_channel_make_large(channel, 1, ARRAY['lst', 'x']) FROM unnest(ARRAY['lst-large', 'lst-hidden']) AS channel;
+             SELECT conversation_message_arrived('lst-hidden', 1, ARRAY['lst', 'x'], 1, 'x');
+             SELECT conversation_hide('lst', 'lst-hidden', 1, 1);
+             SELECT conversation_message_arrived('lst-small', 1, ARRAY['lst', 'x'], 1, 'x');
+             UPDATE conversation SET updated_at = '2026-01-01' WHERE uid = 'lst' AND channel_id = 'lst-small';
+             SELECT conversation_message_arrived('lst-large', 1, ARRAY['lst', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
+             UPDATE conversation_channel SET updated_at = '2026-02-01' WHERE channel_id = 'lst-large'",
+        )
+        .unwrap();
+        let listed: String =
+            one("SELECT string_agg(format('%s %s %s', channel_id, last_msg_seq, unread_count), ', ') FROM conversation_list('lst')");
+        assert_eq!(listed, "lst-large 3 3, lst-small 1 1");
+        // Brought back by a message: listed again, with that message unread.
+        Spi::run("SELECT conversation_message_arrived('lst-hidden', 1, ARRAY['lst', 'x'], 2, 'x')").unwrap();
+        let listed: String =
+            one("SELECT string_agg(format('%s %s', channel_id, unread_count), ', ' ORDER BY channel_id) FROM conversation_list('lst')");
+        assert_eq!(listed, "lst-hidden 1, lst-large 3, lst-small 1");
+    }
+
     /// The badge counts a membership of a large channel as it stands (its stored unread count is
     /// not what the channel's messages made it), a hidden one only once a message brings it back.
     #[pg_test]

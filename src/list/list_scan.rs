@@ -87,6 +87,15 @@ pub fn copies(
 ) -> Vec<Copied> {
     let mut rows = Vec::with_capacity(wanted);
     walk(sources, uid, types, reading, wanted, |slot, place, departed| {
+        // SAFETY: the slot holds a row of its source, whose descriptor it carries. A membership of
+        // a large channel stands in the list indexes at its stored place: large_copies lists it.
+        unsafe {
+            let desc = (*slot).tts_tupleDescriptor;
+            let fetched = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+            if !departed && membership::is_large(fetched, desc, membership::large_column_of((*slot).tts_tableOid, desc)) {
+                return false;
+            }
+        }
         // SAFETY: the slot holds a row of its source; the copy outlives the walk's step.
         let tuple = unsafe { pg_sys::ExecCopySlotHeapTuple(slot) };
         if departed && !keep_departure(tuple) {
@@ -95,6 +104,48 @@ pub fn copies(
         rows.push(Copied { tuple, place, departed });
         true
     });
+    rows
+}
+
+/// The memberships of large channels of `uid` (of `types`) that a pass takes (`reading`), each
+/// copied as it stands (relation/membership.rs), with its place there: hidden ones only when
+/// `changed` (a sync). All of them are read (the user's large channels: a few dozen at most, by
+/// the threshold's design), and the page merges them with the walks' rows.
+pub fn large_copies(
+    table: &OpenTable,
+    indexes: &ListIndexes,
+    index: pg_sys::Oid,
+    uid: &[u8],
+    types: &[i16],
+    reading: &Reading<'_>,
+    changed: bool,
+) -> Vec<Copied> {
+    let mut rows = Vec::new();
+    for &list_type in types {
+        let bounds = [
+            Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: text_datum(uid) },
+            Bound { column: 2, strategy: pg_sys::BTEqualStrategyNumber, function: INT2_EQUAL, value: pg_sys::Datum::from(list_type) },
+        ];
+        let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
+        probe.walk_backward(&bounds);
+        while let Some(slot) = probe.next_largest() {
+            // SAFETY: the slot holds a row of the table; the row formed from its values as they
+            // stand is palloc'd in the call's memory, as a copy is.
+            unsafe {
+                let desc = (*slot).tts_tupleDescriptor;
+                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                let id = place_of(slot, &Places { version: indexes.version, updated_at: indexes.updated_at, id: indexes.id }).id;
+                let (mut values, mut nulls) = membership::as_it_stands(tuple, desc, table.table.schema, Snapshot::Statement);
+                let now = membership::counted_of(&values, &nulls, desc);
+                let place = Cursor { version: now.version, updated_at: now.updated_at, id };
+                if (now.hidden && !changed) || !reading.takes(place) {
+                    continue;
+                }
+                let formed = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+                rows.push(Copied { tuple: formed, place, departed: false });
+            }
+        }
+    }
     rows
 }
 

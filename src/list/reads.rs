@@ -401,9 +401,14 @@ impl Page<'_> {
             Some(indexes) => {
                 let mut sources = list_scan::table_sources(self.table, indexes, since.is_some());
                 sources.extend(departures.map(Departures::source));
-                let rows = list_scan::copies(&sources, self.uid, types, &reading, wanted, |tuple| {
+                let mut rows = list_scan::copies(&sources, self.uid, types, &reading, wanted, |tuple| {
                     departures.is_some_and(|departures| departures.left(self.table, None, tuple))
                 });
+                // The memberships of large channels, as they stand, merged: the walks skipped them.
+                if let Some(index) = indexes.large {
+                    rows.extend(list_scan::large_copies(self.table, indexes, index, self.uid, types, &reading, since.is_some()));
+                    rows.sort_by_key(|row| std::cmp::Reverse((row.place.version, row.place.updated_at, row.place.id)));
+                }
                 // SAFETY: the open table's descriptor.
                 (rows, unsafe { (*self.table.relation).rd_att })
             }

@@ -159,6 +159,14 @@ pub unsafe fn as_it_stands(
 /// `tuple` is a valid row of `desc`.
 pub unsafe fn counted_as_it_stands(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema: pg_sys::Oid, snapshot: Snapshot) -> Counted {
     let (values, nulls) = as_it_stands(tuple, desc, schema, snapshot);
+    counted_of(&values, &nulls, desc)
+}
+
+/// The counted values of a deformed row of `desc`.
+///
+/// # Safety
+/// `values` and `nulls` are a deformed row of `desc`.
+pub unsafe fn counted_of(values: &[pg_sys::Datum], nulls: &[bool], desc: pg_sys::TupleDesc) -> Counted {
     let columns = Columns::of(desc);
     let at = |attnum: i32| (attnum - 1) as usize;
     let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };

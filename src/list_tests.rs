@@ -223,6 +223,20 @@ mod tests {
         }
     }
 
+    /// The channel table's rows date the memberships of large channels: a stamp trigger there that
+    /// skips writes is refused as on the conversation table (55000).
+    #[pg_test]
+    fn the_list_refuses_a_channel_table_whose_writes_are_not_stamped() {
+        table_to_myself();
+        Spi::run("LOCK TABLE conversation_channel IN ACCESS EXCLUSIVE MODE").unwrap();
+        old_conversations("chan-stamped", 2);
+        assert_eq!(list("'chan-stamped'").0.len(), 2);
+        Spi::run("ALTER TABLE conversation_channel DISABLE TRIGGER conversation_stamp").unwrap();
+        assert_eq!(sqlstate_of("SELECT * FROM conversation_list('chan-stamped')"), "55000");
+        Spi::run("ALTER TABLE conversation_channel ENABLE ALWAYS TRIGGER conversation_stamp").unwrap();
+        assert_eq!(list("'chan-stamped'").0.len(), 2);
+    }
+
     // ---- the list (src/list.rs)
 
     #[pg_test]

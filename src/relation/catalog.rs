@@ -59,7 +59,11 @@ unsafe extern "C-unwind" fn forget_relation(_arg: pg_sys::Datum, relid: pg_sys::
             || relid == table.relid
             || relid == table.key_index
             || table.channel_index == Some(relid)
-            || table.list_indexes.as_ref().is_some_and(|list| [list.unread, list.read, list.hidden].contains(&relid))
+            || table
+                .list_indexes
+                .as_ref()
+                .is_some_and(|list| [list.unread, list.read, list.hidden].contains(&relid) || list.large == Some(relid))
+            || table.channels == Some(relid)
             || table.leaves.binary_search(&relid.to_u32()).is_ok()
     });
 }
@@ -165,6 +169,15 @@ impl OpenTable {
                     .filter(|stamped| stamped.departures == latest.departures)
                     .map(|stamped| Stamped { since: stamped.since.max(latest.since), departures: latest.departures })
             })
+        };
+        // The channel table's rows date its large memberships (relation/large.rs): stamped as
+        // the table's, or the list refuses positions as for any row it could miss.
+        let stamped = match self.table.channels {
+            Some(channels) => stamped.and_then(|stamped| {
+                let channel = stamp_catalog::stamped_since(channels, self.table.schema, false)?;
+                Some(Stamped { since: stamped.since.max(channel.since), departures: stamped.departures })
+            }),
+            None => stamped,
         };
         self.table.stamped.set(Some(stamped));
         stamped

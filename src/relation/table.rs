@@ -44,6 +44,9 @@ pub struct Table {
     /// Whether it has column large (0.9.0), and so may hold memberships of large channels, which
     /// a write materializes first (state/materialize.rs).
     pub has_large: bool,
+    /// With `has_large`, the channel table (channel_table.rs): its rows' stamps are part of the
+    /// list's (a position must have seen them too), so a change to its trigger forgets the table.
+    pub channels: Option<pg_sys::Oid>,
     /// Whether its rows are stamped and since which transaction (stamp.rs), once asked: an
     /// ALTER TABLE ... DISABLE TRIGGER invalidates the table (or the partition), and so this.
     pub(in crate::relation) stamped: Cell<Option<Option<Stamped>>>,
@@ -199,6 +202,7 @@ impl Table {
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
         let large = pg_sys::get_attnum(relid, c"large".as_ptr());
         let has_large = large > 0 && pg_sys::get_atttype(relid, large) == pg_sys::BOOLOID;
+        let channels = if has_large { crate::relation::channel_table::relid_in(schema) } else { None };
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
@@ -212,6 +216,7 @@ impl Table {
             distributed,
             has_hidden,
             has_large,
+            channels,
             stamped,
             leaves,
             list_indexes,

@@ -1,8 +1,8 @@
--- pg_conversation 0.9.0 -> 0.10.0: large channels (issue 19; docs/large-groups.md). DRAFT on
--- branch large-reads: not released; the list, the badge and sync do not merge large channels yet.
+-- pg_conversation 0.9.0 -> 0.10.0: large channels (issue 19; README "Large channels";
+-- docs/large-groups.md). Every channel stays per member until it is made large.
 -- 1. conversation_channel gains members and member_digest: the member set a message last named
 --    (its size, and the sum of a 64-bit hash of each uid): a message naming the same set reads
---    none of the members' rows.
+--    none of the members' rows. NULL: no rewrite (the table is empty until a channel is large).
 -- 2. conversation_channel_make_large(channel_id, channel_type, member_uids) and
 --    conversation_channel_make_per_member(channel_id, channel_type): a channel changes mode.
 \echo Use "ALTER EXTENSION pg_conversation UPDATE TO '0.10.0'" to load this file. \quit

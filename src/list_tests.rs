@@ -615,49 +615,86 @@ mod tests {
         assert_eq!(sqlstate_of("SELECT conversation_clear('clearer', 'g1', 1, -5)"), "22023");
     }
 
+    /// Reads the list and the badge as `setup` says: from the list indexes directly ("plain"),
+    /// through the statements ("through SQL": the list indexes are not the extension's), or on a
+    /// partitioned table (statements per partition). `round` keeps renamed indexes apart.
+    fn large_setup(setup: &str, round: usize) {
+        match setup {
+            "through SQL" => {
+                for index in ["unread", "read", "hidden"] {
+                    Spi::run(&format!("ALTER INDEX conversation_list_{index}_idx RENAME TO conversation_list_{index}_idx_{round}"))
+                        .unwrap();
+                }
+            }
+            "partitioned" => Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap(),
+            _ => {}
+        }
+    }
+
     /// A list shows a membership of a large channel as it stands, in its place as it stands (its
-    /// channel's last message dates it), and not a hidden one; the stored row is not listed.
+    /// channel's last message dates it), and not a hidden one until a message brings it back; the
+    /// stored row is not listed. Read directly, through SQL and on a partitioned table alike.
     #[pg_test]
     fn a_list_shows_large_memberships_as_they_stand() {
-        Spi::run(
-            "SELECT conversation_channel_make_large(channel, 1, ARRAY['lst', 'x']) FROM unnest(ARRAY['lst-large', 'lst-hidden']) AS channel;
-             SELECT conversation_message_arrived('lst-hidden', 1, ARRAY['lst', 'x'], 1, 'x');
-             SELECT conversation_hide('lst', 'lst-hidden', 1, 1);
-             SELECT conversation_message_arrived('lst-small', 1, ARRAY['lst', 'x'], 1, 'x');
-             UPDATE conversation SET updated_at = '2026-01-01' WHERE uid = 'lst' AND channel_id = 'lst-small';
-             SELECT conversation_message_arrived('lst-large', 1, ARRAY['lst', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
-             UPDATE conversation_channel SET updated_at = '2026-02-01' WHERE channel_id = 'lst-large'",
-        )
-        .unwrap();
-        let listed: String =
-            one("SELECT string_agg(format('%s %s %s', channel_id, last_msg_seq, unread_count), ', ') FROM conversation_list('lst')");
-        assert_eq!(listed, "lst-large 3 3, lst-small 1 1");
-        // Brought back by a message: listed again, with that message unread.
-        Spi::run("SELECT conversation_message_arrived('lst-hidden', 1, ARRAY['lst', 'x'], 2, 'x')").unwrap();
-        let listed: String =
-            one("SELECT string_agg(format('%s %s', channel_id, unread_count), ', ' ORDER BY channel_id) FROM conversation_list('lst')");
-        assert_eq!(listed, "lst-hidden 1, lst-large 3, lst-small 1");
+        table_to_myself();
+        for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
+            large_setup(setup, round);
+            let (uid, hidden, large, small) =
+                (format!("lst{round}"), format!("lst{round}-hidden"), format!("lst{round}-large"), format!("lst{round}-small"));
+            Spi::run(&format!(
+                "SELECT conversation_channel_make_large(channel, 1, ARRAY['{uid}', 'x']) FROM unnest(ARRAY['{large}', '{hidden}']) AS channel;
+                 SELECT conversation_message_arrived('{hidden}', 1, ARRAY['{uid}', 'x'], 1, 'x');
+                 SELECT conversation_hide('{uid}', '{hidden}', 1, 1);
+                 SELECT conversation_message_arrived('{small}', 1, ARRAY['{uid}', 'x'], 1, 'x');
+                 UPDATE conversation SET updated_at = '2026-01-01' WHERE uid = '{uid}' AND channel_id = '{small}';
+                 SELECT conversation_message_arrived('{large}', 1, ARRAY['{uid}', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
+                 UPDATE conversation_channel SET updated_at = '2026-02-01' WHERE channel_id = '{large}'"
+            ))
+            .unwrap();
+            let listed: String = one(&format!(
+                "SELECT string_agg(format('%s %s %s', channel_id, last_msg_seq, unread_count), ', ') FROM conversation_list('{uid}')"
+            ));
+            assert_eq!(listed, format!("{large} 3 3, {small} 1 1"), "{setup}");
+            // Brought back by a message: listed again, with that message unread.
+            Spi::run(&format!("SELECT conversation_message_arrived('{hidden}', 1, ARRAY['{uid}', 'x'], 2, 'x')")).unwrap();
+            let listed: String = one(&format!(
+                "SELECT string_agg(format('%s %s', channel_id, unread_count), ', ' ORDER BY channel_id) FROM conversation_list('{uid}')"
+            ));
+            assert_eq!(listed, format!("{hidden} 1, {large} 3, {small} 1"), "{setup}");
+        }
     }
 
     /// The badge counts a membership of a large channel as it stands (its stored unread count is
     /// not what the channel's messages made it), a hidden one only once a message brings it back.
+    /// Read directly, through SQL and on a partitioned table alike.
     #[pg_test]
     fn the_badge_counts_large_memberships_as_they_stand() {
-        Spi::run(
-            "SELECT conversation_message_arrived('bdg-small', 1, ARRAY['bdg', 'x'], seq, 'x') FROM generate_series(1, 2) AS seq;
-             SELECT conversation_channel_make_large(channel, 1, ARRAY['bdg', 'x']) FROM unnest(ARRAY['bdg-large', 'bdg-hidden']) AS channel;
-             SELECT conversation_message_arrived('bdg-large', 1, ARRAY['bdg', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
-             SELECT conversation_message_arrived('bdg-hidden', 1, ARRAY['bdg', 'x'], 1, 'x');
-             SELECT conversation_hide('bdg', 'bdg-hidden', 1, 1)",
-        )
-        .unwrap();
-        let badge = "SELECT unread_count || ' ' || conversations FROM conversation_unread('bdg')";
-        assert_eq!(one::<String>(badge), "5 2");
-        assert_eq!(one::<i32>("SELECT unread_count FROM conversation WHERE uid = 'bdg' AND channel_id = 'bdg-large'"), 0);
-        Spi::run("SELECT conversation_message_arrived('bdg-hidden', 1, ARRAY['bdg', 'x'], 2, 'x')").unwrap();
-        assert_eq!(one::<String>(badge), "6 3");
-        Spi::run("SELECT conversation_mark_read('bdg', 'bdg-large', 1, 3)").unwrap();
-        assert_eq!(one::<String>(badge), "3 2");
+        table_to_myself();
+        for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
+            large_setup(setup, round);
+            let (uid, hidden, large, small) =
+                (format!("bdg{round}"), format!("bdg{round}-hidden"), format!("bdg{round}-large"), format!("bdg{round}-small"));
+            Spi::run(&format!(
+                "SELECT conversation_message_arrived('{small}', 1, ARRAY['{uid}', 'x'], seq, 'x') FROM generate_series(1, 2) AS seq;
+                 SELECT conversation_channel_make_large(channel, 1, ARRAY['{uid}', 'x']) FROM unnest(ARRAY['{large}', '{hidden}']) AS channel;
+                 SELECT conversation_message_arrived('{large}', 1, ARRAY['{uid}', 'x'], seq, 'x') FROM generate_series(1, 3) AS seq;
+                 SELECT conversation_message_arrived('{hidden}', 1, ARRAY['{uid}', 'x'], 1, 'x');
+                 SELECT conversation_hide('{uid}', '{hidden}', 1, 1)"
+            ))
+            .unwrap();
+            let badge = format!("SELECT unread_count || ' ' || conversations FROM conversation_unread('{uid}')");
+            assert_eq!(one::<String>(&badge), "5 2", "{setup}");
+            assert_eq!(one::<i32>(&format!("SELECT unread_count FROM conversation WHERE uid = '{uid}' AND channel_id = '{large}'")), 0);
+            Spi::run(&format!("SELECT conversation_message_arrived('{hidden}', 1, ARRAY['{uid}', 'x'], 2, 'x')")).unwrap();
+            assert_eq!(one::<String>(&badge), "6 3", "{setup}");
+            Spi::run(&format!("SELECT conversation_mark_read('{uid}', '{large}', 1, 3)")).unwrap();
+            assert_eq!(one::<String>(&badge), "3 2", "{setup}");
+            assert_eq!(
+                one::<String>(&format!("SELECT unread_count || ' ' || conversations FROM conversation_unread('{uid}', 1)")),
+                "3 2",
+                "{setup}"
+            );
+        }
     }
 
     #[pg_test]

@@ -56,6 +56,15 @@ echo "ok: $rows conversations created through every node, one row and one id eac
 "$RACE" --dsn "$(dsn "$PORT")" --mode messages --clients 8 --keys 50
 "$RACE" --dsn "$(dsn "$PORT")" --mode reads --clients 16 --keys 30
 
+# A channel is not made large on a distributed table (the workers that read the lists do not
+# have the channel rows): refused with 0A000, nothing changed.
+refused=$(coordinator -c "\set VERBOSITY verbose" -c "SELECT conversation_channel_make_large('g1', 1, ARRAY['before1', 'before2'])" 2>&1) &&
+    fail "a channel was made large on a distributed table: $refused"
+grep -q "0A000" <<<"$refused" || fail "not refused with 0A000: $refused"
+[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE large")" = 0 ] || fail "the refused call made memberships large"
+[ "$(coordinator -c "SELECT count(*) FROM conversation_channel")" = 0 ] || fail "the refused call made a channel row"
+echo "ok: making a channel large on a distributed table is refused (0A000), nothing changed"
+
 # Hits are served from the worker's own shard: on the node that holds the key's shard, a hit and
 # a lookup run no statement at all (Citus logs every statement it runs locally or sends), and are
 # counted there; through the coordinator, the call is delegated to that node.

@@ -168,5 +168,15 @@ for script in $releases; do
     sql -d "$db" -c "DELETE FROM conversation WHERE uid = 'u7' AND channel_id = 'g57'" >/dev/null
     departed=$(sql -d "$db" -c "SELECT string_agg(channel_id || ' ' || departed, ',') FROM conversation_list('u7', NULL, '$position')")
     [ "$departed" = "g57 true" ] || fail "$old: after deleting g57, conversation_list from the last position gave '$departed'"
+    # 0.10.0: a channel of rows from before is made large (a newcomer joins it), gets a message,
+    # and is made per member again: each member reads the message unread, large or not.
+    [ "$(sql -d "$db" -c "SELECT conversation_channel_make_large('g1', 1, ARRAY['u1', 'joiner'])")" = 2 ] ||
+        fail "$old: making g1 large did not make its two memberships"
+    sql -d "$db" -c "SELECT conversation_message_arrived('g1', 1, ARRAY['u1', 'joiner'], 100001, NULL)" >/dev/null
+    members="SELECT string_agg(format('%s %s %s %s', uid, unread_count, last_msg_seq, large), ',' ORDER BY uid)
+             FROM unnest(ARRAY['joiner', 'u1']) AS m (uid), LATERAL get_or_create_conversation(m.uid, 'g1', 1)"
+    [ "$(sql -d "$db" -c "$members")" = "joiner 1 100001 true,u1 1 100001 true" ] || fail "$old: large g1 reads $(sql -d "$db" -c "$members")"
+    [ "$(sql -d "$db" -c "SELECT conversation_channel_make_per_member('g1', 1)")" = 2 ] || fail "$old: g1 did not go back per member"
+    [ "$(sql -d "$db" -c "$members")" = "joiner 1 100001 false,u1 1 100001 false" ] || fail "$old: g1 per member again reads $(sql -d "$db" -c "$members")"
     echo "ok: $old -> $current keeps all 1000 rows; the same $objects objects as a fresh install"
 done

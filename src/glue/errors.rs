@@ -370,6 +370,16 @@ pub fn channel_table_missing() -> ! {
     )
 }
 
+/// A channel made large on a table distributed by Citus: the members' lists are read on the
+/// workers, which do not have the channel rows.
+pub fn large_channel_on_citus() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "channels cannot be made large while table conversation is distributed by Citus".into(),
+        Some("Keep the channel per member (messages go on as before); large channels on Citus are planned (docs/large-groups.md)."),
+    )
+}
+
 /// The channel table is not as the extension made it: a derived value could be read wrong.
 pub fn channel_table_shape(problem: &str) -> ! {
     raise(

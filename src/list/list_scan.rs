@@ -129,24 +129,39 @@ pub fn large_copies(
         let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
         probe.walk_backward(&bounds);
         while let Some(slot) = probe.next_largest() {
-            // SAFETY: the slot holds a row of the table; the row formed from its values as they
-            // stand is palloc'd in the call's memory, as a copy is.
+            // SAFETY: the slot holds a row of the table, read before the walk moves on.
             unsafe {
-                let desc = (*slot).tts_tupleDescriptor;
-                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
                 let id = place_of(slot, &Places { version: indexes.version, updated_at: indexes.updated_at, id: indexes.id }).id;
-                let (mut values, mut nulls) = membership::as_it_stands(tuple, desc, table.table.schema, Snapshot::Statement);
-                let now = membership::counted_of(&values, &nulls, desc);
-                let place = Cursor { version: now.version, updated_at: now.updated_at, id };
-                if (now.hidden && !changed) || !reading.takes(place) {
-                    continue;
-                }
-                let formed = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
-                rows.push(Copied { tuple: formed, place, departed: false });
+                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                rows.extend(large_copy(table.table.schema, tuple, (*slot).tts_tupleDescriptor, id, reading, changed));
             }
         }
     }
     rows
+}
+
+/// The membership of a large channel `tuple` (a row of `desc`, with `id`), formed as it stands
+/// with its place there, if a pass reading `reading` takes it (a hidden one only when `changed`).
+/// The formed row is palloc'd in the current memory, as a copy is.
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`, a row of the table of `schema`'s extension.
+pub unsafe fn large_copy(
+    schema: pg_sys::Oid,
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+    id: i64,
+    reading: &Reading<'_>,
+    changed: bool,
+) -> Option<Copied> {
+    let (mut values, mut nulls) = membership::as_it_stands(tuple, desc, schema, Snapshot::Statement);
+    let now = membership::counted_of(&values, &nulls, desc);
+    let place = Cursor { version: now.version, updated_at: now.updated_at, id };
+    if (now.hidden && !changed) || !reading.takes(place) {
+        return None;
+    }
+    let formed = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    Some(Copied { tuple: formed, place, departed: false })
 }
 
 /// Hands `emit` the next rows of `sources` for `uid` (of `types`), in list order, each as its

@@ -27,10 +27,10 @@ use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
-use crate::relation::membership::deformed;
+use crate::relation::membership::{self, deformed};
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{ColumnMap, LIST_DEPARTED, LIST_POSITION};
-use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Statement, Statements};
+use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Returned, Statement, Statements};
 use crate::relation::table::Names;
 
 pub const MAX_PAGE_SIZE: i32 = 1000;
@@ -68,6 +68,7 @@ macro_rules! state_rows {
             $type,
             " AND ",
             $state,
+            "{per_member}",
             $since,
             below!($at),
             " ORDER BY c.version DESC, c.updated_at DESC, c.id DESC LIMIT $9)"
@@ -85,6 +86,7 @@ macro_rules! in_flight_rows {
             $type,
             " AND ",
             $state,
+            "{per_member}",
             changed_since!(in_flight),
             below!($at),
             // Not pulled up into a join, which the planner could turn around into a walk of the
@@ -195,14 +197,23 @@ const LIST: [[[Statement; 2]; 2]; 2] = [
 
 const UNREAD_ONE_TYPE: Statement = Statement {
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
-          WHERE c.uid = $1 AND c.type = $2 AND c.unread_count > 0 AND NOT c.hidden",
+          WHERE c.uid = $1 AND c.type = $2 AND c.unread_count > 0 AND NOT c.hidden{per_member}",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
     snapshot: Snapshot::Statement,
 };
 
 const UNREAD_ALL_TYPES: Statement = Statement {
     sql: "SELECT COALESCE(sum(c.unread_count), 0)::int8, count(*) FROM {table} AS c \
-          WHERE c.uid = $1 AND c.unread_count > 0 AND NOT c.hidden",
+          WHERE c.uid = $1 AND c.unread_count > 0 AND NOT c.hidden{per_member}",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
+    snapshot: Snapshot::Statement,
+};
+
+/// The user's memberships of large channels ($2: of one type, NULL every type), as stored: each
+/// is derived as it stands in Rust (relation/membership.rs), which reads the channel table as the
+/// extension may and a caller need not. One probe of conversation_large_idx.
+const LARGE_ROWS: Statement = Statement {
+    sql: "SELECT {columns} FROM {table} AS c WHERE c.uid = $1 AND c.large AND ($2::int2 IS NULL OR c.type = $2)",
     parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
     snapshot: Snapshot::Statement,
 };
@@ -285,14 +296,33 @@ sql_function! {
             Some(indexes) => list_scan::unread(&table, indexes, uid, list_type),
             None => connect_for_lists(|statements| {
                 let statement = if list_type.is_some() { &UNREAD_ONE_TYPE } else { &UNREAD_ALL_TYPES };
-                let prepared = prepared(statements, &statement_names(&table, table.relation_holding(uid)), statement);
+                let names = statement_names(&table, table.relation_holding(uid));
+                let prepared = prepared(statements, &names, statement);
                 let returned = run(statements, &prepared, &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))]);
                 let value = |column| returned.value(0, column).map_or(0, |datum| datum.value() as i64);
-                (value(1), value(2))
+                let (mut unread, mut conversations) = (value(1), value(2));
+                // The memberships of large channels, each as it stands: the statement left them out.
+                if table.table.has_large {
+                    let large = large_rows(statements, &names, uid, list_type);
+                    for row in 0..large.len() {
+                        // SAFETY: a row of the result's descriptor, alive until SPI_finish.
+                        let now = unsafe { membership::counted_as_it_stands(large.tuple(row), large.desc(), table.table.schema, Snapshot::Statement) };
+                        if !now.hidden && now.unread_count > 0 {
+                            unread += i64::from(now.unread_count);
+                            conversations += 1;
+                        }
+                    }
+                }
+                (unread, conversations)
             }),
         };
         call.record_result(&[pg_sys::Datum::from(unread), pg_sys::Datum::from(conversations)], &[false, false])
     }
+}
+
+/// The rows of `uid`'s memberships of large channels (of `list_type`, or every type), as stored.
+fn large_rows(statements: &Statements, names: &Names, uid: &[u8], list_type: Option<i16>) -> Returned {
+    run(statements, &prepared(statements, names, &LARGE_ROWS), &[arg(text_datum(uid)), arg_or_null(list_type.map(pg_sys::Datum::from))])
 }
 
 /// A position the client gave, checked before any of its ids reach a row or a statement: written
@@ -446,8 +476,23 @@ impl Page<'_> {
                     rows.extend(
                         departures.page(self.uid, types, &reading, wanted, |tuple| departures.left(self.table, Some(statements), tuple)),
                     );
-                    rows.sort_by_key(|row| std::cmp::Reverse((row.place.version, row.place.updated_at, row.place.id)));
                 }
+                // The memberships of large channels, as they stand, merged: the statement left
+                // them out (they stand in its indexes at their stored values).
+                if self.table.table.has_large {
+                    let large = large_rows(statements, self.names, self.uid, self.list_type);
+                    // SAFETY: rows of the result, alive until SPI_finish; id is a bigint column.
+                    let (large_desc, large_id) = (large.desc(), unsafe { pg_sys::SPI_fnumber(large.desc(), c"id".as_ptr()) });
+                    for row in 0..large.len() {
+                        let id = large.value(row, large_id).map_or(0, |datum| datum.value() as i64);
+                        // SAFETY: a row of the result's descriptor, the table's columns as the list
+                        // statement returns them.
+                        rows.extend(unsafe {
+                            list_scan::large_copy(self.table.table.schema, large.tuple(row), large_desc, id, &reading, since.is_some())
+                        });
+                    }
+                }
+                rows.sort_by_key(|row| std::cmp::Reverse((row.place.version, row.place.updated_at, row.place.id)));
                 (rows, desc)
             }
         };

@@ -4,8 +4,9 @@
 //!
 //! A statement is written with `{table}` where the table goes, `{columns}` where its columns go
 //! (statements return rows by column), `{clock}` for the clock table (stamp.rs), `{departures}`
-//! for the departure table (departures.rs) and `{channels}` for the channel table
-//! (channel_table.rs); it is prepared
+//! for the departure table (departures.rs), `{channels}` for the channel table
+//! (channel_table.rs) and `{per_member}` where only per-member rows are read (table.rs); it is
+//! prepared
 //! with the names catalog.rs knows now, and prepared again when they change (DROP/CREATE EXTENSION
 //! into another schema, a schema rename, a column added or dropped). The plan cache replans by
 //! itself after other DDL on the table. A statement run on a Citus shard by its own name (a
@@ -106,7 +107,8 @@ pub fn prepared(_statements: &Statements, names: &Names, statement: &Statement) 
         .replace("{columns}", &names.columns)
         .replace("{clock}", &names.clock)
         .replace("{departures}", &names.departures)
-        .replace("{channels}", &names.channels);
+        .replace("{channels}", &names.channels)
+        .replace("{per_member}", names.per_member);
     let text = CString::new(sql.as_str()).expect("statements hold no NUL");
     let mut types = statement.parameters.to_vec();
     let options = if names.planned_per_run { pg_sys::CURSOR_OPT_CUSTOM_PLAN as i32 } else { 0 };

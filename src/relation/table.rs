@@ -198,10 +198,11 @@ impl Table {
             .collect::<Vec<_>>()
             .join(", ");
         let distributed = distribution != citus::Distribution::Local;
-        let names = Names { columns, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
         let has_hidden = pg_sys::get_attnum(relid, c"hidden".as_ptr()) > 0;
         let large = pg_sys::get_attnum(relid, c"large".as_ptr());
         let has_large = large > 0 && pg_sys::get_atttype(relid, large) == pg_sys::BOOLOID;
+        let per_member = if has_large { " AND NOT c.large" } else { "" };
+        let names = Names { columns, per_member, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
         let channels = if has_large { crate::relation::channel_table::relid_in(schema) } else { None };
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
@@ -247,6 +248,9 @@ pub struct Names {
     pub departures: String,
     /// The channel table of large channels (channel_table.rs), schema-qualified.
     pub channels: String,
+    /// ` AND NOT c.large` where the table has column large (0.9.0), empty where it has not: the
+    /// list's statements read per-member rows only (large ones as they stand: relation/membership.rs).
+    pub per_member: &'static str,
     /// The table is Citus's: its statements are planned on every run (statements.rs says why).
     pub planned_per_run: bool,
 }
@@ -283,6 +287,7 @@ impl Names {
                 clock: format!("{schema_name}.{}", quote(c"conversation_clock".as_ptr())),
                 departures: format!("{schema_name}.{}", quote(c"conversation_departure".as_ptr())),
                 channels: format!("{schema_name}.{}", quote(c"conversation_channel".as_ptr())),
+                per_member: "",
                 planned_per_run: false,
             }
         }

@@ -87,6 +87,9 @@ sql_function! {
     fn conversation_channel_make_large(call) {
         let members = members_of(call, 2);
         let table = OpenTable::for_writes(call, "conversation_channel_make_large");
+        if table.table.distributed {
+            errors::large_channel_on_citus();
+        }
         channel_lock::exclusive(members.channel_id, members.channel_type);
         let changed = connect(|statements| make_large(statements, &table, &members));
         pg_sys::Datum::from(changed)

@@ -10,8 +10,9 @@
 #   3. the race tests, at every isolation level: 32 connections x 100 fresh keys; 16 batches of
 #      the same 500 fresh keys in different orders; 32 devices x 100 read positions; then 8
 #      callers of every function while the table is reindexed, re-keyed, altered, and the
-#      extension dropped and created; messages delivered out of order; clients syncing their
-#      lists while writers commit out of order; and the memory it takes to refuse a million keys
+#      extension dropped and created; messages delivered out of order; a channel changing mode
+#      while messages and reads arrive; clients syncing their lists while writers commit out of
+#      order (channels changing mode among them); and the memory it takes to refuse a million keys
 #   4. SQL regression files (pg_regress): the operations DBAs run, exact counters, the table as
 #      users change it, bad input, other encodings, look-alikes on the search path, row level
 #      security; and the counters view without preloading
@@ -117,6 +118,7 @@ race() {
     "$race_test" --dsn "$dsn" --mode fanout --clients 16 --keys 500 &&
     "$race_test" --dsn "$dsn" --mode reads --clients 32 --keys 100 &&
     "$race_test" --dsn "$dsn" --mode messages --clients 16 --keys 50 &&
+    "$race_test" --dsn "$dsn" --mode large --clients 4 --keys 12 &&
     "$race_test" --dsn "$dsn" --mode sync --clients 6 &&
     "$race_test" --dsn "$dsn" --mode ddl --clients 8 &&
     "$race_test" --dsn "$dsn" --mode index-rebuild --clients 6 &&

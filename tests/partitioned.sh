@@ -38,6 +38,7 @@ dsn="host=$PGHOST port=$PGPORT user=$PGUSER dbname=pgconv_partitioned"
 "$RACE" --dsn "$dsn" --mode create --clients 32 --keys 100
 "$RACE" --dsn "$dsn" --mode fanout --clients 16 --keys 500
 "$RACE" --dsn "$dsn" --mode messages --clients 16 --keys 50
+"$RACE" --dsn "$dsn" --mode large --clients 4 --keys 12
 "$RACE" --dsn "$dsn" --mode reads --clients 32 --keys 100
 counts=$(sql -c "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(DISTINCT (uid, channel_id, channel_type)) FROM conversation")
 read -r rows ids keys <<<"$counts"

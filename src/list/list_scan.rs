@@ -34,8 +34,15 @@ pub struct Reading<'a> {
 impl Reading<'_> {
     /// Whether a row at `place` belongs to the page: changed since the horizon, below the cursor.
     fn takes(&self, place: Cursor) -> bool {
-        let changed =
-            self.since.is_none_or(|(_, ceiling, in_flight)| place.version >= ceiling || in_flight.binary_search(&place.version).is_ok());
+        self.takes_any(place, std::iter::once(place.version))
+    }
+
+    /// Whether a row at `place`, whose state is made of writes stamped `stamps`, belongs to the
+    /// page: any of them since the horizon, the row below the cursor.
+    fn takes_any(&self, place: Cursor, mut stamps: impl Iterator<Item = i64>) -> bool {
+        let changed = self
+            .since
+            .is_none_or(|(_, ceiling, in_flight)| stamps.any(|version| version >= ceiling || in_flight.binary_search(&version).is_ok()));
         changed && (place.version, place.updated_at, place.id) < (self.cursor.version, self.cursor.updated_at, self.cursor.id)
     }
 }
@@ -154,13 +161,14 @@ pub unsafe fn large_copy(
     reading: &Reading<'_>,
     changed: bool,
 ) -> Option<Copied> {
-    let (mut values, mut nulls) = membership::as_it_stands(tuple, desc, schema, Snapshot::Statement);
-    let now = membership::counted_of(&values, &nulls, desc);
+    let mut standing = membership::standing(tuple, desc, schema, Snapshot::Statement);
+    let now = membership::counted_of(&standing.values, &standing.nulls, desc);
     let place = Cursor { version: now.version, updated_at: now.updated_at, id };
-    if (now.hidden && !changed) || !reading.takes(place) {
+    let stamps = [Some(standing.row_version), standing.channel_version];
+    if (now.hidden && !changed) || !reading.takes_any(place, stamps.iter().flatten().copied()) {
         return None;
     }
-    let formed = pg_sys::heap_form_tuple(desc, values.as_mut_ptr(), nulls.as_mut_ptr());
+    let formed = pg_sys::heap_form_tuple(desc, standing.values.as_mut_ptr(), standing.nulls.as_mut_ptr());
     Some(Copied { tuple: formed, place, departed: false })
 }
 

@@ -118,6 +118,26 @@ pub unsafe fn as_it_stands(
     schema: pg_sys::Oid,
     snapshot: Snapshot,
 ) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+    let standing = standing(tuple, desc, schema, snapshot);
+    (standing.values, standing.nulls)
+}
+
+/// A large membership as it stands, and what it stands on: the stamps of its row and of its
+/// channel's row. Its state changes when either is written, so a sync takes it when either
+/// changed since the position (the greater of the two, its place, need not have: a channel
+/// written by an older transaction that committed after the row keeps the row's place).
+pub struct Standing {
+    pub values: Vec<pg_sys::Datum>,
+    pub nulls: Vec<bool>,
+    pub row_version: i64,
+    pub channel_version: Option<i64>,
+}
+
+/// `as_it_stands`, with the stamps it stands on.
+///
+/// # Safety
+/// `tuple` is a valid row of `desc`.
+pub unsafe fn standing(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema: pg_sys::Oid, snapshot: Snapshot) -> Standing {
     let columns = Columns::of(desc);
     let (mut values, mut nulls) = deformed(tuple, desc);
     let at = |attnum: i32| (attnum - 1) as usize;
@@ -132,12 +152,12 @@ pub unsafe fn as_it_stands(
         version: value(columns.version),
     };
     if nulls[at(columns.channel_id)] {
-        return (values, nulls);
+        return Standing { values, nulls, row_version: row.version, channel_version: None };
     }
     let channel_id = varlena_bytes(values[at(columns.channel_id)]);
     let channel_type = value(columns.channel_type) as i16;
     let Some(channel) = ChannelTable::open(schema).channel(channel_id, channel_type, snapshot) else {
-        return (values, nulls);
+        return Standing { values, nulls, row_version: row.version, channel_version: None };
     };
     let now = derived(row, channel);
     let mut set = |attnum: i32, datum: pg_sys::Datum| {
@@ -149,7 +169,7 @@ pub unsafe fn as_it_stands(
     set(columns.hidden, pg_sys::Datum::from(now.hidden));
     set(columns.updated_at, pg_sys::Datum::from(now.updated_at));
     set(columns.version, pg_sys::Datum::from(now.version));
-    (values, nulls)
+    Standing { values, nulls, row_version: row.version, channel_version: Some(channel.version) }
 }
 
 /// The large membership `tuple`, a row of `desc`, as it stands with its channel's row: its

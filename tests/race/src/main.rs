@@ -14,6 +14,8 @@
 //! - `--mode fanout` (fanout.rs): batches over the same fresh keys, listed in different orders;
 //! - `--mode reads` (reads.rs): many devices reporting read positions of one conversation;
 //! - `--mode messages` (messages.rs): messages delivered to one channel at once, out of order;
+//! - `--mode large` (large.rs): a channel made large and per member again while messages and
+//!   reads arrive, every member checked against a recomputation from the log;
 //! - `--mode sync` (sync.rs): clients syncing their lists while writers commit out of order;
 //! - `--mode ddl` (ddl.rs): every function called while the table is reindexed, its primary key
 //!   re-created, columns added and dropped, and the extension dropped and created again;
@@ -22,7 +24,7 @@
 //! - `--mode index-rebuild` (index_rebuild.rs): a list index dropped and built again concurrently,
 //!   failing and succeeding, while clients list and write.
 //!
-//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild]
+//! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|large|sync|ddl|memory|index-rebuild]
 //!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +38,7 @@ use postgres::{Client, IsolationLevel, NoTls};
 mod ddl;
 mod fanout;
 mod index_rebuild;
+mod large;
 mod memory;
 mod messages;
 mod reads;
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         "fanout" => fanout::races(&options),
         "reads" => reads::races(&options),
         "messages" => messages::races(&options),
+        "large" => large::races(&options),
         "sync" => sync::races(&options),
         "ddl" => ddl::races(&options),
         "memory" => memory::check(&options),
@@ -300,7 +304,7 @@ fn parse_args() -> Result<Options, String> {
             "--autocommit" => options.autocommit = true,
             "--standby" => options.standby = Some(value()?),
             "--failover" => options.failover = true,
-            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]")),
+            _ => return Err(format!("unknown argument {arg}\nusage: race-test --dsn DSN [--mode create|fanout|reads|messages|large|sync|ddl|memory|index-rebuild] [--clients N] [--keys N] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]")),
         }
     }
     if options.dsn.is_empty() {

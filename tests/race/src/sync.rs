@@ -8,6 +8,8 @@
 //!   conversation that is not hidden, and none that left its list (writers delete rows and move
 //!   them to other users; messages bring deleted ones back);
 //! - a position is never ahead of a change not returned: otherwise the final state differs;
+//! - the same with channels made large and per member again among the writes (not on Citus): a
+//!   membership is held as it stands, its channel's messages included;
 //! - no error at all under READ COMMITTED; REPEATABLE READ / SERIALIZABLE readers see none either
 //!   (they only read).
 //!
@@ -107,7 +109,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                         for _ in 0..1 + random.below(3) {
                             let ch = &channels[random.below(CHANNELS)];
                             let user = &users[random.below(USERS)];
-                            match random.below(8) {
+                            match random.below(9) {
                                 0 | 1 => {
                                     // A message to some members; the seq grows with the writer's clock.
                                     let members: Vec<&String> = users.iter().filter(|_| random.below(2) == 0).collect();
@@ -151,6 +153,18 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                                         "UPDATE conversation SET uid = $3 WHERE uid = $1 AND channel_id = $2 AND channel_type = 1
                                            AND NOT EXISTS (SELECT 1 FROM conversation AS o WHERE o.uid = $3 AND o.channel_id = $2 AND o.channel_type = 1)",
                                         &[user, ch, to],
+                                    )?;
+                                }
+                                8 if !citus => {
+                                    // The channel made large (its members some of the users) or per member
+                                    // again: every membership's values stay what they were, and what
+                                    // messages to a large channel change is its channel row's.
+                                    let members: Vec<&String> = users.iter().filter(|_| random.below(2) == 0).collect();
+                                    tx.execute(
+                                        "SELECT CASE WHEN EXISTS (SELECT 1 FROM conversation_channel WHERE channel_id = $1 AND channel_type = 1)
+                                                     THEN conversation_channel_make_per_member($1, 1)
+                                                     ELSE conversation_channel_make_large($1, 1, $2) END",
+                                        &[ch, &members],
                                     )?;
                                 }
                                 _ => {
@@ -295,7 +309,12 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         problems.extend(client_problems);
         let stored: Vec<(String, String, bool)> = db
             .query(
-                &format!("SELECT channel_id, {COLUMNS}, hidden FROM conversation WHERE uid = $1 AND type = 1 ORDER BY channel_id"),
+                // Each row as the functions return it (a membership of a large channel as it stands).
+                &format!(
+                    "SELECT channel_id, {COLUMNS}, hidden FROM (SELECT c.* FROM conversation AS r,
+                         LATERAL find_conversation(r.uid, r.channel_id, r.channel_type) AS c WHERE r.uid = $1 AND r.type = 1) AS conversation
+                     ORDER BY channel_id"
+                ),
                 &[&user],
             )
             .expect("the table")

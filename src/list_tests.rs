@@ -481,16 +481,7 @@ mod tests {
         for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
             let uid = format!("leaver{round}");
             old_conversations(&uid, 8);
-            match *setup {
-                "through SQL" => {
-                    for index in ["unread", "read", "hidden"] {
-                        Spi::run(&format!("ALTER INDEX conversation_list_{index}_idx RENAME TO conversation_list_{index}_idx_{round}"))
-                            .unwrap();
-                    }
-                }
-                "partitioned" => Spi::run("SELECT count(*) FROM conversation_partition(4)").unwrap(),
-                _ => {}
-            }
+            lists_read(setup, round);
             let (_, position) = list(&format!("'{uid}', 1"));
             let position = position.unwrap();
             Spi::run(&format!("DELETE FROM conversation WHERE uid = '{uid}' AND channel_id = 'c02'")).unwrap();
@@ -618,7 +609,7 @@ mod tests {
     /// Reads the list and the badge as `setup` says: from the list indexes directly ("plain"),
     /// through the statements ("through SQL": the list indexes are not the extension's), or on a
     /// partitioned table (statements per partition). `round` keeps renamed indexes apart.
-    fn large_setup(setup: &str, round: usize) {
+    fn lists_read(setup: &str, round: usize) {
         match setup {
             "through SQL" => {
                 for index in ["unread", "read", "hidden"] {
@@ -638,7 +629,7 @@ mod tests {
     fn a_list_shows_large_memberships_as_they_stand() {
         table_to_myself();
         for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
-            large_setup(setup, round);
+            lists_read(setup, round);
             let (uid, hidden, large, small) =
                 (format!("lst{round}"), format!("lst{round}-hidden"), format!("lst{round}-large"), format!("lst{round}-small"));
             Spi::run(&format!(
@@ -671,7 +662,7 @@ mod tests {
     fn the_badge_counts_large_memberships_as_they_stand() {
         table_to_myself();
         for (round, setup) in ["plain", "through SQL", "partitioned"].iter().enumerate() {
-            large_setup(setup, round);
+            lists_read(setup, round);
             let (uid, hidden, large, small) =
                 (format!("bdg{round}"), format!("bdg{round}-hidden"), format!("bdg{round}-large"), format!("bdg{round}-small"));
             Spi::run(&format!(

@@ -149,6 +149,16 @@ primary -d replica -c "INSERT INTO gate DEFAULT VALUES"
 wait "$writer"
 [ "$(primary -d replica -c "SELECT count(*) FROM conversation")" = 8 ] || fail "the primary does not hold 8 conversations"
 
+# A membership of a large channel is derived on the standby as on the primary: the channel row's
+# message counts there, in the single-row functions, the list and the badge.
+primary -d replica -c "SELECT conversation_channel_make_large('g9', 2, ARRAY['erin', 'frank'])" \
+    -c "SELECT conversation_message_arrived('g9', 2, ARRAY['erin', 'frank'], s, 'frank') FROM generate_series(1, 5) AS s" >/dev/null
+wait_replay
+expect "a large membership is derived on the standby" "erin 5 5 t" \
+    "SELECT uid, last_msg_seq, unread_count, large FROM find_conversation('erin', 'g9', 2)"
+expect "the standby lists it as it stands" "g9 5" "SELECT channel_id, unread_count FROM conversation_list('erin')"
+expect "the standby's badge counts it" "5 1" "SELECT unread_count, conversations FROM conversation_unread('erin')"
+
 # The sync race with a standby reader: writers commit out of order on the primary while each
 # client reads every other page on the standby, its position carried across; afterwards every
 # client holds exactly the table.

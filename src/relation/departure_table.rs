@@ -118,25 +118,7 @@ unsafe fn list_index(relation: pg_sys::Relation) -> Option<pg_sys::Oid> {
     if !columns.iter().all(|&(name, type_oid)| typed(name, type_oid)) {
         return None;
     }
-    let indexes = pg_sys::RelationGetIndexList(relation);
-    let count = if indexes.is_null() { 0 } else { (*indexes).length };
-    let mut found = None;
-    for i in 0..count {
-        let oid = pg_sys::list_nth_oid(indexes, i);
-        let name = pg_sys::get_rel_name(oid);
-        if name.is_null() || CStr::from_ptr(name) != c"conversation_departure_list_idx" {
-            continue;
-        }
-        let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
-        let ready = table::usable(index);
-        pg_sys::index_close(index, pg_sys::NoLock as _);
-        let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
-        if ready && definition.ends_with(" USING btree (uid, type, version, updated_at, id)") {
-            found = Some(oid);
-        }
-    }
-    pg_sys::list_free(indexes);
-    found
+    table::extension_index(relation, c"conversation_departure_list_idx", " USING btree (uid, type, version, updated_at, id)")
 }
 
 /// # Safety

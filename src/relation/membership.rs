@@ -79,6 +79,26 @@ struct Columns {
 }
 
 impl Columns {
+    /// The counted values of a deformed row (NOT NULL columns; a NULL one reads as 0).
+    fn counted(&self, values: &[pg_sys::Datum], nulls: &[bool]) -> Counted {
+        let value = |attnum: i32| {
+            let at = (attnum - 1) as usize;
+            if nulls[at] {
+                0
+            } else {
+                values[at].value() as i64
+            }
+        };
+        Counted {
+            last_msg_seq: value(self.last_msg_seq),
+            unread_count: value(self.unread_count) as i32,
+            readed_to_msg_seq: value(self.readed_to_msg_seq),
+            hidden: value(self.hidden) != 0,
+            updated_at: value(self.updated_at),
+            version: value(self.version),
+        }
+    }
+
     /// # Safety
     /// `desc` is a valid tuple descriptor.
     unsafe fn of(desc: pg_sys::TupleDesc) -> Columns {
@@ -143,14 +163,7 @@ pub unsafe fn standing(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema
     let at = |attnum: i32| (attnum - 1) as usize;
     // NOT NULL columns; a NULL one reads as 0.
     let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };
-    let row = Counted {
-        last_msg_seq: value(columns.last_msg_seq),
-        unread_count: value(columns.unread_count) as i32,
-        readed_to_msg_seq: value(columns.readed_to_msg_seq),
-        hidden: value(columns.hidden) != 0,
-        updated_at: value(columns.updated_at),
-        version: value(columns.version),
-    };
+    let row = columns.counted(&values, &nulls);
     if nulls[at(columns.channel_id)] {
         return Standing { values, nulls, row_version: row.version, channel_version: None };
     }
@@ -187,17 +200,7 @@ pub unsafe fn counted_as_it_stands(tuple: pg_sys::HeapTuple, desc: pg_sys::Tuple
 /// # Safety
 /// `values` and `nulls` are a deformed row of `desc`.
 pub unsafe fn counted_of(values: &[pg_sys::Datum], nulls: &[bool], desc: pg_sys::TupleDesc) -> Counted {
-    let columns = Columns::of(desc);
-    let at = |attnum: i32| (attnum - 1) as usize;
-    let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };
-    Counted {
-        last_msg_seq: value(columns.last_msg_seq),
-        unread_count: value(columns.unread_count) as i32,
-        readed_to_msg_seq: value(columns.readed_to_msg_seq),
-        hidden: value(columns.hidden) != 0,
-        updated_at: value(columns.updated_at),
-        version: value(columns.version),
-    }
+    Columns::of(desc).counted(values, nulls)
 }
 
 /// The values and nulls of `tuple`, a row of `desc` whose `large` is at `large` (0: none): as

@@ -421,7 +421,7 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
     // index, or a list would show them as stored: no direct reading without it.
     let large = match typed(c"large", pg_sys::BOOLOID) {
         None => None,
-        Some(_) => Some(large_index(relation)?),
+        Some(_) => Some(extension_index(relation, c"conversation_large_idx", " USING btree (uid, type) WHERE large")?),
     };
     Some(ListIndexes {
         unread: found[0],
@@ -435,25 +435,26 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
     })
 }
 
-/// The table's index `conversation_large_idx` when it is the extension's and usable.
+/// The index of `relation` named `name` when it is usable and its definition ends with
+/// `ending` (as the extension builds it: a rebuilt or changed one is not read directly).
 ///
 /// # Safety
 /// `relation` is an open, locked relation.
-unsafe fn large_index(relation: pg_sys::Relation) -> Option<pg_sys::Oid> {
+pub(in crate::relation) unsafe fn extension_index(relation: pg_sys::Relation, name: &CStr, ending: &str) -> Option<pg_sys::Oid> {
     let indexes = pg_sys::RelationGetIndexList(relation);
     let count = if indexes.is_null() { 0 } else { (*indexes).length };
     let mut found = None;
     for i in 0..count {
         let oid = pg_sys::list_nth_oid(indexes, i);
-        let name = pg_sys::get_rel_name(oid);
-        if name.is_null() || CStr::from_ptr(name) != c"conversation_large_idx" {
+        let index_name = pg_sys::get_rel_name(oid);
+        if index_name.is_null() || CStr::from_ptr(index_name) != name {
             continue;
         }
         let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as _);
         let ready = usable(index);
         pg_sys::index_close(index, pg_sys::NoLock as _);
         let definition = CStr::from_ptr(pg_sys::pg_get_indexdef_string(oid)).to_string_lossy().into_owned();
-        if ready && definition.ends_with(" USING btree (uid, type) WHERE large") {
+        if ready && definition.ends_with(ending) {
             found = Some(oid);
         }
     }

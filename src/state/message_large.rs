@@ -21,6 +21,7 @@ use crate::relation::channel_table;
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, arg_or_null, as_owner_of, prepared, run, Arg, Statement, Statements};
 use crate::state::materialize::as_it_stands;
+use crate::state::mode::MEMBERSHIPS;
 
 const CHANNEL: [pg_sys::Oid; 2] = [pg_sys::TEXTOID, pg_sys::INT2OID];
 
@@ -30,14 +31,6 @@ const CHANNEL_ROW: Statement = Statement {
     sql: "SELECT s.last_msg_seq, s.updated_at, s.members, s.member_digest FROM {channels} AS s \
           WHERE s.channel_id = $1 AND s.channel_type = $2 FOR NO KEY UPDATE",
     parameters: &CHANNEL,
-    snapshot: Snapshot::Fresh,
-};
-
-/// Members named that are not memberships yet, counting from the channel's last message ($4).
-const JOINED: Statement = Statement {
-    sql: "UPDATE {table} AS c SET large = true, last_msg_seq = GREATEST(c.last_msg_seq, $4) \
-          WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND NOT c.large",
-    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID, pg_sys::TEXTARRAYOID, pg_sys::INT8OID],
     snapshot: Snapshot::Fresh,
 };
 
@@ -111,7 +104,8 @@ pub fn arrived(
         get_or_create_many(statements, table, members, "conversation_message_arrived");
         let uids = arg(text_array_datum(members.iter().map(|m| m.key.uid)));
         let last = arg(pg_sys::Datum::from(last_msg_seq));
-        run(statements, &prepared(statements, names, &JOINED), &[channel_id, channel_type, uids, last]);
+        // Members named that are not memberships yet, counting from the channel's last message.
+        run(statements, &prepared(statements, names, &MEMBERSHIPS), &[channel_id, channel_type, uids, last]);
         run(statements, &prepared(statements, names, &LEFT_AS_THEY_STAND), &[channel_id, channel_type, uids, last, arg(updated_at)]);
         run(statements, &prepared(statements, names, &LEFT), &[channel_id, channel_type, uids]);
         on_channel(&MEMBER_SET, &[channel_id, channel_type, arg(pg_sys::Datum::from(count)), arg(pg_sys::Datum::from(digest))]);

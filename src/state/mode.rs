@@ -48,8 +48,9 @@ const CHANNEL_ROW: Statement = Statement {
 };
 
 /// The members' rows become memberships counted to the channel row ($4): their unread counts
-/// kept, the messages they did not get (a member who joined late) not counted.
-const MEMBERSHIPS: Statement = Statement {
+/// kept, the messages they did not get (a member who joined late) not counted. Also what a
+/// message does to the members it names that are not memberships yet (message_large.rs).
+pub(crate) const MEMBERSHIPS: Statement = Statement {
     sql: "UPDATE {table} AS c SET large = true, last_msg_seq = GREATEST(c.last_msg_seq, $4) \
           WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.uid = ANY ($3) AND NOT c.large \
           RETURNING 1",

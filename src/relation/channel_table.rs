@@ -35,9 +35,7 @@ thread_local! {
 
 /// The channel table of `schema`, or None where the extension has none (before 0.9.0).
 pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    // SAFETY: a syscache lookup.
-    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_channel".as_ptr(), schema) };
-    (relid != pg_sys::InvalidOid).then_some(relid)
+    table::extension_table(schema, c"conversation_channel")
 }
 
 /// The channel table of `schema`, which must exist where a large channel is written (55000 if

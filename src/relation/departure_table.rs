@@ -51,9 +51,7 @@ thread_local! {
 
 /// The departure table of `schema`, or None where the extension has none (before 0.8.0).
 pub fn relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
-    // SAFETY: a syscache lookup.
-    let relid = unsafe { pg_sys::get_relname_relid(c"conversation_departure".as_ptr(), schema) };
-    (relid != pg_sys::InvalidOid).then_some(relid)
+    table::extension_table(schema, c"conversation_departure")
 }
 
 impl DepartureTable {

@@ -203,7 +203,7 @@ impl Table {
         let has_large = large > 0 && pg_sys::get_atttype(relid, large) == pg_sys::BOOLOID;
         let per_member = if has_large { " AND NOT c.large" } else { "" };
         let names = Names { columns, per_member, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
-        let channels = if has_large { crate::relation::channel_table::relid_in(schema) } else { None };
+        let channels = if has_large { extension_table(schema, c"conversation_channel") } else { None };
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
         let list_indexes = if matches!(layout, Layout::Plain) { list_indexes(relation) } else { None };
@@ -433,6 +433,13 @@ unsafe fn list_indexes(relation: pg_sys::Relation) -> Option<ListIndexes> {
         unread_count: typed(c"unread_count", pg_sys::INT4OID)?,
         large,
     })
+}
+
+/// The extension's table `name` in `schema`, or None where it has none (a release before it).
+pub fn extension_table(schema: pg_sys::Oid, name: &CStr) -> Option<pg_sys::Oid> {
+    // SAFETY: a syscache lookup.
+    let relid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), schema) };
+    (relid != pg_sys::InvalidOid).then_some(relid)
 }
 
 /// The index of `relation` named `name` when it is usable and its definition ends with

@@ -422,6 +422,33 @@ pub(crate) mod tests {
         assert_eq!(one::<i32>("SELECT unread_count FROM find_conversation('w4', 'two-rows', 1)"), 2);
     }
 
+    /// A membership deleted (by hand, by a cleanup), or moved to another user, is made again by
+    /// the next message that names its member, with that message unread: per member and large
+    /// alike, though the message names the same members as the last one did.
+    #[pg_test]
+    fn a_membership_that_left_comes_back_with_the_next_message() {
+        for (channel, large) in [("left-per-member", false), ("left-large", true)] {
+            if large {
+                one::<i64>(&format!("SELECT conversation_channel_make_large('{channel}', 1, ARRAY['l1', 'l2', 'l3'])"));
+            }
+            Spi::run(&format!(
+                "SELECT conversation_message_arrived('{channel}', 1, ARRAY['l1', 'l2', 'l3'], 1, 'l1');
+                 DELETE FROM conversation WHERE uid = 'l2' AND channel_id = '{channel}';
+                 UPDATE conversation SET uid = 'l3-moved' WHERE uid = 'l3' AND channel_id = '{channel}';
+                 SELECT conversation_message_arrived('{channel}', 1, ARRAY['l1', 'l2', 'l3'], 2, 'l1')"
+            ))
+            .unwrap();
+            let state = |uid: &str| {
+                one::<String>(&format!(
+                    "SELECT format('%s %s %s', last_msg_seq, unread_count, large) FROM find_conversation('{uid}', '{channel}', 1)"
+                ))
+            };
+            let expected = if large { "2 1 t" } else { "2 1 f" };
+            assert_eq!(state("l2"), expected, "{channel}");
+            assert_eq!(state("l3"), expected, "{channel}");
+        }
+    }
+
     /// A role that may write conversations may write to large channels without any privilege on
     /// conversation_channel, as on the clock: the extension reads and writes it itself.
     #[pg_test]

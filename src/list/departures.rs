@@ -146,7 +146,7 @@ pub unsafe fn record(
         arg(channel_id),
         arg(pg_sys::Datum::from(key.channel_type_width.value(channel_type) as i32)),
     ];
-    write(schema, table, &args);
+    write(schema, table, &RECORD, &args);
     true
 }
 
@@ -163,15 +163,48 @@ pub fn record_truncation(schema: pg_sys::Oid, version: i64) {
         arg(text_datum(b"")),
         arg(pg_sys::Datum::from(0i32)),
     ];
-    write(schema, table, &args);
+    write(schema, table, &RECORD, &args);
 }
 
-/// Writes a row of the departure table `table` of `schema` (RECORD's arguments), as its owner.
-fn write(schema: pg_sys::Oid, table: pg_sys::Oid, args: &[Arg]) {
+/// The member set a message last named on a channel's row, forgotten (message_large.rs).
+const FORGET_MEMBER_SET: Statement = Statement {
+    sql: "UPDATE {channels} AS s SET members = NULL, member_digest = NULL \
+          WHERE s.channel_id = $1 AND s.channel_type = $2 AND s.members IS NOT NULL",
+    parameters: &[pg_sys::TEXTOID, pg_sys::INT2OID],
+    snapshot: Snapshot::Fresh,
+};
+
+/// The membership of a large channel `old` left it (deleted, or its key changed): the channel's
+/// member set is forgotten, so that the next message looks at every member it names again and
+/// makes the row again where it is gone, as a message does per member (a message naming the same
+/// set would look at none). `channels` is the channel table of `schema`, where there is one.
+///
+/// # Safety
+/// `old` is a row of `desc`, which `key` was read from; called from the stamp trigger.
+pub unsafe fn leave_large_channel(
+    key: &DepartingKey,
+    channels: Option<pg_sys::Oid>,
+    schema: pg_sys::Oid,
+    desc: pg_sys::TupleDesc,
+    old: pg_sys::HeapTuple,
+) {
+    let Some(channels) = channels else { return };
+    if key.channel_id == 0 || key.channel_type == 0 {
+        return; // record() refused such a table already
+    }
+    let (Some(channel_id), Some(channel_type)) = (attribute(old, desc, key.channel_id), attribute(old, desc, key.channel_type)) else {
+        return;
+    };
+    let channel_type = pg_sys::Datum::from(key.channel_type_width.value(channel_type) as i16);
+    write(schema, channels, &FORGET_MEMBER_SET, &[arg(channel_id), arg(channel_type)]);
+}
+
+/// Runs `statement` on the extension's table `table` of `schema`, as its owner.
+fn write(schema: pg_sys::Oid, table: pg_sys::Oid, statement: &Statement, args: &[Arg]) {
     let names = Names::of_schema(schema);
     as_owner_of(table, || {
         connect(|statements| {
-            let prepared = prepared(statements, &names, &RECORD);
+            let prepared = prepared(statements, &names, statement);
             run(statements, &prepared, args);
         })
     });

@@ -33,10 +33,11 @@ use crate::list::departures::{self, DepartingKey};
 use crate::list::version::{version_of, MAX_GENERATION, XID_MASK};
 use crate::list::{history, own_writes};
 use crate::relation::departure_table;
+use crate::relation::membership;
 use crate::relation::probe::Snapshot;
 use crate::relation::stamp_catalog;
 use crate::relation::statements::{arg, as_owner_of, connect, prepared, run, Arg, Statement, Statements};
-use crate::relation::table::Names;
+use crate::relation::table::{self, Names};
 
 thread_local! {
     /// The generation of this history's versions, per backend, for the clock table it was read
@@ -155,6 +156,9 @@ sql_function! {
             {
                 errors::departure_table_missing();
             }
+            if departing && membership::is_large(trigger.tg_trigtuple, desc, target.large) {
+                departures::leave_large_channel(&target.key, target.channels, target.schema, desc, trigger.tg_trigtuple);
+            }
             // (A list in this transaction returns its writes, departures too: its positions are
             // tentative.)
             own_writes::stamped();
@@ -183,6 +187,10 @@ struct StampTarget {
     departures: Option<pg_sys::Oid>,
     /// conversation_channel's trigger (argument 'channel'): its rows are stamped and never depart.
     channel: bool,
+    /// Where a row says it is a membership of a large channel (0: nowhere, before 0.9.0), and the
+    /// channel table such a membership leaves (departures::leave_large_channel).
+    large: i32,
+    channels: Option<pg_sys::Oid>,
 }
 
 /// # Safety
@@ -208,6 +216,8 @@ unsafe fn target_of(call: &crate::glue::call::Call, trigger: &pg_sys::TriggerDat
         key: DepartingKey::of(desc),
         departures: departure_table::relid_in(schema),
         channel,
+        large: membership::large_column(desc),
+        channels: table::extension_table(schema, c"conversation_channel"),
     };
     let kept = pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<StampTarget>()) as *mut StampTarget;
     kept.write(target);

@@ -103,6 +103,13 @@ UPDATE conversation SET updated_at = now() - interval '400 days' WHERE uid = 'u2
 CALL conversation_cleanup_cmd('30 days', 10);
 SELECT uid, channel_id FROM conversation WHERE type = 2 OR uid = 'u2' ORDER BY uid;
 CALL conversation_cleanup_cmd('30 days', 10);
+-- The memberships of a large CMD channel stay, however old their rows: a row's updated_at is its
+-- own last write, not its channel's last message.
+SELECT conversation_channel_make_large('big____cmd', 1, ARRAY['u1', 'u2']);
+UPDATE conversation SET updated_at = now() - interval '31 days' WHERE channel_id = 'big____cmd';
+CALL conversation_cleanup_cmd('30 days', 10);
+SELECT uid, large FROM conversation WHERE channel_id = 'big____cmd' ORDER BY uid;
+SELECT conversation_channel_make_per_member('big____cmd', 1);
 -- It commits between batches, so it cannot run inside a transaction block.
 BEGIN;
 CALL conversation_cleanup_cmd();

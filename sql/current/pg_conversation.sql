@@ -192,11 +192,13 @@ BEGIN
         -- The oldest batch_size stale keys, then those rows, checked again: a row a message is
         -- updating right now is waited for, and then kept (its updated_at moved). By key, not by
         -- ctid and without FOR UPDATE, so that it also runs on a table distributed with Citus.
+        -- A membership of a large channel is kept: its updated_at is its own last write, not its
+        -- channel's last message (conversation_channel), which only its channel knows.
         DELETE FROM public.conversation AS c
-        WHERE c.type OPERATOR(pg_catalog.=) 2 AND c.updated_at OPERATOR(pg_catalog.<) cutoff
+        WHERE c.type OPERATOR(pg_catalog.=) 2 AND c.updated_at OPERATOR(pg_catalog.<) cutoff AND NOT c.large
           AND (c.uid, c.channel_id, c.channel_type) IN (
             SELECT x.uid, x.channel_id, x.channel_type FROM public.conversation AS x
-            WHERE x.type OPERATOR(pg_catalog.=) 2 AND x.updated_at OPERATOR(pg_catalog.<) cutoff
+            WHERE x.type OPERATOR(pg_catalog.=) 2 AND x.updated_at OPERATOR(pg_catalog.<) cutoff AND NOT x.large
             ORDER BY x.updated_at
             LIMIT batch_size);
         GET DIAGNOSTICS batch_deleted = ROW_COUNT;

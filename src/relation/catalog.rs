@@ -171,11 +171,13 @@ impl OpenTable {
             })
         };
         // The channel table's rows date its large memberships (relation/large.rs): stamped as
-        // the table's, or the list refuses positions as for any row it could miss.
+        // the table's, or the list refuses positions as for any row it could miss. (Stamped
+        // since it was made, as an update makes it, it holds nothing a position could lack.)
         let stamped = match self.table.channels {
             Some(channels) => stamped.and_then(|stamped| {
                 let channel = stamp_catalog::stamped_since(channels, self.table.schema, false)?;
-                Some(Stamped { since: stamped.since.max(channel.since), departures: stamped.departures })
+                let since = if stamp_catalog::stamped_from_the_start(channels, self.table.schema) { 0 } else { channel.since };
+                Some(Stamped { since: stamped.since.max(since), departures: stamped.departures })
             }),
             None => stamped,
         };

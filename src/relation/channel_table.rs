@@ -26,6 +26,8 @@ struct Checked {
     index: pg_sys::Oid,
     /// The attribute numbers of last_msg_seq, updated_at and version.
     columns: [i16; 3],
+    /// Whether it has members and member_digest (0.10.0): before, no channel is made large.
+    member_set: bool,
 }
 
 thread_local! {
@@ -75,6 +77,12 @@ impl ChannelTable {
             };
             ChannelTable { relation, checked }
         }
+    }
+
+    /// Whether messages may write it: it keeps the member set a message names (0.10.0's update;
+    /// a database not updated yet has no large channel).
+    pub fn keeps_member_sets(&self) -> bool {
+        self.checked.member_set
     }
 
     /// The channel row of (channel_id, channel_type) as `snapshot` sees it, or None.
@@ -143,7 +151,8 @@ unsafe fn check(relation: pg_sys::Relation) -> Checked {
     if !usable {
         errors::channel_table_shape("its primary key on (channel_id text, channel_type smallint) is missing, changed or not valid");
     }
-    Checked { relid, index, columns }
+    let member_set = typed(c"members", pg_sys::INT4OID).is_some() && typed(c"member_digest", pg_sys::INT8OID).is_some();
+    Checked { relid, index, columns, member_set }
 }
 
 /// # Safety

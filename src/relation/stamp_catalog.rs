@@ -95,10 +95,45 @@ pub struct Stamped {
     pub departures: bool,
 }
 
+/// Whether `relid`'s rows have been stamped since it was made: its row stamp trigger's catalog
+/// row was written by the transaction that made the table (the one that wrote its row type's,
+/// which no ALTER TABLE rewrites but a rename or a change of owner), and not since (no disable,
+/// no enable). A position from before such a table existed cannot lack an unstamped write of it:
+/// its `stamped_since` says nothing a position must have seen.
+pub fn stamped_from_the_start(relid: pg_sys::Oid, schema: pg_sys::Oid) -> bool {
+    let stamp = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_BEFORE | pg_sys::TRIGGER_TYPE_INSERT | pg_sys::TRIGGER_TYPE_UPDATE;
+    // SAFETY: catalog reads of a relation the caller has open.
+    unsafe {
+        let Some(trigger) = stamp_trigger(relid, schema, stamp) else { return false };
+        let row_type = pg_sys::get_rel_type_id(relid);
+        if row_type == pg_sys::InvalidOid {
+            return false;
+        }
+        let trigger_written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, trigger);
+        let type_written = written_by(pg_sys::TypeRelationId, pg_sys::TypeOidIndexId, pg_sys::Anum_pg_type_oid, row_type);
+        trigger_written.is_some() && trigger_written == type_written
+    }
+}
+
 /// The transaction that last wrote the catalog row of `relid`'s trigger running
 /// conversation_stamp with at least the type bits `wanted` (row or statement level as `wanted`
 /// says), ALWAYS, for every row and column (0 when frozen); None when there is none.
 fn trigger_since(relid: pg_sys::Oid, schema: pg_sys::Oid, wanted: u32) -> Option<u64> {
+    // SAFETY: the catalog row of a trigger found on the relation.
+    unsafe {
+        let written = written_by(
+            pg_sys::TriggerRelationId,
+            pg_sys::TriggerOidIndexId,
+            pg_sys::Anum_pg_trigger_oid,
+            stamp_trigger(relid, schema, wanted)?,
+        );
+        Some(written.map_or(0, |id| xid::full_xid(id, pg_sys::ReadNextFullTransactionId().value)))
+    }
+}
+
+/// `relid`'s trigger running conversation_stamp with at least the type bits `wanted` (row or
+/// statement level as `wanted` says), ALWAYS, for every row and column; None when there is none.
+fn stamp_trigger(relid: pg_sys::Oid, schema: pg_sys::Oid, wanted: u32) -> Option<pg_sys::Oid> {
     // SAFETY: the relation is locked by the caller's statements already; its trigger descriptor
     // is read while it is open.
     unsafe {
@@ -122,8 +157,7 @@ fn trigger_since(relid: pg_sys::Oid, schema: pg_sys::Oid, wanted: u32) -> Option
             })
             .map(|trigger| trigger.tgoid);
         pg_sys::relation_close(relation, pg_sys::NoLock as _);
-        let written = written_by(pg_sys::TriggerRelationId, pg_sys::TriggerOidIndexId, pg_sys::Anum_pg_trigger_oid, found?);
-        Some(written.map_or(0, |id| xid::full_xid(id, pg_sys::ReadNextFullTransactionId().value)))
+        found
     }
 }
 

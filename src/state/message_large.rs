@@ -17,7 +17,7 @@ use crate::create::batch::get_or_create_many;
 use crate::glue::call::{text_array_datum, text_datum};
 use crate::input::batch_keys::PositionedKey;
 use crate::relation::catalog::OpenTable;
-use crate::relation::channel_table;
+use crate::relation::channel_table::{self, ChannelTable};
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, arg_or_null, as_owner_of, prepared, run, Arg, Statement, Statements};
 use crate::state::materialize::as_it_stands;
@@ -87,6 +87,14 @@ pub fn arrived(
 ) -> Option<i32> {
     let key = members.first()?.key;
     let (names, schema) = (&table.table.names, table.table.schema);
+    // Large only with a channel row (read directly: a per-member channel's message runs no
+    // statement for it), in a database updated to 0.10.0.
+    channel_table::relid_in(schema)?;
+    let channels = ChannelTable::open(schema);
+    if !channels.keeps_member_sets() || channels.channel(key.channel_id, key.channel_type, Snapshot::Fresh).is_none() {
+        return None;
+    }
+    drop(channels);
     let channel = [arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))];
     let on_channel = |statement: &Statement, args: &[Arg]| {
         as_owner_of(channel_table::required_in(schema), || run(statements, &prepared(statements, names, statement), args))

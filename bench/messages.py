@@ -9,7 +9,10 @@ send messages at once, each to random groups of its own. Approaches, each on its
 - this release's table with the same UPDATE (the table's own cost: its indexes, its stamp);
 - conversation_message_arrived on the extension's table (the function's cost on top);
 - one row per channel instead (read diffusion): what O(1) writes per message would cost;
-- issue 19's large mode, prototyped: the channel row and the sender's read position.
+- issue 19's large mode, prototyped: the channel row and the sender's read position;
+- conversation_message_arrived to large channels (0.10.0; its own groups of the same members,
+  made large, each with a message before the runs so that its member set is known), a member
+  sending: what the function writes is the channel row and the sender's.
 
 Per approach and group size: messages per second, and per member of the group the WAL (records
 and full-page images, from pg_waldump) and the index entries written, the rows updated per
@@ -54,6 +57,9 @@ APPROACHES = {
     # Issue 19's large mode as docs/large-groups.md plans it: the channel row, and the sender's
     # own read position (their membership, a row of this release's table, stamped). Two rows
     # whatever the group's size.
+    "conversation_message_arrived, large channels": ("conversation,conversation_channel",
+        "SELECT conversation_message_arrived('s{G}-L' || :g, 2, m.members, nextval('bench.msg_seq'), m.members[1]) "
+        "FROM bench.groups AS m WHERE m.size = {G} AND m.g = :g;\n"),
     "large mode, prototyped: the channel row and the sender's read position": ("bench.channels",
         "WITH s AS (UPDATE bench.channels SET last_msg_seq = nextval('bench.msg_seq'), last_msg_at = now() "
         "WHERE channel_id = 's{G}-g' || :g AND channel_type = 2 RETURNING last_msg_seq) "
@@ -98,6 +104,12 @@ def load():
                           f"SELECT m, 's' || size || '-g' || g, 2 FROM bench.groups, unnest(members) AS m "
                           f"ON CONFLICT DO NOTHING")
     statements.append("INSERT INTO bench.channels (channel_id, channel_type) SELECT 's' || size || '-g' || g, 2 FROM bench.groups")
+    # The large channels: made large (their memberships created), and a first message each, which
+    # records the member set (later messages naming the same set look at no member's row).
+    statements.append("TRUNCATE conversation_channel")
+    statements.append("SELECT count(conversation_channel_make_large('s' || size || '-L' || g, 2, members)) FROM bench.groups")
+    statements.append("SELECT count(conversation_message_arrived('s' || size || '-L' || g, 2, members, nextval('bench.msg_seq'), NULL)) "
+                      "FROM bench.groups")
     statements.append("VACUUM ANALYZE")
     for statement in statements:
         psql(statement)
@@ -122,8 +134,10 @@ def wal_stats(start, end):
     return records, images, entries
 
 
-def updates(table):
-    out = psql(f"SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = '{table}'::regclass")
+def updates(tables):
+    """Rows updated and HOT updates so far in `tables` (comma-separated)."""
+    names = ", ".join(f"'{t}'::regclass" for t in tables.split(","))
+    out = psql(f"SELECT sum(n_tup_upd), sum(n_tup_hot_upd) FROM pg_stat_user_tables WHERE relid IN ({names})")
     return [int(v) for v in out.split("|")]
 
 
@@ -179,8 +193,10 @@ def main():
         print()
     print("### size after the run (every group size)\n")
     print("| approach | table | indexes |\n|---|---:|---:|")
-    for approach, (table, _) in APPROACHES.items():
-        sizes = psql(f"SELECT pg_size_pretty(pg_table_size('{table}')) || '|' || pg_size_pretty(pg_indexes_size('{table}'))")
+    for approach, (tables, _) in APPROACHES.items():
+        names = ", ".join(f"'{t}'::regclass" for t in tables.split(","))
+        sizes = psql(f"SELECT pg_size_pretty(sum(pg_table_size(t))) || '|' || pg_size_pretty(sum(pg_indexes_size(t))) "
+                     f"FROM unnest(ARRAY[{names}]) AS t")
         table_size, index_size = sizes.split("|")
         print(f"| {approach} | {table_size} | {index_size} |")
     print()

@@ -41,7 +41,7 @@ pub fn here(flushed: bool) -> Point {
             let lsn = pg_sys::GetXLogReplayRecPtr(&mut timeline);
             Point { timeline, lsn }
         } else {
-            let lsn = last_record_end(pg_sys::GetXLogInsertRecPtr());
+            let lsn = last_record_end(pg_sys::GetXLogInsertRecPtr(), pg_sys::wal_segment_size as u64);
             if flushed {
                 pg_sys::XLogFlush(lsn);
             }
@@ -50,14 +50,16 @@ pub fn here(flushed: bool) -> Point {
     }
 }
 
-/// Where the last record inserted before `insert` (the insert location) ends: at a page's start
-/// the location is past the page header, which is not written until the next record is, and a
-/// flush request past what is written is an ERROR.
-fn last_record_end(insert: u64) -> u64 {
-    // A page's header: 24 bytes, 40 on a segment's first page; no record ends inside one.
-    const LONGEST_PAGE_HEADER: u64 = 40;
+/// Where the last record inserted before `insert` (the insert location, in a WAL of segments of
+/// `segment_size` bytes) ends: at a page's start the location is past the page header, which is
+/// not written until the next record is, and a flush request past what is written is an ERROR.
+/// Only there: a record that ran on from the page before ends a few bytes past the header, and a
+/// standby that replayed it reports that end, which must not be ahead of this server's.
+fn last_record_end(insert: u64, segment_size: u64) -> u64 {
+    // A page's header: 24 bytes, 40 on a segment's first page (SizeOfXLogShortPHD, ...LongPHD).
+    let header = if insert % segment_size < u64::from(pg_sys::XLOG_BLCKSZ) { 40 } else { 24 };
     let offset = insert % u64::from(pg_sys::XLOG_BLCKSZ);
-    if offset <= LONGEST_PAGE_HEADER {
+    if offset <= header {
         insert - offset
     } else {
         insert
@@ -151,10 +153,24 @@ fn ancestry(timeline: u32) -> Vec<(u32, u64)> {
 mod tests {
     use super::last_record_end;
 
+    const SEGMENT: u64 = 16 * 1024 * 1024;
+
     #[test]
     fn a_flush_stops_before_a_page_header_not_yet_written() {
-        assert_eq!(last_record_end(0x1E9E018), 0x1E9E000); // past a short header
-        assert_eq!(last_record_end(0x2000028), 0x2000000); // past a segment's long header
-        assert_eq!(last_record_end(0x1E9E0A8), 0x1E9E0A8); // after a record
+        assert_eq!(last_record_end(0x1E9E018, SEGMENT), 0x1E9E000); // past a short header
+        assert_eq!(last_record_end(0x2000028, SEGMENT), 0x2000000); // past a segment's long header
+        assert_eq!(last_record_end(0x1E9E0A8, SEGMENT), 0x1E9E0A8); // after a record
+    }
+
+    #[test]
+    fn a_record_that_ran_on_from_the_page_before_ends_where_it_ends() {
+        // 8 bytes past a short header: the end a standby reports after replaying it (the
+        // position it hands out); taken back to the page's start, a primary refused it as
+        // another history (72000, the replica sync race).
+        assert_eq!(last_record_end(0x1E9E020, SEGMENT), 0x1E9E020);
+        assert_eq!(last_record_end(0x1E9E028, SEGMENT), 0x1E9E028);
+        // Other segment sizes (initdb --wal-segsize): a segment's first page by that size.
+        assert_eq!(last_record_end(0x4000028, 64 * 1024 * 1024), 0x4000000);
+        assert_eq!(last_record_end(0x1000028, 64 * 1024 * 1024), 0x1000028);
     }
 }

@@ -33,7 +33,7 @@ sql_function! {
     fn find_conversation(call) {
         let key = call.key(0);
         let table = OpenTable::for_call(call);
-        let result = ResultRow::of_call(call, Snapshot::Statement);
+        let result = ResultRow::of_call(call, table.table.schema, Snapshot::Statement);
         let found = find(&table, &key, Snapshot::Statement, &result);
         found.unwrap_or_else(|| call.return_null())
     }

@@ -36,7 +36,7 @@ sql_function! {
     fn get_or_create_conversation(call) {
         let key = call.key(0);
         let table = OpenTable::for_call(call);
-        let result = ResultRow::of_call(call, Snapshot::Fresh);
+        let result = ResultRow::of_call(call, table.table.schema, Snapshot::Fresh);
         let (row, outcome, lock_waited) = get_or_create(&table, key, &result, "get_or_create_conversation");
         stats::count_call(outcome, lock_waited);
         row

@@ -29,7 +29,7 @@ use crate::relation::departure_table::{self, DepartureTable};
 use crate::relation::placement::Placement;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 use crate::relation::statements::{arg, as_owner_of, connect, key_args, prepared, run, Arg, Statement, Statements};
-use crate::relation::table::{IntWidth, Names, TEXT_EQUAL};
+use crate::relation::table::{IntWidth, Names, INT2_EQUAL, TEXT_EQUAL};
 
 const RECORD: Statement = Statement {
     // When it left, to the microsecond: a row moved to another list of the same user in the same
@@ -324,5 +324,3 @@ impl Departures {
         unsafe { (*self.table.relation).rd_att }
     }
 }
-
-const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);

@@ -22,7 +22,7 @@ use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::Places;
 use crate::relation::membership;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
-use crate::relation::table::{ListIndexes, TEXT_EQUAL};
+use crate::relation::table::{ListIndexes, INT2_EQUAL, TEXT_EQUAL};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
 /// or everything; from the top, or below a cursor.
@@ -277,8 +277,8 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
                 let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
                 membership::counted_as_it_stands(tuple, (*slot).tts_tupleDescriptor, table.table.schema, Snapshot::Statement)
             };
-            if !now.hidden && now.unread_count > 0 {
-                unread += i64::from(now.unread_count);
+            if let Some(count) = now.badge() {
+                unread += count;
                 conversations += 1;
             }
         }
@@ -286,7 +286,6 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
     (unread, conversations)
 }
 
-const INT2_EQUAL: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT2EQ);
 const INT8_AT_LEAST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8GE);
 const INT8_AT_MOST: pg_sys::Oid = pg_sys::Oid::from_u32(pg_sys::F_INT8LE);
 

@@ -307,8 +307,8 @@ sql_function! {
                     for row in 0..large.len() {
                         // SAFETY: a row of the result's descriptor, alive until SPI_finish.
                         let now = unsafe { membership::counted_as_it_stands(large.tuple(row), large.desc(), table.table.schema, Snapshot::Statement) };
-                        if !now.hidden && now.unread_count > 0 {
-                            unread += i64::from(now.unread_count);
+                        if let Some(count) = now.badge() {
+                            unread += count;
                             conversations += 1;
                         }
                     }

@@ -15,6 +15,13 @@ pub struct Counted {
     pub version: i64,
 }
 
+impl Counted {
+    /// What the badge counts of it: its unread messages, when it is listed and has any.
+    pub fn badge(&self) -> Option<i64> {
+        (!self.hidden && self.unread_count > 0).then_some(i64::from(self.unread_count))
+    }
+}
+
 /// What a channel row says of its messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Channel {

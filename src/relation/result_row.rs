@@ -39,7 +39,7 @@ pub struct ResultRow {
     /// Whether `desc` is the type cache's, referenced by this row (released on drop), rather than
     /// the calling scan's own.
     referenced: bool,
-    /// Where a large membership's channel row is read (the call's schema), and with what snapshot
+    /// Where a large membership's channel row is read (the open table's schema), and with what snapshot
     /// (the call's reads': its own for a STABLE function, a fresh one for the others).
     schema: pg_sys::Oid,
     snapshot: Snapshot,
@@ -52,7 +52,7 @@ impl ResultRow {
     /// the function the descriptor it expects (of that type), which is used as it is; otherwise
     /// the type cache's is. If the type is gone, DROP EXTENSION committed while this call was on
     /// its way: a clear 55000.
-    pub fn of_call(call: &Call, snapshot: Snapshot) -> ResultRow {
+    pub fn of_call(call: &Call, schema: pg_sys::Oid, snapshot: Snapshot) -> ResultRow {
         // SAFETY: flinfo is set for every fmgr call; resultinfo, when set, is a node the caller
         // owns for the whole call; lookup_rowtype_tupdesc_noerror raises 42809 if the function
         // was declared to return something not composite. Under one guard (calls and plain
@@ -74,7 +74,7 @@ impl ResultRow {
             if desc.is_null() {
                 errors::extension_dropped();
             }
-            ResultRow { desc, context, referenced, schema: call.schema(), snapshot }
+            ResultRow { desc, context, referenced, schema, snapshot }
         }
     }
 

@@ -43,7 +43,7 @@ pub fn change_up_to(call: &crate::glue::call::Call, function: &str, statement: &
     let key = call.key(0);
     let up_to = up_to_msg_seq(call);
     let table = OpenTable::for_writes(call, function);
-    let result = ResultRow::of_call(call, Snapshot::Fresh);
+    let result = ResultRow::of_call(call, table.table.schema, Snapshot::Fresh);
     let changed = connect(|statements| {
         // A large membership counts to its channel's last message first (hides and clears are
         // rare: no guarded statement as for reads).

@@ -71,10 +71,11 @@ macro_rules! mark_read {
     };
 }
 
+/// The common case: a read of a per-member row (every row, where the table has no column large),
+/// which needs no materializing first (materialize.rs), in one statement.
+const MARK_READ_PER_MEMBER: Statement = mark_read!("{per_member}");
+/// A read of a membership of a large channel, once materialized.
 const MARK_READ: Statement = mark_read!("");
-/// The common case where large channels may exist: a read of a per-member row, which needs no
-/// materializing first (materialize.rs), in one statement.
-const MARK_READ_PER_MEMBER: Statement = mark_read!(" AND NOT c.large");
 
 const FUNCTION: &str = "conversation_mark_read";
 
@@ -108,7 +109,7 @@ sql_function! {
             errors::invalid_seq("read_to_seq", read_to_seq, 1);
         }
         let table = OpenTable::for_writes(call, FUNCTION);
-        let result = ResultRow::of_call(call, Snapshot::Fresh);
+        let result = ResultRow::of_call(call, table.table.schema, Snapshot::Fresh);
         stats::count_read();
         // The common case: the conversation exists and the position moves forward. One statement.
         let row = mark_read(&table, key, read_to_seq, &result).unwrap_or_else(|| {
@@ -133,15 +134,13 @@ fn mark_read(table: &OpenTable, key: ConversationKey<'_>, read_to_seq: i64, resu
     connect(|statements| {
         let [uid, channel_id, channel_type] = key_args(&key);
         let args = [uid, channel_id, channel_type, arg(pg_sys::Datum::from(read_to_seq))];
-        if table.table.has_large {
-            let per_member = prepared(statements, &table.table.names, &MARK_READ_PER_MEMBER);
-            if let Some(row) = returned_row(statements, &per_member, &args, result) {
-                return Some(row);
-            }
-            materialize(statements, table, &key);
+        let per_member = prepared(statements, &table.table.names, &MARK_READ_PER_MEMBER);
+        let row = returned_row(statements, &per_member, &args, result);
+        if row.is_some() || !table.table.has_large {
+            return row;
         }
-        let prepared = prepared(statements, &table.table.names, &MARK_READ);
-        returned_row(statements, &prepared, &args, result)
+        materialize(statements, table, &key);
+        returned_row(statements, &prepared(statements, &table.table.names, &MARK_READ), &args, result)
     })
 }
 

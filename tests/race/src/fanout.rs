@@ -10,17 +10,16 @@
 //! `--naive` runs the idiom the batch replaces, a multi-row INSERT ... ON CONFLICT DO NOTHING in
 //! the caller's order followed by a SELECT, and shows the deadlocks this test is there to catch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+use crate::retry::Tally;
 use crate::{at_levels, Options, LEVELS};
 
 const ROUNDS: usize = 5;
-const MAX_ATTEMPTS: usize = 100;
 
 pub fn races(options: &Options) -> (usize, usize) {
     at_levels(&LEVELS, |name, level| (0..ROUNDS).flat_map(|round| race(options, name, level, round)).collect())
@@ -40,8 +39,7 @@ fn order_of(members: &[String], client: usize) -> Vec<String> {
 struct Seen {
     /// uid -> id, as this client was given them.
     ids: HashMap<String, i64>,
-    problems: Vec<String>,
-    errors: BTreeMap<String, usize>,
+    tally: Tally,
 }
 
 fn race(options: &Options, level_name: &str, level: IsolationLevel, round: usize) -> Vec<String> {
@@ -54,24 +52,12 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel, round: usize
             let uids = order_of(&members, client);
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
-                let mut seen = Seen { ids: HashMap::new(), problems: Vec::new(), errors: BTreeMap::new() };
+                let mut seen = Seen { ids: HashMap::new(), tally: Tally::default() };
                 barrier.wait();
-                for attempt in 1..=MAX_ATTEMPTS {
-                    match fan_out(&mut db, level, naive, &channel, &uids) {
-                        Ok(rows) => {
-                            check_rows(&uids, &rows, naive, &mut seen);
-                            return seen;
-                        }
-                        Err(error) => {
-                            let code = error.code().map(|c| c.code().to_string()).unwrap_or_else(|| error.to_string());
-                            *seen.errors.entry(code).or_default() += 1;
-                            // A deadlock is what this test is there to catch: no retry.
-                            if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt == MAX_ATTEMPTS {
-                                seen.problems.push(format!("client {client} gave up: {error}"));
-                                return seen;
-                            }
-                        }
-                    }
+                // A deadlock is what this test is there to catch: only 40001 is retried.
+                let what = format!("client {client}");
+                if let Some(rows) = seen.tally.retried(&what, || fan_out(&mut db, level, naive, &channel, &uids)) {
+                    check_rows(&uids, &rows, naive, &mut seen);
                 }
                 seen
             })
@@ -107,32 +93,23 @@ fn fan_out(
 
 fn check_rows(uids: &[String], rows: &[(i32, i64, String)], naive: bool, seen: &mut Seen) {
     if rows.len() != uids.len() {
-        seen.problems.push(format!("{} rows for {} members", rows.len(), uids.len()));
+        seen.tally.problems.push(format!("{} rows for {} members", rows.len(), uids.len()));
     }
     for (position, id, uid) in rows {
         // The naive idiom has no positions to check.
         if !naive && uids.get((*position - 1) as usize) != Some(uid) {
-            seen.problems.push(format!("position {position} came back as {uid}"));
+            seen.tally.problems.push(format!("position {position} came back as {uid}"));
         }
         seen.ids.insert(uid.clone(), *id);
     }
 }
 
 fn check(options: &Options, level: IsolationLevel, channel: &str, members: &[String], seen: Vec<Seen>) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tally = Tally::default();
     for client in &seen {
-        problems.extend(client.problems.iter().cloned());
-        for (code, count) in &client.errors {
-            *errors.entry(code.clone()).or_default() += count;
-        }
+        tally.absorb(&client.tally);
     }
-    let allowed: &[&str] = if matches!(level, IsolationLevel::ReadCommitted) { &[] } else { &["40001"] };
-    for (code, count) in &errors {
-        if !allowed.contains(&code.as_str()) {
-            problems.push(format!("{count} errors with SQLSTATE {code}"));
-        }
-    }
+    let mut problems = tally.problems_at(level);
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
     let table: HashMap<String, Vec<i64>> = db
         .query("SELECT uid, array_agg(id) FROM conversation WHERE channel_id = $1 GROUP BY uid", &[&channel])
@@ -151,6 +128,6 @@ fn check(options: &Options, level: IsolationLevel, channel: &str, members: &[Str
             other => problems.push(format!("{uid}: the table holds ids {other:?}")),
         }
     }
-    println!("{channel}: {} clients x {} members, retried errors {errors:?}", options.clients, members.len());
+    println!("{channel}: {} clients x {} members, retried errors {:?}", options.clients, members.len(), tally.errors);
     problems
 }

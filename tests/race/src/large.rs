@@ -17,56 +17,17 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+use crate::retry::Tally;
 use crate::{at_levels, Options, LEVELS};
 
 /// At least this many messages, and more until the channel changed mode this often.
 const MESSAGES: i64 = 150;
 const CHANGES: i64 = 10;
-const MAX_ATTEMPTS: usize = 100;
 
 pub fn races(options: &Options) -> (usize, usize) {
     at_levels(&LEVELS, |name, level| race(options, name, level))
-}
-
-/// What a client's calls came to: SQLSTATEs of failed attempts, and calls given up on.
-#[derive(Default)]
-struct Tally {
-    errors: BTreeMap<String, usize>,
-    problems: Vec<String>,
-}
-
-impl Tally {
-    /// Runs `call` in a transaction at `level`, again after each 40001, and returns its result.
-    fn retried<T>(
-        &mut self,
-        db: &mut Client,
-        level: IsolationLevel,
-        what: &str,
-        mut call: impl FnMut(&mut postgres::Transaction) -> Result<T, postgres::Error>,
-    ) -> Option<T> {
-        for attempt in 1..=MAX_ATTEMPTS {
-            let result = db.build_transaction().isolation_level(level).start().and_then(|mut tx| {
-                let value = call(&mut tx)?;
-                tx.commit()?;
-                Ok(value)
-            });
-            match result {
-                Ok(value) => return Some(value),
-                Err(error) => {
-                    let code = error.code().map_or_else(|| format!("no SQLSTATE: {error}"), |c| c.code().to_string());
-                    *self.errors.entry(code).or_default() += 1;
-                    if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt == MAX_ATTEMPTS {
-                        self.problems.push(format!("{what} gave up: {error}"));
-                        return None;
-                    }
-                }
-            }
-        }
-        None
-    }
 }
 
 /// The sender of message `seq`: members take turns, every third message is a system message.
@@ -97,7 +58,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                 seq += 1;
                 let from = sender(&members, seq);
                 let what = format!("message {seq}");
-                tally.retried(&mut db, level, &what, |tx| tx.query_one(&statement, &[&channel, &members, &seq, &from]).map(|_| ()));
+                tally.in_transaction(&mut db, level, &what, |tx| tx.query_one(&statement, &[&channel, &members, &seq, &from]).map(|_| ()));
             }
             done.store(true, Ordering::Relaxed);
             (tally, seq)
@@ -116,7 +77,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             while !done.load(Ordering::Relaxed) {
                 // At READ COMMITTED whatever the level of the rest (README: a change waits for
                 // the messages in flight, and a snapshot taken before them conflicts with them).
-                let changed = tally.retried(&mut db, IsolationLevel::ReadCommitted, "a mode change", |tx| {
+                let changed = tally.in_transaction(&mut db, IsolationLevel::ReadCommitted, "a mode change", |tx| {
                     let row =
                         if make_large { tx.query_one(&large, &[&channel, &members])? } else { tx.query_one(&per_member, &[&channel])? };
                     Ok(row.get::<_, i64>(0))
@@ -148,9 +109,9 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                 while !done.load(Ordering::Relaxed) {
                     let uid = &members[(client + turn * clients) % members.len()];
                     turn += 1;
-                    let Some(last) =
-                        tally.retried(&mut db, level, "a look", |tx| tx.query_one(&seen, &[uid, &channel]).map(|row| row.get::<_, i64>(0)))
-                    else {
+                    let Some(last) = tally.in_transaction(&mut db, level, "a look", |tx| {
+                        tx.query_one(&seen, &[uid, &channel]).map(|row| row.get::<_, i64>(0))
+                    }) else {
                         continue;
                     };
                     let position = last - (turn % 3) as i64;
@@ -158,7 +119,10 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
                         continue;
                     }
                     let what = format!("{uid} reading to {position}");
-                    if tally.retried(&mut db, level, &what, |tx| tx.query_one(&read, &[uid, &channel, &position]).map(|_| ())).is_some() {
+                    if tally
+                        .in_transaction(&mut db, level, &what, |tx| tx.query_one(&read, &[uid, &channel, &position]).map(|_| ()))
+                        .is_some()
+                    {
                         let entry = greatest.entry(uid.clone()).or_default();
                         *entry = (*entry).max(position);
                     }
@@ -168,22 +132,13 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         })
         .collect();
 
-    let mut problems = Vec::new();
-    let mut errors = BTreeMap::<String, usize>::new();
-    let mut absorb = |tally: Tally, problems: &mut Vec<String>| {
-        problems.extend(tally.problems);
-        for (code, n) in tally.errors {
-            *errors.entry(code).or_default() += n;
-        }
-    };
-    let (tally, last) = messages.join().expect("the sender panicked");
-    absorb(tally, &mut problems);
-    absorb(modes.join().expect("the mode changer panicked"), &mut problems);
+    let (mut tally, last) = messages.join().expect("the sender panicked");
+    tally.absorb(&modes.join().expect("the mode changer panicked"));
     // The log: each member's greatest read, and the greatest message it sent.
     let mut read_to = BTreeMap::<String, i64>::new();
     for reader in readers {
-        let (tally, greatest) = reader.join().expect("a reader panicked");
-        absorb(tally, &mut problems);
+        let (reader_tally, greatest) = reader.join().expect("a reader panicked");
+        tally.absorb(&reader_tally);
         for (uid, position) in greatest {
             let entry = read_to.entry(uid).or_default();
             *entry = (*entry).max(position);
@@ -195,12 +150,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             *entry = (*entry).max(seq);
         }
     }
-    let allowed: &[&str] = if matches!(level, IsolationLevel::ReadCommitted) { &[] } else { &["40001"] };
-    for (code, n) in &errors {
-        if !allowed.contains(&code.as_str()) {
-            problems.push(format!("{n} calls failed with {code}"));
-        }
-    }
+    let mut problems = tally.problems_at(level);
     let changes = changes.load(Ordering::Relaxed);
     // In the mode the race ended in, then after one more change.
     let ended_large: bool =
@@ -239,8 +189,8 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         }
     }
     println!(
-        "{channel}: {last} messages to {} members, {} readers, {changes} mode changes, retried errors {errors:?}",
-        options.keys, options.clients
+        "{channel}: {last} messages to {} members, {} readers, {changes} mode changes, retried errors {:?}",
+        options.keys, options.clients, tally.errors
     );
     problems
 }

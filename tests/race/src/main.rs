@@ -27,13 +27,14 @@
 //! usage: race-test --dsn "host=... port=... user=... dbname=..." [--mode create|fanout|reads|messages|large|sync|ddl|memory|index-rebuild]
 //!                  [--clients 32] [--keys 100] [--naive] [--prefix NAME] [--autocommit] [--standby DSN] [--failover]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
+
+use retry::Tally;
 
 mod ddl;
 mod fanout;
@@ -42,9 +43,8 @@ mod large;
 mod memory;
 mod messages;
 mod reads;
+mod retry;
 mod sync;
-
-const MAX_ATTEMPTS: usize = 50;
 
 pub struct Options {
     pub dsn: String,
@@ -90,12 +90,11 @@ pub fn report(name: &str, problems: &[String]) -> bool {
     problems.is_empty()
 }
 
-/// What one client saw: the id it got per key, and the SQLSTATEs of the attempts that failed.
+/// What one client saw: the id it got per key, and what its calls came to.
 #[derive(Default)]
 struct Seen {
     ids: HashMap<usize, Option<i64>>,
-    errors: BTreeMap<String, usize>,
-    gave_up: Vec<usize>,
+    tally: Tally,
 }
 
 fn main() -> ExitCode {
@@ -158,34 +157,19 @@ fn race(options: &Options, function: &str, level_name: &str, level: IsolationLev
                 let mut seen = Seen::default();
                 for (k, (uid, channel_id, channel_type)) in keys.iter().enumerate() {
                     barrier.wait();
-                    let mut attempt = 0;
-                    loop {
-                        attempt += 1;
-                        let result = if autocommit {
-                            client
-                                .query_opt(&statement, &[uid, channel_id, channel_type])
-                                .map(|row| row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
+                    let id = seen.tally.retried(&format!("key {k}"), || {
+                        let row = if autocommit {
+                            client.query_opt(&statement, &[uid, channel_id, channel_type])?
                         } else {
-                            client.build_transaction().isolation_level(level).start().and_then(|mut tx| {
-                                let row = tx.query_opt(&statement, &[uid, channel_id, channel_type])?;
-                                tx.commit()?;
-                                Ok(row.map(|row| row.get::<_, Option<i64>>(0)).unwrap_or(None))
-                            })
+                            let mut tx = client.build_transaction().isolation_level(level).start()?;
+                            let row = tx.query_opt(&statement, &[uid, channel_id, channel_type])?;
+                            tx.commit()?;
+                            row
                         };
-                        match result {
-                            Ok(id) => {
-                                seen.ids.insert(k, id);
-                                break;
-                            }
-                            Err(error) => {
-                                let code = error.code().map(|c| c.code().to_string()).unwrap_or_else(|| format!("no SQLSTATE: {error}"));
-                                *seen.errors.entry(code).or_default() += 1;
-                                if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt >= MAX_ATTEMPTS {
-                                    seen.gave_up.push(k);
-                                    break;
-                                }
-                            }
-                        }
+                        Ok(row.and_then(|row| row.get::<_, Option<i64>>(0)))
+                    });
+                    if let Some(id) = id {
+                        seen.ids.insert(k, id);
                     }
                 }
                 seen
@@ -204,25 +188,11 @@ fn check(
     seen: &[Seen],
     key_of: impl Fn(usize) -> (String, String, i32),
 ) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tally = Tally::default();
     for client in seen {
-        for (code, count) in &client.errors {
-            *errors.entry(code.clone()).or_default() += count;
-        }
-        for k in &client.gave_up {
-            problems.push(format!("a client gave up on key {k}"));
-        }
+        tally.absorb(&client.tally);
     }
-    let allowed: &[&str] = match level {
-        IsolationLevel::ReadCommitted => &[],
-        _ => &["40001"],
-    };
-    for (code, count) in &errors {
-        if !allowed.contains(&code.as_str()) {
-            problems.push(format!("{count} errors with SQLSTATE {code}"));
-        }
-    }
+    let mut problems = tally.problems_at(level);
     let table = if options.naive { "race_naive.conversation" } else { "conversation" };
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
     for k in 0..options.keys {
@@ -251,7 +221,7 @@ fn check(
         }
     }
     let calls = options.clients * options.keys;
-    println!("{run}: {} clients x {} keys via {function}: {calls} calls, retried errors {errors:?}", options.clients, options.keys);
+    println!("{run}: {} clients x {} keys via {function}: {calls} calls, retried errors {:?}", options.clients, options.keys, tally.errors);
     problems
 }
 

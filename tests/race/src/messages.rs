@@ -7,18 +7,16 @@
 //! - no deadlock, ever: READ COMMITTED has no error at all, REPEATABLE READ / SERIALIZABLE only
 //!   40001, and the retried message then counts once.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+use crate::retry::Tally;
 use crate::{at_levels, Options, LEVELS};
 
 const MESSAGES_PER_CLIENT: usize = 20;
-const MAX_ATTEMPTS: usize = 100;
 
 pub fn races(options: &Options) -> (usize, usize) {
     at_levels(&LEVELS, |name, level| race(options, name, level))
@@ -36,53 +34,27 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
                 let statement = db.prepare("SELECT conversation_message_arrived($1, 2, $2, $3, NULL)").expect("prepare");
-                let (mut advanced, mut errors, mut problems) = (0i64, BTreeMap::<String, usize>::new(), Vec::new());
+                let (mut advanced, mut tally) = (0i64, Tally::default());
                 barrier.wait();
                 for _ in 0..MESSAGES_PER_CLIENT {
                     let seq = next_seq.fetch_add(1, Ordering::Relaxed);
-                    for attempt in 1..=MAX_ATTEMPTS {
-                        let result = db.build_transaction().isolation_level(level).start().and_then(|mut tx| {
-                            let count: i32 = tx.query_one(&statement, &[&channel, &members, &seq])?.get(0);
-                            tx.commit()?;
-                            Ok(count)
-                        });
-                        match result {
-                            Ok(count) => {
-                                advanced += i64::from(count);
-                                break;
-                            }
-                            Err(error) => {
-                                let code = error.code().map_or_else(|| format!("no SQLSTATE: {error}"), |c| c.code().to_string());
-                                *errors.entry(code).or_default() += 1;
-                                if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt == MAX_ATTEMPTS {
-                                    problems.push(format!("message {seq} gave up: {error}"));
-                                    break;
-                                }
-                            }
-                        }
+                    let what = format!("message {seq}");
+                    let call = |tx: &mut postgres::Transaction| tx.query_one(&statement, &[&channel, &members, &seq]);
+                    if let Some(row) = tally.in_transaction(&mut db, level, &what, call) {
+                        advanced += i64::from(row.get::<_, i32>(0));
                     }
                 }
-                (advanced, errors, problems)
+                (advanced, tally)
             })
         })
         .collect();
-    let mut problems = Vec::new();
-    let mut advanced = 0;
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let (mut advanced, mut tally) = (0, Tally::default());
     for handle in handles {
-        let (count, client_errors, client_problems) = handle.join().expect("client thread panicked");
+        let (count, client) = handle.join().expect("client thread panicked");
         advanced += count;
-        problems.extend(client_problems);
-        for (code, n) in client_errors {
-            *errors.entry(code).or_default() += n;
-        }
+        tally.absorb(&client);
     }
-    let allowed: &[&str] = if matches!(level, IsolationLevel::ReadCommitted) { &[] } else { &["40001"] };
-    for (code, n) in &errors {
-        if !allowed.contains(&code.as_str()) {
-            problems.push(format!("{n} calls failed with {code}"));
-        }
-    }
+    let mut problems = tally.problems_at(level);
     let last_seq = next_seq.load(Ordering::Relaxed) - 1;
     let mut db = Client::connect(&options.dsn, NoTls).expect("connect");
     let row = db
@@ -103,8 +75,8 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         problems.push(format!("the calls advanced {advanced} conversations, the members hold {unread} unread"));
     }
     println!(
-        "{channel}: {} clients x {MESSAGES_PER_CLIENT} messages to {} members: {advanced} advances, retried errors {errors:?}",
-        options.clients, options.keys
+        "{channel}: {} clients x {MESSAGES_PER_CLIENT} messages to {} members: {advanced} advances, retried errors {:?}",
+        options.clients, options.keys, tally.errors
     );
     problems
 }

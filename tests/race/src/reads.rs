@@ -6,39 +6,29 @@
 //!   go back;
 //! - READ COMMITTED: no error at all; REPEATABLE READ / SERIALIZABLE: only 40001, retried.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::error::SqlState;
 use postgres::{Client, IsolationLevel, NoTls};
 
+use crate::retry::{Random, Tally};
 use crate::{at_levels, Options, LEVELS};
 
 const LAST_MSG_SEQ: i64 = 100_000;
-const MAX_ATTEMPTS: usize = 1_000;
 
 pub fn races(options: &Options) -> (usize, usize) {
     at_levels(&LEVELS, |name, level| race(options, name, level))
 }
 
-/// xorshift64: reproducible positions without a dependency.
+/// Reproducible positions, `count` of them, for the client of `seed`.
 fn positions(seed: u64, count: usize) -> Vec<i64> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            1 + (state % (LAST_MSG_SEQ as u64 - 1)) as i64
-        })
-        .collect()
+    let mut random = Random(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    (0..count).map(|_| 1 + random.below(LAST_MSG_SEQ as usize - 1) as i64).collect()
 }
 
 struct Seen {
     reported: Vec<i64>,
-    problems: Vec<String>,
-    errors: BTreeMap<String, usize>,
+    tally: Tally,
 }
 
 fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<String> {
@@ -61,38 +51,22 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             thread::spawn(move || {
                 let mut db = Client::connect(&dsn, NoTls).expect("connect");
                 let statement = db.prepare("SELECT readed_to_msg_seq FROM conversation_mark_read('reader', $1, 2, $2)").expect("prepare");
-                let mut seen = Seen { reported: Vec::new(), problems: Vec::new(), errors: BTreeMap::new() };
+                let mut seen = Seen { reported: Vec::new(), tally: Tally::default() };
                 let mut last_reply = 0;
                 barrier.wait();
                 for position in wanted {
-                    for attempt in 1..=MAX_ATTEMPTS {
-                        let result = db.build_transaction().isolation_level(level).start().and_then(|mut tx| {
-                            let read: i64 = tx.query_one(&statement, &[&channel, &position])?.get(0);
-                            tx.commit()?;
-                            Ok(read)
-                        });
-                        match result {
-                            Ok(read) => {
-                                seen.reported.push(position);
-                                if read < position {
-                                    seen.problems.push(format!("reported {position}, the reply says {read}"));
-                                }
-                                if read < last_reply {
-                                    seen.problems.push(format!("a reply went back from {last_reply} to {read}"));
-                                }
-                                last_reply = read;
-                                break;
-                            }
-                            Err(error) => {
-                                let code = error.code().map(|c| c.code().to_string()).unwrap_or_else(|| error.to_string());
-                                *seen.errors.entry(code).or_default() += 1;
-                                if error.code() != Some(&SqlState::T_R_SERIALIZATION_FAILURE) || attempt == MAX_ATTEMPTS {
-                                    seen.problems.push(format!("gave up on position {position}: {error}"));
-                                    break;
-                                }
-                            }
-                        }
+                    let what = format!("position {position}");
+                    let call = |tx: &mut postgres::Transaction| tx.query_one(&statement, &[&channel, &position]);
+                    let Some(row) = seen.tally.in_transaction(&mut db, level, &what, call) else { continue };
+                    let read: i64 = row.get(0);
+                    seen.reported.push(position);
+                    if read < position {
+                        seen.tally.problems.push(format!("reported {position}, the reply says {read}"));
                     }
+                    if read < last_reply {
+                        seen.tally.problems.push(format!("a reply went back from {last_reply} to {read}"));
+                    }
+                    last_reply = read;
                 }
                 seen
             })
@@ -100,19 +74,11 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         .collect();
     let seen: Vec<Seen> = handles.into_iter().map(|h| h.join().expect("client thread panicked")).collect();
 
-    let mut problems: Vec<String> = seen.iter().flat_map(|s| s.problems.iter().cloned()).collect();
-    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tally = Tally::default();
     for client in &seen {
-        for (code, count) in &client.errors {
-            *errors.entry(code.clone()).or_default() += count;
-        }
+        tally.absorb(&client.tally);
     }
-    let allowed: &[&str] = if matches!(level, IsolationLevel::ReadCommitted) { &[] } else { &["40001"] };
-    for (code, count) in &errors {
-        if !allowed.contains(&code.as_str()) {
-            problems.push(format!("{count} errors with SQLSTATE {code}"));
-        }
-    }
+    let mut problems = tally.problems_at(level);
     let greatest = seen.iter().flat_map(|s| s.reported.iter().copied()).max().unwrap_or(0);
     let row = db
         .query_one(
@@ -129,8 +95,8 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         ));
     }
     println!(
-        "{channel}: {} clients x {} reads, ended at read {read} unread {unread}, retried errors {errors:?}",
-        options.clients, options.keys
+        "{channel}: {} clients x {} reads, ended at read {read} unread {unread}, retried errors {:?}",
+        options.clients, options.keys, tally.errors
     );
     problems
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use postgres::{Client, IsolationLevel, NoTls};
 
+use crate::retry::Random;
 use crate::{at_levels, Options, LEVELS};
 
 const USERS: usize = 4;
@@ -49,18 +50,6 @@ pub fn races(options: &Options) -> (usize, usize) {
     // --failover: once (the standby is promoted by the first race).
     let levels = if options.autocommit || options.failover { &LEVELS[..1] } else { &LEVELS[..] };
     at_levels(levels, |name, level| race(options, name, level))
-}
-
-/// xorshift64: reproducible choices without a dependency.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
 }
 
 fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<String> {

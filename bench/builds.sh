@@ -4,9 +4,9 @@
 # alike: get_or_create_conversation's hit and miss (called in FROM, as bench.py's
 # "get_or_create_conversation") from each build, with the plain SELECT and the plain INSERT of the
 # same rows; conversation_list's first page of 20, with one indexed read of 20 rows (bench/lists.py's
-# reference); conversation_message_arrived, a new message to a group of 100 (with the single UPDATE
-# of its members' rows in a copy) and a redelivered one to a group of 1,000 (with reading their
-# rows). Each build's mean latency comes from pgbench's transaction log; reported as speed x
+# reference), and the list and badge of users of 20 large channels; conversation_message_arrived,
+# a new message to a group of 100 (with the single UPDATE of its members' rows in a copy) and a
+# redelivered one to a group of 1,000 (with reading their rows). Each build's mean latency comes from pgbench's transaction log; reported as speed x
 # the plain statement, per run, with the median and spread over the runs.
 #   bash bench/builds.sh OLD.so NEW.so [SECONDS] [RUNS]     (20 s and 5 runs by default)
 # OLD.so and NEW.so are library files (copy target/release/pg_conversation.so, or the installed
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
 source bench/two_builds.sh
-[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,18p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-builds$PG_SUFFIX}
 PORT=${PGCONV_BENCH_PORT:-$((55450 + PG_PORT_OFFSET))}
 SECONDS_PER_RUN=${3:-20} RUNS=${4:-5}
@@ -39,6 +39,10 @@ CREATE FUNCTION old_list(text, integer, text, integer) RETURNS SETOF conversatio
     AS '$DIR/libs/old.so', 'conversation_list';
 CREATE FUNCTION new_list(text, integer, text, integer) RETURNS SETOF conversation_list_row STABLE ROWS 50 LANGUAGE c
     AS '$DIR/libs/new.so', 'conversation_list';
+CREATE FUNCTION old_unread(text, integer, OUT unread_count bigint, OUT conversations bigint) RETURNS record STABLE LANGUAGE c
+    AS '$DIR/libs/old.so', 'conversation_unread';
+CREATE FUNCTION new_unread(text, integer, OUT unread_count bigint, OUT conversations bigint) RETURNS record STABLE LANGUAGE c
+    AS '$DIR/libs/new.so', 'conversation_unread';
 CREATE FUNCTION old_message(text, integer, text[], bigint, text) RETURNS integer VOLATILE LANGUAGE c
     AS '$DIR/libs/old.so', 'conversation_message_arrived';
 CREATE FUNCTION new_message(text, integer, text[], bigint, text) RETURNS integer VOLATILE LANGUAGE c
@@ -67,6 +71,13 @@ CREATE TRIGGER conversation_stamp BEFORE INSERT OR UPDATE ON bench.message_plain
     FOR EACH ROW EXECUTE FUNCTION conversation_stamp();
 INSERT INTO bench.message_plain (uid, channel_id, channel_type, last_msg_seq, unread_count)
     SELECT uid, channel_id, channel_type, last_msg_seq, unread_count FROM conversation WHERE channel_id LIKE 'grp%' OR channel_id LIKE 'big%';
+-- Users of large channels ('w'): the 'u' users' conversations, and each a member of 20 of 200
+-- large channels of 100 members ('lg'), each channel at message 5.
+INSERT INTO conversation (uid, channel_id, channel_type) SELECT 'w' || substr(uid, 2), channel_id, channel_type FROM bench.plain ORDER BY id;
+CREATE TABLE bench.large_groups AS SELECT 'lg' || g AS channel_id,
+    ARRAY(SELECT 'w' || u FROM generate_series(1, 1000) u WHERE u % 10 = g % 10) AS members FROM generate_series(1, 200) g;
+SELECT count(conversation_channel_make_large(channel_id, 1, members)) FROM bench.large_groups;
+SELECT count(conversation_message_arrived(channel_id, 1, members, 5, NULL)) FROM bench.large_groups;
 VACUUM ANALYZE;
 SQL
 # Hits: one of the 100,000 rows. Misses: a fresh key (from 4 billion) each time.
@@ -84,6 +95,14 @@ done
 printf '%s\nSELECT * FROM bench.list_plain WHERE uid = %s ORDER BY updated_at DESC LIMIT 20;\n' "$key" "'u' || :u" >"$DIR/scripts/list_plain.sql"
 for build in old new; do
     printf '%s\nSELECT * FROM %s_list(%s, 1, NULL, 20);\n' "$key" "$build" "'u' || :u" >"$DIR/scripts/list_$build.sql"
+done
+# Users of 20 large channels: their list and badge, against the same indexed read of 20 rows of
+# a user of the same conversations without them, and the usual sum over the rows.
+printf '%s\nSELECT * FROM bench.list_plain WHERE uid = %s ORDER BY updated_at DESC LIMIT 20;\n' "$key" "'u' || :u" >"$DIR/scripts/large_list_plain.sql"
+printf '%s\nSELECT sum(unread_count) FROM bench.list_plain WHERE uid = %s AND channel_type = 1;\n' "$key" "'u' || :u" >"$DIR/scripts/large_badge_plain.sql"
+for build in old new; do
+    printf '%s\nSELECT * FROM %s_list(%s, 1, NULL, 20);\n' "$key" "$build" "'w' || :u" >"$DIR/scripts/large_list_$build.sql"
+    printf '%s\nSELECT * FROM %s_unread(%s, 1);\n' "$key" "$build" "'w' || :u" >"$DIR/scripts/large_badge_$build.sql"
 done
 # Messages: a new one to a group of 100, against the usual single UPDATE of its members; a
 # redelivery (seq 1, which every member has) to a group of 1,000, against reading their rows.
@@ -141,5 +160,7 @@ echo "new: $2"
 mixed hit | report "hit (FROM form)" "plain SELECT"
 mixed miss | report "miss (FROM form)" "plain INSERT"
 mixed list | report "conversation_list, first page of 20 (1 of 1,000 users of 50 chats)" "indexed read of 20 rows"
+mixed large_list | report "conversation_list, first page of 20 (a user of 50 chats and 20 large channels)" "indexed read of 20 rows"
+mixed large_badge | report "conversation_unread (a user of 50 chats and 20 large channels)" "sum over the user's rows"
 mixed message | report "conversation_message_arrived, a new message to a group of 100" "UPDATE of its members"
 mixed redelivery | report "conversation_message_arrived, a redelivered message to a group of 1,000" "SELECT of its members' rows"

@@ -31,7 +31,7 @@ use crate::input::batch_json;
 use crate::input::batch_keys::{self, BatchError, PositionedKey, MAX_BATCH_KEYS};
 use crate::input::key::ConversationKey;
 use crate::relation::catalog::OpenTable;
-use crate::relation::membership;
+use crate::relation::membership::{self, Memberships};
 use crate::relation::placement::Placement;
 use crate::relation::probe::{IndexProbe, Snapshot};
 use crate::relation::result_row::{ColumnMap, INPUT_POSITION};
@@ -258,7 +258,7 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
         // One map per descriptor met (the table's, each partition's, a statement's), by name,
         // and where the descriptor has large.
         let mut maps: Vec<(pg_sys::TupleDesc, ColumnMap, i32)> = Vec::new();
-        let schema = table.table.schema;
+        let mut memberships = Memberships::new(table.table.schema, Snapshot::Fresh);
         for k in positioned {
             let row = rows.remove(&key_of(&k.key)).expect("every key was found or created");
             if !maps.iter().any(|(desc, _, _)| *desc == row.desc) {
@@ -268,7 +268,7 @@ fn respond(call: &Call, keys: &[PositionedKey<'_>], function: &str) -> pg_sys::D
             }
             let (_, map, large) = maps.iter().find(|(desc, _, _)| *desc == row.desc).expect("just added");
             // SAFETY: a row of its descriptor, alive until SPI_finish.
-            let (values, nulls) = unsafe { membership::values_of(row.tuple, row.desc, *large, schema, Snapshot::Fresh) };
+            let (values, nulls) = unsafe { memberships.values_of(row.tuple, row.desc, *large) };
             let (values, nulls) = map.fill(&values, &nulls, &[Some(pg_sys::Datum::from(k.position))]);
             output.push(&values, &nulls);
         }

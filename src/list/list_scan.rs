@@ -20,7 +20,7 @@ use crate::glue::call::text_datum;
 use crate::list::position::Cursor;
 use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::Places;
-use crate::relation::membership;
+use crate::relation::membership::{self, Memberships};
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
 use crate::relation::table::{ListIndexes, INT2_EQUAL, TEXT_EQUAL};
 
@@ -128,6 +128,8 @@ pub fn large_copies(
     changed: bool,
 ) -> Vec<Copied> {
     let mut rows = Vec::new();
+    // Before the walks' probes: it may keep a scan open past them (same snapshot).
+    let mut memberships = Memberships::new(table.table.schema, Snapshot::Statement);
     for &list_type in types {
         let bounds = [
             Bound { column: 1, strategy: pg_sys::BTEqualStrategyNumber, function: TEXT_EQUAL, value: text_datum(uid) },
@@ -140,7 +142,7 @@ pub fn large_copies(
             unsafe {
                 let id = place_of(slot, &Places { version: indexes.version, updated_at: indexes.updated_at, id: indexes.id }).id;
                 let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-                rows.extend(large_copy(table.table.schema, tuple, (*slot).tts_tupleDescriptor, id, reading, changed));
+                rows.extend(large_copy(&mut memberships, tuple, (*slot).tts_tupleDescriptor, id, reading, changed));
             }
         }
     }
@@ -148,21 +150,21 @@ pub fn large_copies(
 }
 
 /// The membership of a large channel `tuple` (a row of `desc`, with `id`), formed as it stands
-/// with its place there, if a pass reading `reading` takes it (a hidden one only when `changed`).
-/// The formed row is palloc'd in the current memory, as a copy is.
+/// (read by `memberships`) with its place there, if a pass reading `reading` takes it (a hidden
+/// one only when `changed`). The formed row is palloc'd in the current memory, as a copy is.
 ///
 /// # Safety
-/// `tuple` is a valid row of `desc`, a row of the table of `schema`'s extension.
+/// `tuple` is a valid row of `desc`, a row of the extension's table, alive as long as `memberships`.
 pub unsafe fn large_copy(
-    schema: pg_sys::Oid,
+    memberships: &mut Memberships,
     tuple: pg_sys::HeapTuple,
     desc: pg_sys::TupleDesc,
     id: i64,
     reading: &Reading<'_>,
     changed: bool,
 ) -> Option<Copied> {
-    let mut standing = membership::standing(tuple, desc, schema, Snapshot::Statement);
-    let now = membership::counted_of(&standing.values, &standing.nulls, desc);
+    let mut standing = memberships.standing(tuple, desc);
+    let now = standing.now;
     let place = Cursor { version: now.version, updated_at: now.updated_at, id };
     let stamps = [Some(standing.row_version), standing.channel_version];
     if (now.hidden && !changed) || !reading.takes_any(place, stamps.iter().flatten().copied()) {
@@ -269,13 +271,14 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
     }
     drop(probe);
     if let Some(index) = indexes.large {
+        let mut memberships = Memberships::new(table.table.schema, Snapshot::Statement);
         let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
         probe.walk_backward(&bounds);
         while let Some(slot) = probe.next_largest() {
             // SAFETY: the slot holds a row of the table, read before the walk moves on.
             let now = unsafe {
                 let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-                membership::counted_as_it_stands(tuple, (*slot).tts_tupleDescriptor, table.table.schema, Snapshot::Statement)
+                memberships.standing(tuple, (*slot).tts_tupleDescriptor).now
             };
             if let Some(count) = now.badge() {
                 unread += count;

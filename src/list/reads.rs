@@ -27,7 +27,7 @@ use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
 use crate::relation::catalog::OpenTable;
-use crate::relation::membership::{self, deformed};
+use crate::relation::membership::{deformed, Memberships};
 use crate::relation::probe::Snapshot;
 use crate::relation::result_row::{ColumnMap, LIST_DEPARTED, LIST_POSITION};
 use crate::relation::statements::{arg, arg_or_null, connect_for_lists, prepared, run, Returned, Statement, Statements};
@@ -304,9 +304,10 @@ sql_function! {
                 // The memberships of large channels, each as it stands: the statement left them out.
                 if table.table.has_large {
                     let large = large_rows(statements, &names, uid, list_type);
+                    let mut memberships = Memberships::new(table.table.schema, Snapshot::Statement);
                     for row in 0..large.len() {
                         // SAFETY: a row of the result's descriptor, alive until SPI_finish.
-                        let now = unsafe { membership::counted_as_it_stands(large.tuple(row), large.desc(), table.table.schema, Snapshot::Statement) };
+                        let now = unsafe { memberships.standing(large.tuple(row), large.desc()).now };
                         if let Some(count) = now.badge() {
                             unread += count;
                             conversations += 1;
@@ -483,12 +484,13 @@ impl Page<'_> {
                     let large = large_rows(statements, self.names, self.uid, self.list_type);
                     // SAFETY: rows of the result, alive until SPI_finish; id is a bigint column.
                     let (large_desc, large_id) = (large.desc(), unsafe { pg_sys::SPI_fnumber(large.desc(), c"id".as_ptr()) });
+                    let mut memberships = Memberships::new(self.table.table.schema, Snapshot::Statement);
                     for row in 0..large.len() {
                         let id = large.value(row, large_id).map_or(0, |datum| datum.value() as i64);
                         // SAFETY: a row of the result's descriptor, the table's columns as the list
                         // statement returns them.
                         rows.extend(unsafe {
-                            list_scan::large_copy(self.table.table.schema, large.tuple(row), large_desc, id, &reading, since.is_some())
+                            list_scan::large_copy(&mut memberships, large.tuple(row), large_desc, id, &reading, since.is_some())
                         });
                     }
                 }

@@ -87,7 +87,17 @@ impl ChannelTable {
 
     /// The channel row of (channel_id, channel_type) as `snapshot` sees it, or None.
     pub fn channel(&self, channel_id: &[u8], channel_type: i16, snapshot: Snapshot) -> Option<Channel> {
-        let mut probe = IndexProbe::open(self.relation, self.checked.index, 2, snapshot);
+        self.channel_in(&mut self.probe(snapshot), channel_id, channel_type)
+    }
+
+    /// A probe of the primary key, for `channel_in` (a call that reads many channel rows keeps
+    /// one), dropped before this table.
+    pub fn probe(&self, snapshot: Snapshot) -> IndexProbe {
+        IndexProbe::open(self.relation, self.checked.index, 2, snapshot)
+    }
+
+    /// The channel row of (channel_id, channel_type) that `probe`, one of this table's, finds.
+    pub fn channel_in(&self, probe: &mut IndexProbe, channel_id: &[u8], channel_type: i16) -> Option<Channel> {
         let slot = probe.channel(channel_id, channel_type)?;
         let [last_msg_seq, updated_at, version] = self.checked.columns;
         // SAFETY: a slot of this relation holding a visible row; NOT NULL columns of int8 and

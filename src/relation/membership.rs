@@ -12,8 +12,8 @@ use crate::glue::call::varlena_bytes;
 use crate::glue::errors;
 use crate::glue::invalidation;
 use crate::relation::channel_table::ChannelTable;
-use crate::relation::large::{derived, Counted};
-use crate::relation::probe::Snapshot;
+use crate::relation::large::{derived, Channel, Counted};
+use crate::relation::probe::{IndexProbe, Snapshot};
 
 /// The attribute number of `large` in a row descriptor, 0 where it has none (before 0.9.0, or
 /// a table without it: no large membership).
@@ -67,6 +67,7 @@ pub unsafe fn is_large(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
 }
 
 /// Where a row keeps what a large channel's messages change, of the extension's types.
+#[derive(Clone, Copy)]
 struct Columns {
     channel_id: i32,
     channel_type: i32,
@@ -126,99 +127,105 @@ impl Columns {
     }
 }
 
-/// The large membership `tuple`, a row of `desc`, as it stands with its channel's row (as
-/// `snapshot` sees it, in the channel table of `schema`): its values and nulls, deformed, to be
-/// formed as the returned type. A channel row gone (a DBA deleted it) leaves the row as counted.
-///
-/// # Safety
-/// `tuple` is a valid row of `desc`.
-pub unsafe fn as_it_stands(
-    tuple: pg_sys::HeapTuple,
-    desc: pg_sys::TupleDesc,
-    schema: pg_sys::Oid,
-    snapshot: Snapshot,
-) -> (Vec<pg_sys::Datum>, Vec<bool>) {
-    let standing = standing(tuple, desc, schema, snapshot);
-    (standing.values, standing.nulls)
-}
-
 /// A large membership as it stands, and what it stands on: the stamps of its row and of its
 /// channel's row. Its state changes when either is written, so a sync takes it when either
 /// changed since the position (the greater of the two, its place, need not have: a channel
 /// written by an older transaction that committed after the row keeps the row's place).
 pub struct Standing {
+    /// Its values and nulls, deformed, to be formed as the returned type.
     pub values: Vec<pg_sys::Datum>,
     pub nulls: Vec<bool>,
+    /// The counted values among them.
+    pub now: Counted,
     pub row_version: i64,
     pub channel_version: Option<i64>,
 }
 
-/// `as_it_stands`, with the stamps it stands on.
-///
-/// # Safety
-/// `tuple` is a valid row of `desc`.
-pub unsafe fn standing(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema: pg_sys::Oid, snapshot: Snapshot) -> Standing {
-    let columns = Columns::of(desc);
-    let (mut values, mut nulls) = deformed(tuple, desc);
-    let at = |attnum: i32| (attnum - 1) as usize;
-    // NOT NULL columns; a NULL one reads as 0.
-    let value = |attnum: i32| if nulls[at(attnum)] { 0 } else { values[at(attnum)].value() as i64 };
-    let row = columns.counted(&values, &nulls);
-    if nulls[at(columns.channel_id)] {
-        return Standing { values, nulls, row_version: row.version, channel_version: None };
-    }
-    let channel_id = varlena_bytes(values[at(columns.channel_id)]);
-    let channel_type = value(columns.channel_type) as i16;
-    let Some(channel) = ChannelTable::open(schema).channel(channel_id, channel_type, snapshot) else {
-        return Standing { values, nulls, row_version: row.version, channel_version: None };
-    };
-    let now = derived(row, channel);
-    let mut set = |attnum: i32, datum: pg_sys::Datum| {
-        values[at(attnum)] = datum;
-        nulls[at(attnum)] = false;
-    };
-    set(columns.last_msg_seq, pg_sys::Datum::from(now.last_msg_seq));
-    set(columns.unread_count, pg_sys::Datum::from(now.unread_count));
-    set(columns.hidden, pg_sys::Datum::from(now.hidden));
-    set(columns.updated_at, pg_sys::Datum::from(now.updated_at));
-    set(columns.version, pg_sys::Datum::from(now.version));
-    Standing { values, nulls, row_version: row.version, channel_version: Some(channel.version) }
-}
-
-/// The large membership `tuple`, a row of `desc`, as it stands with its channel's row: its
-/// counted values only (the badge's and the list's place).
-///
-/// # Safety
-/// `tuple` is a valid row of `desc`.
-pub unsafe fn counted_as_it_stands(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, schema: pg_sys::Oid, snapshot: Snapshot) -> Counted {
-    let (values, nulls) = as_it_stands(tuple, desc, schema, snapshot);
-    counted_of(&values, &nulls, desc)
-}
-
-/// The counted values of a deformed row of `desc`.
-///
-/// # Safety
-/// `values` and `nulls` are a deformed row of `desc`.
-pub unsafe fn counted_of(values: &[pg_sys::Datum], nulls: &[bool], desc: pg_sys::TupleDesc) -> Counted {
-    Columns::of(desc).counted(values, nulls)
-}
-
-/// The values and nulls of `tuple`, a row of `desc` whose `large` is at `large` (0: none): as
-/// stored, or as it stands for a membership of a large channel (`as_it_stands`).
-///
-/// # Safety
-/// `tuple` is a valid row of `desc`.
-pub unsafe fn values_of(
-    tuple: pg_sys::HeapTuple,
-    desc: pg_sys::TupleDesc,
-    large: i32,
+/// What one call reads its large memberships with, each as it stands with its channel's row (as
+/// the call's snapshot sees it, in the channel table of its schema): a list reads every large
+/// channel of its user, so with the statement's snapshot the channel rows come from one scan of
+/// the channel table, opened at the first; and each row descriptor's columns are looked up once.
+pub struct Memberships {
     schema: pg_sys::Oid,
     snapshot: Snapshot,
-) -> (Vec<pg_sys::Datum>, Vec<bool>) {
-    if is_large(tuple, desc, large) {
-        return as_it_stands(tuple, desc, schema, snapshot);
+    /// The scan and its table (the scan dropped first), with the statement's snapshot only: that
+    /// snapshot is every probe's of the call, so the scan may outlive probes opened after it.
+    channels: Option<(IndexProbe, ChannelTable)>,
+    columns: Vec<(pg_sys::TupleDesc, Columns)>,
+}
+
+impl Memberships {
+    pub fn new(schema: pg_sys::Oid, snapshot: Snapshot) -> Memberships {
+        Memberships { schema, snapshot, channels: None, columns: Vec::new() }
     }
-    deformed(tuple, desc)
+
+    /// # Safety
+    /// `desc` is a valid tuple descriptor, alive as long as this reader.
+    unsafe fn columns(&mut self, desc: pg_sys::TupleDesc) -> Columns {
+        if let Some(&(_, columns)) = self.columns.iter().find(|(known, _)| *known == desc) {
+            return columns;
+        }
+        let columns = Columns::of(desc);
+        self.columns.push((desc, columns));
+        columns
+    }
+
+    fn channel(&mut self, channel_id: &[u8], channel_type: i16) -> Option<Channel> {
+        if self.snapshot == Snapshot::Fresh {
+            return ChannelTable::open(self.schema).channel(channel_id, channel_type, Snapshot::Fresh);
+        }
+        let schema = self.schema;
+        let (probe, table) = self.channels.get_or_insert_with(|| {
+            let table = ChannelTable::open(schema);
+            (table.probe(Snapshot::Statement), table)
+        });
+        table.channel_in(probe, channel_id, channel_type)
+    }
+
+    /// The large membership `tuple`, a row of `desc`, as it stands. A channel row gone (a DBA
+    /// deleted it) leaves the row as counted.
+    ///
+    /// # Safety
+    /// `tuple` is a valid row of `desc`, alive as long as this reader.
+    pub unsafe fn standing(&mut self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc) -> Standing {
+        let columns = self.columns(desc);
+        let (mut values, mut nulls) = deformed(tuple, desc);
+        let at = |attnum: i32| (attnum - 1) as usize;
+        let row = columns.counted(&values, &nulls);
+        let as_counted = |values, nulls| Standing { values, nulls, now: row, row_version: row.version, channel_version: None };
+        if nulls[at(columns.channel_id)] || nulls[at(columns.channel_type)] {
+            return as_counted(values, nulls);
+        }
+        let channel_id = varlena_bytes(values[at(columns.channel_id)]);
+        let channel_type = values[at(columns.channel_type)].value() as i16;
+        let Some(channel) = self.channel(channel_id, channel_type) else {
+            return as_counted(values, nulls);
+        };
+        let now = derived(row, channel);
+        let mut set = |attnum: i32, datum: pg_sys::Datum| {
+            values[at(attnum)] = datum;
+            nulls[at(attnum)] = false;
+        };
+        set(columns.last_msg_seq, pg_sys::Datum::from(now.last_msg_seq));
+        set(columns.unread_count, pg_sys::Datum::from(now.unread_count));
+        set(columns.hidden, pg_sys::Datum::from(now.hidden));
+        set(columns.updated_at, pg_sys::Datum::from(now.updated_at));
+        set(columns.version, pg_sys::Datum::from(now.version));
+        Standing { values, nulls, now, row_version: row.version, channel_version: Some(channel.version) }
+    }
+
+    /// The values and nulls of `tuple`, a row of `desc` whose `large` is at `large` (0: none):
+    /// as stored, or as it stands for a membership of a large channel.
+    ///
+    /// # Safety
+    /// `tuple` is a valid row of `desc`, alive as long as this reader.
+    pub unsafe fn values_of(&mut self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, large: i32) -> (Vec<pg_sys::Datum>, Vec<bool>) {
+        if is_large(tuple, desc, large) {
+            let standing = self.standing(tuple, desc);
+            return (standing.values, standing.nulls);
+        }
+        deformed(tuple, desc)
+    }
 }
 
 /// Every attribute's value and null flag of a row of `desc` (missing ones filled from it).

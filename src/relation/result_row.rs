@@ -23,7 +23,7 @@ use pgrx::PgTupleDesc;
 use crate::glue::call::Call;
 use crate::glue::errors;
 use crate::glue::guard::{c, guarded};
-use crate::relation::membership;
+use crate::relation::membership::{self, Memberships};
 use crate::relation::probe::Snapshot;
 
 /// The column batches add in front of the table's columns.
@@ -121,7 +121,7 @@ impl ResultRow {
     /// # Safety
     /// `tuple` is a row of `desc`.
     unsafe fn formed_from(&self, tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, large: i32) -> pg_sys::Datum {
-        let (values, nulls) = membership::values_of(tuple, desc, large, self.schema, self.snapshot);
+        let (values, nulls) = Memberships::new(self.schema, self.snapshot).values_of(tuple, desc, large);
         self.formed(&ColumnMap::new(desc, self.desc, &[]), &values, &nulls)
     }
 

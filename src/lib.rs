@@ -11,7 +11,7 @@
 //!   PostgreSQL stores them (text as bytes in the database encoding, arrays and JSON measured
 //!   before they are read). `errors.rs` raises every error we raise; `stats.rs` keeps the
 //!   counters in shared memory when the library is preloaded, `stats_view.rs` reads and resets
-//!   them from SQL. `guard.rs` takes several calls into PostgreSQL under one pgrx guard (the hit
+//!   them from SQL; `settings.rs` the settings (pg_conversation.*). `guard.rs` takes several calls into PostgreSQL under one pgrx guard (the hit
 //!   path's); `invalidation.rs` registers the callbacks that forget what a backend remembers of
 //!   the catalog.
 //! - `relation/`: `catalog.rs`, the table, found under a lock, remembered until invalidated;
@@ -79,6 +79,7 @@ extension_sql_file!("../sql/pg_conversation--0.9.0--0.10.0.sql", name = "v0_10_0
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     glue::stats::init();
+    glue::settings::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -407,6 +407,37 @@ pub(crate) mod tests {
         assert_eq!(one::<i64>("SELECT count(*) FROM conversation_channel WHERE channel_id = 'halfway'"), 0);
     }
 
+    /// pg_conversation.large_channel_members: a message naming at least that many members makes
+    /// its per-member channel large first, and every member then reads what per member gives;
+    /// fewer members, or the setting at 0 (the default), leave the channel per member.
+    #[pg_test]
+    fn a_message_naming_enough_members_makes_its_channel_large() {
+        let steps = [
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b'], 1, 'a')",
+            "conversation_mark_read('b', 'CH', 1, 1)",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 2, 'b')",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 3, NULL)",
+            "conversation_hide('a', 'CH', 1, 3)",
+            "conversation_message_arrived('CH', 1, ARRAY['a', 'b', 'c'], 4, 'c')",
+        ];
+        let large = |channel: &str| one::<i64>(&format!("SELECT count(*) FROM conversation_channel WHERE channel_id = '{channel}'")) == 1;
+        assert_eq!(one::<String>("SHOW pg_conversation.large_channel_members"), "0");
+        play("auto-off", &steps);
+        assert!(!large("auto-off"));
+        Spi::run("SET LOCAL pg_conversation.large_channel_members = 3").unwrap();
+        play("auto-at-3", &steps[..2]);
+        assert!(!large("auto-at-3"), "two members: per member");
+        play("auto-at-3", &steps[2..3]);
+        assert!(large("auto-at-3"), "three members: large from this message on");
+        play("auto-at-3", &steps[3..]);
+        assert_eq!(members_of("auto-at-3"), members_of("auto-off"));
+        // The message after the change wrote the channel's row and its sender's only.
+        assert_eq!(one::<i64>("SELECT count(*) FROM conversation WHERE channel_id = 'auto-at-3' AND last_msg_seq = 4"), 1);
+        Spi::run("SET LOCAL pg_conversation.large_channel_members = 4").unwrap();
+        play("auto-at-4", &steps);
+        assert!(!large("auto-at-4"));
+    }
+
     /// A message to a large channel naming the members it named before writes two rows: the
     /// channel's and the sender's; a redelivery writes none and advances none.
     #[pg_test]

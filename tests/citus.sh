@@ -64,6 +64,16 @@ grep -q "0A000" <<<"$refused" || fail "not refused with 0A000: $refused"
 [ "$(coordinator -c "SELECT count(*) FROM conversation WHERE large")" = 0 ] || fail "the refused call made memberships large"
 [ "$(coordinator -c "SELECT count(*) FROM conversation_channel")" = 0 ] || fail "the refused call made a channel row"
 echo "ok: making a channel large on a distributed table is refused (0A000), nothing changed"
+# Nor by a message naming pg_conversation.large_channel_members members: delivered per member.
+advanced=$(coordinator -c "SET pg_conversation.large_channel_members = 2" \
+    -c "SELECT conversation_message_arrived('auto1', 1, ARRAY['auto-a', 'auto-b'], 1, NULL)") ||
+    fail "a message with the setting on failed on a distributed table: $advanced"
+[ "$advanced" = 2 ] || fail "the message advanced $advanced conversations, not 2"
+[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE large")" = 0 ] || fail "the message made memberships large"
+[ "$(coordinator -c "SELECT count(*) FROM conversation_channel")" = 0 ] || fail "the message made a channel row"
+[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE channel_id = 'auto1' AND last_msg_seq = 1 AND unread_count = 1")" = 2 ] ||
+    fail "the message did not reach both members' rows"
+echo "ok: a message naming pg_conversation.large_channel_members members leaves the channel per member on Citus"
 
 # Hits are served from the worker's own shard: on the node that holds the key's shard, a hit and
 # a lookup run no statement at all (Citus logs every statement it runs locally or sends), and are

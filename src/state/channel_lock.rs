@@ -17,12 +17,18 @@ pub const CHANNEL_LOCK_CLASS_ID: i32 = 0x4368_616e;
 
 /// For a mode change: the channel's lock, exclusively (waits for the messages in flight).
 pub fn exclusive(channel_id: &[u8], channel_type: i16) {
-    acquire(channel_id, channel_type, pg_sys::ExclusiveLock);
+    acquire(channel_id, channel_type, pg_sys::ExclusiveLock, false);
 }
 
 /// For a message: the channel's lock, shared (waits for a mode change in flight).
 pub fn shared(channel_id: &[u8], channel_type: i16) {
-    acquire(channel_id, channel_type, pg_sys::ShareLock);
+    acquire(channel_id, channel_type, pg_sys::ShareLock, false);
+}
+
+/// For a message that would change the mode (mode.rs): the channel's lock, exclusively, if no
+/// other transaction holds it (this one may hold it shared); false, without waiting, if one does.
+pub fn try_exclusive(channel_id: &[u8], channel_type: i16) -> bool {
+    acquire(channel_id, channel_type, pg_sys::ExclusiveLock, true)
 }
 
 /// The lock's second key, hashed as the key locks' are (key.rs), over the channel id, a NUL and
@@ -31,7 +37,8 @@ pub fn channel_lock_hash(channel_id: &[u8], channel_type: i16) -> i32 {
     fnv1a(channel_id.iter().copied().chain(std::iter::once(0)).chain(std::iter::once(channel_type as u8)))
 }
 
-fn acquire(channel_id: &[u8], channel_type: i16, mode: u32) {
+/// Takes the lock in `mode`, waiting for it unless `or_not` (then false if another holds it).
+fn acquire(channel_id: &[u8], channel_type: i16, mode: u32, or_not: bool) -> bool {
     let tag = pg_sys::LOCKTAG {
         // SAFETY: MyDatabaseId is set for the life of a backend connected to a database.
         locktag_field1: unsafe { pg_sys::MyDatabaseId }.to_u32(),
@@ -45,7 +52,6 @@ fn acquire(channel_id: &[u8], channel_type: i16, mode: u32) {
     // SAFETY: a fully initialized tag; sessionLock=false ties it to the transaction, which
     // releases it at its end (or abort). Waits as any heavyweight lock: lock_timeout,
     // statement_timeout, cancel and the deadlock detector apply.
-    unsafe {
-        pg_sys::LockAcquire(&tag, mode as pg_sys::LOCKMODE, false, false);
-    }
+    let acquired = unsafe { pg_sys::LockAcquire(&tag, mode as pg_sys::LOCKMODE, false, or_not) };
+    acquired != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL
 }

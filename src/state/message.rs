@@ -11,6 +11,9 @@
 //! A member whose row another transaction deletes while the message waits for it is made again,
 //! and advanced: the delete came first.
 //!
+//! A channel is large (message_large.rs) when made so, or when a message names at least
+//! pg_conversation.large_channel_members members (state/mode.rs).
+//!
 //! Idempotent per message seq: a redelivered message, or an older one arriving late, finds
 //! last_msg_seq >= message_seq and changes nothing (one probe per member, no statement). Returns
 //! how many conversations advanced.
@@ -34,7 +37,7 @@ use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::probe::Snapshot;
 use crate::relation::statements::{arg, arg_or_null, connect, prepared, run, Statement};
-use crate::state::{channel_lock, message_large};
+use crate::state::{channel_lock, message_large, mode};
 
 /// What a message does to a member's conversation, for the rows `target` selects. `$unhide`
 /// brings a hidden conversation back, and `$unread_kept` is the unread count it comes back with:
@@ -137,11 +140,17 @@ sql_function! {
                 return 0;
             }
             // A large channel's message writes its row and the sender's (message_large.rs); the
-            // mode is read under the channel's lock, which a mode change holds exclusively.
+            // mode is read under the channel's lock, which a mode change holds exclusively. A
+            // message naming enough members makes a per-member channel large first (mode.rs).
             if table.table.has_large {
                 channel_lock::shared(members[0].key.channel_id, members[0].key.channel_type);
                 if let Some(advanced) = message_large::arrived(statements, &table, &members, message_seq, sender) {
                     return advanced;
+                }
+                if mode::made_large_by_message(statements, &table, &members) {
+                    if let Some(advanced) = message_large::arrived(statements, &table, &members, message_seq, sender) {
+                        return advanced;
+                    }
                 }
             }
             let statement = match (table.table.distributed, table.table.has_hidden) {

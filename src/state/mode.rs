@@ -13,12 +13,18 @@
 //! A mode change holds the channel's lock (channel_lock.rs) exclusively, a message shares it: a
 //! change waits for the messages in flight and the next ones wait for it, and a message reads the
 //! mode once it holds the lock.
+//!
+//! A message makes its channel large itself when it names at least
+//! pg_conversation.large_channel_members members (glue/settings.rs): then it takes the lock
+//! exclusively if no other transaction holds it, without waiting (a message in flight leaves
+//! the change to a later message), and the change is made_large's.
 
 use pgrx::pg_sys;
 
 use crate::create::batch::{array_error, get_or_create_many};
 use crate::glue::call::{sql_function, text_array_datum, text_datum, Call};
 use crate::glue::errors;
+use crate::glue::settings;
 use crate::input::batch_keys::{self, PositionedKey, MAX_BATCH_KEYS};
 use crate::relation::catalog::OpenTable;
 use crate::relation::channel_table::{self, ChannelTable};
@@ -166,4 +172,27 @@ pub fn make_large(statements: &Statements, table: &OpenTable, members: &Members<
     });
     let channel_last = row.value(0, 1).unwrap_or(last_msg_seq);
     run(statements, &prepared(statements, names, &MEMBERSHIPS), &[channel_id, channel_type, uids, arg(channel_last)]).len() as i64
+}
+
+/// A message's own mode change: the per-member channel of `members` (all of one channel, as a
+/// message names them) made large with them, if they are at least the setting's count, no other
+/// transaction holds the channel's lock, and large channels can be had here (not on a table
+/// distributed by Citus, whose workers have no channel rows; not before 0.10.0's update).
+/// Returns whether it was made large.
+pub fn made_large_by_message(statements: &Statements, table: &OpenTable, members: &[PositionedKey<'_>]) -> bool {
+    let Some(first) = members.first() else { return false };
+    let schema = table.table.schema;
+    if !settings::makes_large(members.len())
+        || table.table.distributed
+        || channel_table::relid_in(schema).is_none()
+        || !ChannelTable::open(schema).keeps_member_sets()
+    {
+        return false;
+    }
+    let (channel_id, channel_type) = (first.key.channel_id, first.key.channel_type);
+    if !channel_lock::try_exclusive(channel_id, channel_type) {
+        return false;
+    }
+    make_large(statements, table, &Members { channel_id, channel_type, keys: members.to_vec() });
+    true
 }

@@ -1,7 +1,8 @@
 //! Large-channel race: one channel gets its messages in order (seqs 1, 2, 3, ..., senders taking
 //! turns, every third a system message; at least 150, and on until the mode changed 10 times)
 //! while each member's devices report read positions they saw, and the channel is made large and
-//! per member again over and over. Claims:
+//! per member again over and over (and, half of the time, made large by a message naming at least
+//! pg_conversation.large_channel_members members). Claims:
 //!
 //! - no message, read or mode change is lost or counted twice: each member ends where a
 //!   recomputation from the log puts it: `last_msg_seq` the last seq, `readed_to_msg_seq` the
@@ -56,6 +57,12 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
             let mut seq = 0;
             while seq < MESSAGES || changes.load(Ordering::Relaxed) < CHANGES {
                 seq += 1;
+                // Twenty messages in turn with and without pg_conversation.large_channel_members
+                // at the member count: with it, a message makes the channel large itself.
+                if seq % 20 == 1 {
+                    let at = if seq % 40 == 1 { members.len() } else { 0 };
+                    db.batch_execute(&format!("SET pg_conversation.large_channel_members = {at}")).expect("the setting");
+                }
                 let from = sender(&members, seq);
                 let what = format!("message {seq}");
                 tally.in_transaction(&mut db, level, &what, |tx| tx.query_one(&statement, &[&channel, &members, &seq, &from]).map(|_| ()));

@@ -3,12 +3,14 @@
 #   bench/bench.py      get_or_create_conversation: hit, miss, contention, fan-out
 #   bench/messages.py   message arrival to groups of 10, 100 and 1,000: WAL, index entries, HOT
 #   bench/lists.py      the conversation list and the badge for users of 20 to 100,000 conversations
-#   bash bench/run.sh           all three, full runs (about 40 minutes); prints the markdown tables
+#                       (and of 20 and 200 large channels)
+#   bench/mode_change.py a channel made large and per member again while messages arrive
+#   bash bench/run.sh           all four, full runs (about 45 minutes); prints the markdown tables
 #   bash bench/run.sh --smoke   seconds on tiny data, so the harness cannot rot (CI runs this)
 #   bash bench/run.sh --citus   bench.py's hit, miss and fan-out on a Citus cluster (coordinator and
 #                               two workers: Citus 13.2 on 15, Citus 14.0 on 18) beside the single
 #                               node, in one run
-#   bash bench/run.sh --only messages|lists|WORKLOAD   one benchmark, or one of bench.py's workloads
+#   bash bench/run.sh --only messages|lists|mode_change|WORKLOAD   one benchmark, or one of bench.py's workloads
 # Builds and installs the release build, and runs on a private cluster of its own, on PostgreSQL
 # PGCONV_PG (15 by default, or 18: scripts/pg.sh; the report names the server version).
 set -euo pipefail
@@ -41,11 +43,12 @@ fi
 only=$(sed -n 's/.*--only \([^ ]*\).*/\1/p' <<<" $* ")
 smoke=$([[ " $* " = *" --smoke "* ]] && echo --smoke || true)
 case "$only" in
-messages | lists) python3 "bench/$only.py" $smoke ;;
+messages | lists | mode_change) python3 "bench/$only.py" $smoke ;;
 *)
     python3 bench/bench.py "$@"
     if [ -z "$only" ] && [[ " $* " != *" --citus "* ]]; then
         python3 bench/messages.py $smoke
         python3 bench/lists.py $smoke
+        python3 bench/mode_change.py $smoke
     fi ;;
 esac

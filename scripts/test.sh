@@ -136,12 +136,15 @@ bench_smoke() {
     done
     [ "$(grep -c '^| get_or_create_conversation |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "get_or_create_conversation is missing from a table"; return 1; }
-    # Message arrival (groups of 10 and 100 in smoke mode, and the sizes after the run) and the
-    # list reads (users of 20 and 1,000).
+    # Message arrival (groups of 10 and 100 in smoke mode, and the sizes after the run), the
+    # list reads (users of 20 and 1,000, without and with 20 large channels) and the mode change
+    # (a group of 100).
     [ "$(grep -c '^| conversation_message_arrived |' "$WORK/bench-smoke.md")" = 3 ] ||
         { echo "conversation_message_arrived is missing from a message arrival table"; return 1; }
-    [ "$(grep -c '^| conversation_list: first page of 20 |' "$WORK/bench-smoke.md")" = 2 ] ||
+    [ "$(grep -c '^| conversation_list: first page of 20 |' "$WORK/bench-smoke.md")" = 4 ] ||
         { echo "conversation_list is missing from a list table"; return 1; }
+    [ "$(grep -c '^| conversation_channel_make_large |' "$WORK/bench-smoke.md")" = 1 ] ||
+        { echo "the mode change table is missing"; return 1; }
     # The Citus mode, where Citus is installed: hit, miss and fan-out on both.
     [ -f "$(pg_config --pkglibdir)/citus.so" ] || return 0
     bash bench/run.sh --smoke --citus >"$WORK/bench-smoke-citus.md" 2>&1 || { cat "$WORK/bench-smoke-citus.md"; return 1; }

@@ -26,6 +26,8 @@ struct Checked {
     index: pg_sys::Oid,
     /// The attribute numbers of last_msg_seq, updated_at and version.
     columns: [i16; 3],
+    /// The attribute numbers of channel_id and channel_type (the key).
+    key: [i16; 2],
     /// Whether it has members and member_digest (0.10.0): before, no channel is made large.
     member_set: bool,
 }
@@ -99,23 +101,40 @@ impl ChannelTable {
     /// The channel row of (channel_id, channel_type) that `probe`, one of this table's, finds.
     pub fn channel_in(&self, probe: &mut IndexProbe, channel_id: &[u8], channel_type: i16) -> Option<Channel> {
         let slot = probe.channel(channel_id, channel_type)?;
+        // SAFETY: the probe's slot, holding a row of this table.
+        Some(unsafe { self.values(slot) })
+    }
+
+    /// The table, its key's columns (channel_id, channel_type) and a slot's row of it: for
+    /// channel_rows.rs, which fetches rows by TID.
+    pub fn relation(&self) -> pg_sys::Relation {
+        self.relation
+    }
+
+    pub fn relid(&self) -> pg_sys::Oid {
+        self.checked.relid
+    }
+
+    pub fn key_columns(&self) -> [i16; 2] {
+        self.checked.key
+    }
+
+    /// What the row in `slot` says of its channel's messages.
+    ///
+    /// # Safety
+    /// `slot` holds a visible row of this table, read before it moves on.
+    pub unsafe fn values(&self, slot: *mut pg_sys::TupleTableSlot) -> Channel {
         let [last_msg_seq, updated_at, version] = self.checked.columns;
-        // SAFETY: a slot of this relation holding a visible row; NOT NULL columns of int8 and
-        // timestamptz (checked), read before the probe moves on.
-        unsafe {
-            let value = |attnum: i16| {
-                let mut null = false;
-                let datum = pg_sys::slot_getattr(slot, i32::from(attnum), &mut null);
-                if null {
-                    errors::table_shape(
-                        "a conversation_channel row holds NULL",
-                        "UPDATE conversation_channel SET ... the column's default",
-                    );
-                }
-                datum.value() as i64
-            };
-            Some(Channel { last_msg_seq: value(last_msg_seq), updated_at: value(updated_at), version: value(version) })
-        }
+        // NOT NULL columns of int8 and timestamptz (checked).
+        let value = |attnum: i16| {
+            let mut null = false;
+            let datum = pg_sys::slot_getattr(slot, i32::from(attnum), &mut null);
+            if null {
+                errors::table_shape("a conversation_channel row holds NULL", "UPDATE conversation_channel SET ... the column's default");
+            }
+            datum.value() as i64
+        };
+        Channel { last_msg_seq: value(last_msg_seq), updated_at: value(updated_at), version: value(version) }
     }
 }
 
@@ -162,7 +181,7 @@ unsafe fn check(relation: pg_sys::Relation) -> Checked {
         errors::channel_table_shape("its primary key on (channel_id text, channel_type smallint) is missing, changed or not valid");
     }
     let member_set = typed(c"members", pg_sys::INT4OID).is_some() && typed(c"member_digest", pg_sys::INT8OID).is_some();
-    Checked { relid, index, columns, member_set }
+    Checked { relid, index, columns, key: key.map(|attnum| attnum.unwrap_or(0)), member_set }
 }
 
 /// # Safety

@@ -11,9 +11,10 @@ use pgrx::pg_sys;
 use crate::glue::call::varlena_bytes;
 use crate::glue::errors;
 use crate::glue::invalidation;
+use crate::relation::channel_rows::ChannelRows;
 use crate::relation::channel_table::ChannelTable;
 use crate::relation::large::{derived, Channel, Counted};
-use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::probe::Snapshot;
 
 /// The attribute number of `large` in a row descriptor, 0 where it has none (before 0.9.0, or
 /// a table without it: no large membership).
@@ -143,14 +144,14 @@ pub struct Standing {
 
 /// What one call reads its large memberships with, each as it stands with its channel's row (as
 /// the call's snapshot sees it, in the channel table of its schema): a list reads every large
-/// channel of its user, so with the statement's snapshot the channel rows come from one scan of
-/// the channel table, opened at the first; and each row descriptor's columns are looked up once.
+/// channel of its user, so with the statement's snapshot the channel rows come from
+/// channel_rows.rs, opened at the first; and each row descriptor's columns are looked up once.
 pub struct Memberships {
     schema: pg_sys::Oid,
     snapshot: Snapshot,
-    /// The scan and its table (the scan dropped first), with the statement's snapshot only: that
-    /// snapshot is every probe's of the call, so the scan may outlive probes opened after it.
-    channels: Option<(IndexProbe, ChannelTable)>,
+    /// With the statement's snapshot only: that snapshot is every probe's of the call, so its
+    /// scan may outlive probes opened after it.
+    channels: Option<ChannelRows>,
     columns: Vec<(pg_sys::TupleDesc, Columns)>,
 }
 
@@ -175,11 +176,7 @@ impl Memberships {
             return ChannelTable::open(self.schema).channel(channel_id, channel_type, Snapshot::Fresh);
         }
         let schema = self.schema;
-        let (probe, table) = self.channels.get_or_insert_with(|| {
-            let table = ChannelTable::open(schema);
-            (table.probe(Snapshot::Statement), table)
-        });
-        table.channel_in(probe, channel_id, channel_type)
+        self.channels.get_or_insert_with(|| ChannelRows::open(schema)).channel(channel_id, channel_type)
     }
 
     /// The large membership `tuple`, a row of `desc`, as it stands. A channel row gone (a DBA

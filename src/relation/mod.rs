@@ -5,10 +5,12 @@
 //! (`result_row`), and the SQL statements run on it (`statements`). `entry` is the one way a SQL
 //! function reaches it. Beside it, the table of conversations that left a list
 //! (`departure_table`), and the table of large channels (`channel_table`), whose rows a large
-//! membership is read with (`membership`, by the rule of `large`). What is remembered of them is
+//! membership is read with (`membership`, by the rule of `large`; a call's many through
+//! `channel_rows`, which remembers where each was found). What is remembered of them is
 //! forgotten through glue's `invalidation`.
 
 pub mod catalog;
+pub mod channel_rows;
 pub mod channel_table;
 pub mod citus;
 pub mod departure_table;

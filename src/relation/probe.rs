@@ -95,6 +95,32 @@ impl IndexProbe {
         self.first_equal(&[(TEXT_EQUAL, text_datum(channel_id)), (INT2_EQUAL, pg_sys::Datum::from(channel_type))])
     }
 
+    /// As `channel`, with the TID of the row's index entry: the root of its HOT chain, from which
+    /// a fetch finds the row's visible version after HOT updates (channel_rows.rs keeps it).
+    pub fn channel_and_root(
+        &mut self,
+        channel_id: &[u8],
+        channel_type: i16,
+    ) -> Option<(*mut pg_sys::TupleTableSlot, pg_sys::ItemPointerData)> {
+        let bounds = equal_bounds(&[(TEXT_EQUAL, text_datum(channel_id)), (INT2_EQUAL, pg_sys::Datum::from(channel_type))]);
+        self.rescan(&bounds[..2], None);
+        // SAFETY: the index-scan protocol (index_getnext_slot's, in its two steps) on a scan
+        // rescanned with its keys, under an MVCC snapshot (one visible version per entry); the
+        // TID is copied before the fetch moves it along the chain.
+        unsafe {
+            loop {
+                let tid = pg_sys::index_getnext_tid(self.scan, pg_sys::ScanDirection::ForwardScanDirection);
+                if tid.is_null() {
+                    return None;
+                }
+                let root = *tid;
+                if pg_sys::index_fetch_heap(self.scan, self.slot) {
+                    return Some((self.slot, root));
+                }
+            }
+        }
+    }
+
     /// For a probe of the channel index: whether the channel has any visible conversation.
     pub fn channel_has_rows(&mut self, table: &Table, channel_id: &[u8], channel_type: i16) -> bool {
         self.first_equal(&[(TEXT_EQUAL, text_datum(channel_id)), (table.channel_type_equality(), table.channel_type_datum(channel_type))])
@@ -103,11 +129,7 @@ impl IndexProbe {
 
     /// The first visible row whose leading index columns equal `values` (equality function, value).
     fn first_equal(&mut self, values: &[(pg_sys::Oid, pg_sys::Datum)]) -> Option<*mut pg_sys::TupleTableSlot> {
-        let mut bounds = [Bound { column: 0, strategy: 0, function: pg_sys::InvalidOid, value: pg_sys::Datum::from(0) }; MAX_BOUNDS];
-        for (i, &(function, value)) in values.iter().enumerate() {
-            bounds[i] = Bound { column: (i + 1) as pg_sys::AttrNumber, strategy: pg_sys::BTEqualStrategyNumber, function, value };
-        }
-        self.rescan(&bounds[..values.len()], Some(pg_sys::ScanDirection::ForwardScanDirection))
+        self.rescan(&equal_bounds(values)[..values.len()], Some(pg_sys::ScanDirection::ForwardScanDirection))
     }
 
     /// Starts a walk, largest first, over the visible rows that meet `bounds` (as many as the
@@ -159,6 +181,15 @@ impl IndexProbe {
         // SAFETY: a scan rescanned with its keys.
         unsafe { pg_sys::index_getnext_slot(self.scan, direction, self.slot).then_some(self.slot) }
     }
+}
+
+/// Bounds of equality on the leading index columns, one per (equality function, value).
+fn equal_bounds(values: &[(pg_sys::Oid, pg_sys::Datum)]) -> [Bound; MAX_BOUNDS] {
+    let mut bounds = [Bound { column: 0, strategy: 0, function: pg_sys::InvalidOid, value: pg_sys::Datum::from(0) }; MAX_BOUNDS];
+    for (i, &(function, value)) in values.iter().enumerate() {
+        bounds[i] = Bound { column: (i + 1) as pg_sys::AttrNumber, strategy: pg_sys::BTEqualStrategyNumber, function, value };
+    }
+    bounds
 }
 
 impl Drop for IndexProbe {

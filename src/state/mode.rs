@@ -17,7 +17,7 @@
 //! A message makes its channel large itself when it names at least
 //! pg_conversation.large_channel_members members (glue/settings.rs): then it takes the lock
 //! exclusively if no other transaction holds it, without waiting (a message in flight leaves
-//! the change to a later message), and the change is made_large's.
+//! the change to a later message), and the change is make_large's.
 
 use pgrx::pg_sys;
 

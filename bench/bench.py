@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from harness import SMOKE, psql, ratios, run_pgbench
+from harness import SMOKE, header, psql, ratios, run_pgbench
 
 CITUS = "--citus" in sys.argv[1:]
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[1:] else None
@@ -228,12 +228,10 @@ def main():
         load(env)
     if CITUS:
         distribute(ENVIRONMENTS[1][1])
-    version = psql("SELECT version()")
-    cores = os.cpu_count()
-    print(f"# pg_conversation benchmark{' (smoke)' if SMOKE else ''}\n")
-    print(f"{USERS} users x {2 * CHANNEL_PAIRS} conversations each (half CMD), {ROUNDS} rounds x {SECONDS} s per "
-          f"approach, approaches alternating; pgbench -M prepared, {CLIENTS} clients "
-          f"({CONTENTION_CLIENTS} for contention), {cores} cores; {version.split(',')[0]}.\n")
+    header("pg_conversation benchmark",
+           f"{USERS} users x {2 * CHANNEL_PAIRS} conversations each (half CMD), {ROUNDS} rounds x {SECONDS} s per "
+           f"approach, approaches alternating; pgbench -M prepared, {CLIENTS} clients "
+           f"({CONTENTION_CLIENTS} for contention)")
     if CITUS:
         citus = psql("SELECT citus_version()", ENVIRONMENTS[1][1]).split(" on ")[0]
         workers = psql("SELECT count(*) FROM citus_get_active_worker_nodes()", ENVIRONMENTS[1][1])

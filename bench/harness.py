@@ -24,6 +24,14 @@ def psql(sql, env=None):
     return done.stdout.strip()
 
 
+def header(title, setup):
+    """Prints a benchmark's title and what it ran: `setup`, then the machine's cores and the
+    server's version (markdown, as every table after it)."""
+    version = psql("SELECT version()").split(",")[0]
+    print(f"# {title}{' (smoke)' if SMOKE else ''}\n")
+    print(f"{setup}; {os.cpu_count()} cores; {version}.\n")
+
+
 def run_pgbench(script, clients, seconds, env=None):
     """(tps, transactions, errors) of `script` run by `clients` for `seconds`."""
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as f:

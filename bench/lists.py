@@ -22,9 +22,7 @@ reference: what a user's large channels add to what they read.
 usage: lists.py [--smoke]
 """
 
-import os
-
-from harness import SMOKE, psql, ratios, run_pgbench, median_spread
+from harness import SMOKE, header, psql, ratios, run_pgbench, median_spread
 
 USERS = [20, 1000] if SMOKE else [20, 1000, 100000]
 ROUNDS = 1 if SMOKE else 5
@@ -153,10 +151,8 @@ def compare(title, approaches, user, position):
 
 def main():
     load()
-    version = psql("SELECT version()").split(",")[0]
-    print(f"# the conversation list and the badge{' (smoke)' if SMOKE else ''}\n")
-    print(f"pgbench -M prepared, {CLIENTS} clients, {ROUNDS} rounds x {SECONDS} s per approach, approaches "
-          f"alternating; {os.cpu_count()} cores; {version}.\n")
+    header("the conversation list and the badge",
+           f"pgbench -M prepared, {CLIENTS} clients, {ROUNDS} rounds x {SECONDS} s per approach, approaches alternating")
     for n in USERS:
         user = f"list{n}"
         compare(f"a user with {n} conversations", APPROACHES, user, sync_position(user))

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import time
 
-from harness import PGBENCH, SMOKE, psql, run_pgbench
+from harness import PGBENCH, SMOKE, header, psql, run_pgbench
 
 SIZES = [10, 100] if SMOKE else [10, 100, 1000]
 CONVERSATIONS_PER_SIZE = 400 if SMOKE else 20000
@@ -143,11 +143,10 @@ def updates(tables):
 
 def main():
     load()
-    version = psql("SELECT version()").split(",")[0]
-    print(f"# message arrival{' (smoke)' if SMOKE else ''}\n")
-    print(f"{CONVERSATIONS_PER_SIZE} member conversations per group size, {USERS} users; {CLIENTS} clients sending "
-          f"to random groups, {ROUNDS} rounds x {SECONDS} s per approach, approaches alternating; "
-          f"a CHECKPOINT before every run; {os.cpu_count()} cores; {version}.\n")
+    header("message arrival",
+           f"{CONVERSATIONS_PER_SIZE} member conversations per group size, {USERS} users; {CLIENTS} clients sending "
+           f"to random groups, {ROUNDS} rounds x {SECONDS} s per approach, approaches alternating; "
+           f"a CHECKPOINT before every run")
     runs = [(size, a) for size in SIZES for a in APPROACHES]
     results = {run: {"tps": [], "messages": 0, "updates": 0, "hot": 0, "records": 0, "images": 0, "entries": 0}
                for run in runs}

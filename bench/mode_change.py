@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import PGBENCH, SMOKE, psql
+from harness import PGBENCH, SMOKE, header, psql
 
 SIZES = [100] if SMOKE else [1000, 10000]
 ROUNDS = 1 if SMOKE else 5
@@ -95,10 +95,9 @@ def describe(latencies, seconds):
 
 def main():
     load()
-    version = psql("SELECT version()").split(",")[0]
-    print(f"# a channel's mode change under load{' (smoke)' if SMOKE else ''}\n")
-    print(f"{CLIENTS} clients sending messages to the channel without pause; the channel made large and per member "
-          f"again {ROUNDS} times, a change a second; {os.cpu_count()} cores; {version}.\n")
+    header("a channel's mode change under load",
+           f"{CLIENTS} clients sending messages to the channel without pause; the channel made large and per member "
+           f"again {ROUNDS} times, a change a second")
     for size in SIZES:
         transactions, changes = run(size)
         print(f"### a group of {size}\n")

@@ -71,7 +71,7 @@ impl ChannelRows {
         if let Some(channel) = self.at_remembered(relid, key, channel_id, channel_type) {
             return Some(channel);
         }
-        let (slot, root) = self.probe.channel_and_root(channel_id, channel_type)?;
+        let (slot, root) = self.probe.channel(channel_id, channel_type)?;
         remember(relid, key, root);
         // SAFETY: the probe's slot, holding a visible row of the table.
         Some(unsafe { self.table.values(slot) })

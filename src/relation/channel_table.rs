@@ -81,28 +81,24 @@ impl ChannelTable {
         }
     }
 
-    /// Whether messages may write it: it keeps the member set a message names (0.10.0's update;
-    /// a database not updated yet has no large channel).
-    pub fn keeps_member_sets(&self) -> bool {
-        self.checked.member_set
+    /// The channel table of `schema` if messages may write it: it exists and keeps the member
+    /// set a message names (0.10.0's update; a database not updated yet has no large channel).
+    pub fn for_messages(schema: pg_sys::Oid) -> Option<ChannelTable> {
+        relid_in(schema)?;
+        Some(ChannelTable::open(schema)).filter(|table| table.checked.member_set)
     }
 
     /// The channel row of (channel_id, channel_type) as `snapshot` sees it, or None.
     pub fn channel(&self, channel_id: &[u8], channel_type: i16, snapshot: Snapshot) -> Option<Channel> {
-        self.channel_in(&mut self.probe(snapshot), channel_id, channel_type)
+        let mut probe = self.probe(snapshot);
+        let (slot, _) = probe.channel(channel_id, channel_type)?;
+        // SAFETY: the probe's slot, holding a visible row of this table.
+        Some(unsafe { self.values(slot) })
     }
 
-    /// A probe of the primary key, for `channel_in` (a call that reads many channel rows keeps
-    /// one), dropped before this table.
+    /// A probe of the primary key, dropped before this table.
     pub fn probe(&self, snapshot: Snapshot) -> IndexProbe {
         IndexProbe::open(self.relation, self.checked.index, 2, snapshot)
-    }
-
-    /// The channel row of (channel_id, channel_type) that `probe`, one of this table's, finds.
-    pub fn channel_in(&self, probe: &mut IndexProbe, channel_id: &[u8], channel_type: i16) -> Option<Channel> {
-        let slot = probe.channel(channel_id, channel_type)?;
-        // SAFETY: the probe's slot, holding a row of this table.
-        Some(unsafe { self.values(slot) })
     }
 
     /// The table, its key's columns (channel_id, channel_type) and a slot's row of it: for

@@ -90,18 +90,10 @@ impl IndexProbe {
         ])
     }
 
-    /// For a probe of conversation_channel's primary key: the channel's visible row.
-    pub fn channel(&mut self, channel_id: &[u8], channel_type: i16) -> Option<*mut pg_sys::TupleTableSlot> {
-        self.first_equal(&[(TEXT_EQUAL, text_datum(channel_id)), (INT2_EQUAL, pg_sys::Datum::from(channel_type))])
-    }
-
-    /// As `channel`, with the TID of the row's index entry: the root of its HOT chain, from which
-    /// a fetch finds the row's visible version after HOT updates (channel_rows.rs keeps it).
-    pub fn channel_and_root(
-        &mut self,
-        channel_id: &[u8],
-        channel_type: i16,
-    ) -> Option<(*mut pg_sys::TupleTableSlot, pg_sys::ItemPointerData)> {
+    /// For a probe of conversation_channel's primary key: the channel's visible row, and the TID
+    /// of its index entry: the root of its HOT chain, from which a fetch finds the row's visible
+    /// version after HOT updates (channel_rows.rs keeps it).
+    pub fn channel(&mut self, channel_id: &[u8], channel_type: i16) -> Option<(*mut pg_sys::TupleTableSlot, pg_sys::ItemPointerData)> {
         let bounds = equal_bounds(&[(TEXT_EQUAL, text_datum(channel_id)), (INT2_EQUAL, pg_sys::Datum::from(channel_type))]);
         self.rescan(&bounds[..2], None);
         // SAFETY: the index-scan protocol (index_getnext_slot's, in its two steps) on a scan

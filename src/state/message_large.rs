@@ -89,12 +89,7 @@ pub fn arrived(
     let (names, schema) = (&table.table.names, table.table.schema);
     // Large only with a channel row (read directly: a per-member channel's message runs no
     // statement for it), in a database updated to 0.10.0.
-    channel_table::relid_in(schema)?;
-    let channels = ChannelTable::open(schema);
-    if !channels.keeps_member_sets() || channels.channel(key.channel_id, key.channel_type, Snapshot::Fresh).is_none() {
-        return None;
-    }
-    drop(channels);
+    ChannelTable::for_messages(schema)?.channel(key.channel_id, key.channel_type, Snapshot::Fresh)?;
     let channel = [arg(text_datum(key.channel_id)), arg(pg_sys::Datum::from(key.channel_type))];
     let on_channel = |statement: &Statement, args: &[Arg]| {
         as_owner_of(channel_table::required_in(schema), || run(statements, &prepared(statements, names, statement), args))

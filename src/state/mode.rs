@@ -182,11 +182,7 @@ pub fn make_large(statements: &Statements, table: &OpenTable, members: &Members<
 pub fn made_large_by_message(statements: &Statements, table: &OpenTable, members: &[PositionedKey<'_>]) -> bool {
     let Some(first) = members.first() else { return false };
     let schema = table.table.schema;
-    if !settings::makes_large(members.len())
-        || table.table.distributed
-        || channel_table::relid_in(schema).is_none()
-        || !ChannelTable::open(schema).keeps_member_sets()
-    {
+    if !settings::makes_large(members.len()) || table.table.distributed || ChannelTable::for_messages(schema).is_none() {
         return false;
     }
     let (channel_id, channel_type) = (first.key.channel_id, first.key.channel_type);

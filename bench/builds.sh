@@ -4,10 +4,11 @@
 # alike: get_or_create_conversation's hit and miss (called in FROM, as bench.py's
 # "get_or_create_conversation") from each build, with the plain SELECT and the plain INSERT of the
 # same rows; conversation_list's first page of 20, with one indexed read of 20 rows (bench/lists.py's
-# reference), and the list and badge of users of 20 large channels; conversation_message_arrived,
-# a new message to a group of 100 (with the single UPDATE of its members' rows in a copy) and a
-# redelivered one to a group of 1,000 (with reading their rows). Each build's mean latency comes from pgbench's transaction log; reported as speed x
-# the plain statement, per run, with the median and spread over the runs.
+# reference), a sync with nothing changed, and the list, the badge and that sync of users of 20
+# large channels; conversation_message_arrived, a new message to a group of 100 (with the single UPDATE
+# of its members' rows in a copy) and a redelivered one to a group of 1,000 (with reading their
+# rows). Each build's mean latency comes from pgbench's transaction log; reported as speed x the
+# plain statement, per run, with the median and spread over the runs.
 #   bash bench/builds.sh OLD.so NEW.so [SECONDS] [RUNS]     (20 s and 5 runs by default)
 # OLD.so and NEW.so are library files (copy target/release/pg_conversation.so, or the installed
 # one, aside after each build). The extension's objects come from the installed build; each
@@ -20,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
 source bench/two_builds.sh
-[ $# -ge 2 ] || { sed -n '2,18p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,19p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-builds$PG_SUFFIX}
 PORT=${PGCONV_BENCH_PORT:-$((55450 + PG_PORT_OFFSET))}
 SECONDS_PER_RUN=${3:-20} RUNS=${4:-5}
@@ -104,6 +105,21 @@ for build in old new; do
     printf '%s\nSELECT * FROM %s_list(%s, 1, NULL, 20);\n' "$key" "$build" "'w' || :u" >"$DIR/scripts/large_list_$build.sql"
     printf '%s\nSELECT * FROM %s_unread(%s, 1);\n' "$key" "$build" "'w' || :u" >"$DIR/scripts/large_badge_$build.sql"
 done
+# A sync with nothing changed of a user without large channels (u1) and of one with them (w1):
+# from the position after a whole first pass (as bench/lists.py takes it), against an indexed
+# read of 20 rows of u1.
+last_position() {
+    psql -X -qAt -c "SELECT position FROM conversation_list('$1', 1, $2, 1000) WITH ORDINALITY ORDER BY ordinality DESC LIMIT 1"
+}
+for user in u1 w1; do
+    position=$(last_position "$user" NULL)
+    while next=$(last_position "$user" "'$position'") && [ -n "$next" ]; do position=$next; done
+    workload=$([ "$user" = u1 ] && echo sync || echo large_sync)
+    printf 'SELECT * FROM bench.list_plain WHERE uid = %s ORDER BY updated_at DESC LIMIT 20;\n' "'u1'" >"$DIR/scripts/${workload}_plain.sql"
+    for build in old new; do
+        printf 'SELECT * FROM %s_list(%s, 1, %s, 20);\n' "$build" "'$user'" "'$position'" >"$DIR/scripts/${workload}_$build.sql"
+    done
+done
 # Messages: a new one to a group of 100, against the usual single UPDATE of its members; a
 # redelivery (seq 1, which every member has) to a group of 1,000, against reading their rows.
 # Each client sends to groups of its own (two single UPDATEs of one group can deadlock).
@@ -162,5 +178,7 @@ mixed miss | report "miss (FROM form)" "plain INSERT"
 mixed list | report "conversation_list, first page of 20 (1 of 1,000 users of 50 chats)" "indexed read of 20 rows"
 mixed large_list | report "conversation_list, first page of 20 (a user of 50 chats and 20 large channels)" "indexed read of 20 rows"
 mixed large_badge | report "conversation_unread (a user of 50 chats and 20 large channels)" "sum over the user's rows"
+mixed sync | report "conversation_list, a sync with nothing changed (1 of 1,000 users of 50 chats)" "indexed read of 20 rows"
+mixed large_sync | report "conversation_list, a sync with nothing changed (a user of 50 chats and 20 large channels)" "indexed read of 20 rows"
 mixed message | report "conversation_message_arrived, a new message to a group of 100" "UPDATE of its members"
 mixed redelivery | report "conversation_message_arrived, a redelivered message to a group of 1,000" "SELECT of its members' rows"

@@ -39,11 +39,14 @@ impl Reading<'_> {
 
     /// Whether a row at `place`, whose state is made of writes stamped `stamps`, belongs to the
     /// page: any of them since the horizon, the row below the cursor.
-    fn takes_any(&self, place: Cursor, mut stamps: impl Iterator<Item = i64>) -> bool {
-        let changed = self
-            .since
-            .is_none_or(|(_, ceiling, in_flight)| stamps.any(|version| version >= ceiling || in_flight.binary_search(&version).is_ok()));
-        changed && (place.version, place.updated_at, place.id) < (self.cursor.version, self.cursor.updated_at, self.cursor.id)
+    fn takes_any(&self, place: Cursor, stamps: impl Iterator<Item = i64>) -> bool {
+        self.changed(stamps) && (place.version, place.updated_at, place.id) < (self.cursor.version, self.cursor.updated_at, self.cursor.id)
+    }
+
+    /// Whether any of the writes stamped `stamps` is since the horizon (every one, without one).
+    fn changed(&self, mut stamps: impl Iterator<Item = i64>) -> bool {
+        self.since
+            .is_none_or(|(_, ceiling, in_flight)| stamps.any(|version| version >= ceiling || in_flight.binary_search(&version).is_ok()))
     }
 }
 
@@ -74,12 +77,19 @@ pub fn table_sources(table: &OpenTable, indexes: &ListIndexes, changed: bool) ->
     states.iter().map(|&index| Source { heap: table.relation, index, places, departed: false }).collect()
 }
 
-/// A row of a page: a copy of a conversation's or a departure's row (palloc'd in the call's
-/// memory, or a statement's result row alive until SPI_finish), and its place in the list.
+/// A row of a page, and its place in the list.
 pub struct Copied {
-    pub tuple: pg_sys::HeapTuple,
+    pub row: PageRow,
     pub place: Cursor,
     pub departed: bool,
+}
+
+/// What a row of a page holds: a copy of a conversation's or a departure's row (palloc'd in the
+/// call's memory, or a statement's result row alive until SPI_finish); or a large membership's
+/// values as it stands, deformed from such a row (its by-reference values point into it).
+pub enum PageRow {
+    Tuple(pg_sys::HeapTuple),
+    Standing(Vec<pg_sys::Datum>, Vec<bool>),
 }
 
 /// The rows `walk` takes, each copied out of its slot; a departure only where `keep_departure`
@@ -98,8 +108,7 @@ pub fn copies(
         // a large channel stands in the list indexes at its stored place: large_copies lists it.
         unsafe {
             let desc = (*slot).tts_tupleDescriptor;
-            let fetched = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            if !departed && membership::is_large(fetched, desc, membership::large_column_of((*slot).tts_tableOid, desc)) {
+            if !departed && membership::slot_is_large(slot, membership::large_column_of((*slot).tts_tableOid, desc)) {
                 return false;
             }
         }
@@ -108,7 +117,7 @@ pub fn copies(
         if departed && !keep_departure(tuple) {
             return false;
         }
-        rows.push(Copied { tuple, place, departed });
+        rows.push(Copied { row: PageRow::Tuple(tuple), place, departed });
         true
     });
     rows
@@ -138,10 +147,17 @@ pub fn large_copies(
         let mut probe = IndexProbe::open(table.relation, index, bounds.len(), Snapshot::Statement);
         probe.walk_backward(&bounds);
         while let Some(slot) = probe.next_largest() {
-            // SAFETY: the slot holds a row of the table, read before the walk moves on.
+            // A sync first asks whether the membership or its channel changed since the horizon,
+            // from their stamps alone: most have not (a sync with nothing changed reads no more).
+            // SAFETY: the slot holds a row of the table.
+            if reading.since.is_some() && !reading.changed(unsafe { memberships.stamps(slot) }.into_iter().flatten()) {
+                continue;
+            }
+            // SAFETY: the slot holds a row of the table, read before the walk moves on. The copy
+            // (palloc'd in the call's memory) holds what the page's values point to.
             unsafe {
                 let id = place_of(slot, &Places { version: indexes.version, updated_at: indexes.updated_at, id: indexes.id }).id;
-                let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
+                let tuple = pg_sys::ExecCopySlotHeapTuple(slot);
                 rows.extend(large_copy(&mut memberships, tuple, (*slot).tts_tupleDescriptor, id, reading, changed));
             }
         }
@@ -149,12 +165,13 @@ pub fn large_copies(
     rows
 }
 
-/// The membership of a large channel `tuple` (a row of `desc`, with `id`), formed as it stands
-/// (read by `memberships`) with its place there, if a pass reading `reading` takes it (a hidden
-/// one only when `changed`). The formed row is palloc'd in the current memory, as a copy is.
+/// The membership of a large channel `tuple` (a row of `desc`, with `id`), as it stands (read by
+/// `memberships`) with its place there, if a pass reading `reading` takes it (a hidden one only
+/// when `changed`). Its values are not formed into a row again: the page's output takes them.
 ///
 /// # Safety
-/// `tuple` is a valid row of `desc`, a row of the extension's table, alive as long as `memberships`.
+/// `tuple` is a valid row of `desc`, a row of the extension's table, alive as long as the page
+/// (its values point into it) and as `memberships`.
 pub unsafe fn large_copy(
     memberships: &mut Memberships,
     tuple: pg_sys::HeapTuple,
@@ -163,15 +180,14 @@ pub unsafe fn large_copy(
     reading: &Reading<'_>,
     changed: bool,
 ) -> Option<Copied> {
-    let mut standing = memberships.standing(tuple, desc);
+    let standing = memberships.standing(tuple, desc);
     let now = standing.now;
     let place = Cursor { version: now.version, updated_at: now.updated_at, id };
     let stamps = [Some(standing.row_version), standing.channel_version];
     if (now.hidden && !changed) || !reading.takes_any(place, stamps.iter().flatten().copied()) {
         return None;
     }
-    let formed = pg_sys::heap_form_tuple(desc, standing.values.as_mut_ptr(), standing.nulls.as_mut_ptr());
-    Some(Copied { tuple: formed, place, departed: false })
+    Some(Copied { row: PageRow::Standing(standing.values, standing.nulls), place, departed: false })
 }
 
 /// Hands `emit` the next rows of `sources` for `uid` (of `types`), in list order, each as its
@@ -319,13 +335,13 @@ fn advance(walk: &mut Walk, reading: &Reading<'_>) {
 /// A row's place in the list: its version, updated_at and id.
 pub fn place_of(slot: *mut pg_sys::TupleTableSlot, places: &Places) -> Cursor {
     // SAFETY: the slot holds a row of its relation, whose descriptor it carries; the three columns
-    // are NOT NULL bigint, timestamptz and bigint (table.rs and departure_table.rs checked).
+    // are NOT NULL bigint, timestamptz and bigint (table.rs and departure_table.rs checked). The
+    // slot deforms the row once and keeps what it deformed (heap_getattr past a text column walks
+    // the row from its start each time: 5% of a first page).
     unsafe {
-        let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-        let desc = (*slot).tts_tupleDescriptor;
         let value = |attnum: i16| {
             let mut null = false;
-            let datum = pg_sys::heap_getattr(tuple, attnum as _, desc, &mut null);
+            let datum = pg_sys::slot_getattr(slot, attnum as _, &mut null);
             if null {
                 0
             } else {

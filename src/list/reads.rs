@@ -22,7 +22,7 @@ use crate::glue::errors;
 use crate::input::key::ConversationKey;
 use crate::list::departures::Departures;
 use crate::list::history::{self, Reach};
-use crate::list::list_scan::{self, Copied, Reading};
+use crate::list::list_scan::{self, Copied, PageRow, Reading};
 use crate::list::own_writes::{self, Outcome};
 use crate::list::position::{max_in_flight, Cursor, Horizon, Origin, PassPositions, Position, EARLIER_FORMAT, MAX_POSITION_BYTES};
 use crate::list::stamp;
@@ -468,7 +468,7 @@ impl Page<'_> {
                 let mut rows = (0..returned.len())
                     .map(|row| {
                         let place = Cursor { version: value(row, version), updated_at: value(row, updated_at), id: value(row, id) };
-                        Copied { tuple: returned.tuple(row), place, departed: false }
+                        Copied { row: PageRow::Tuple(returned.tuple(row)), place, departed: false }
                     })
                     .collect::<Vec<_>>();
                 // The departures are read from their index here too, and merged: each side holds
@@ -510,16 +510,17 @@ impl Page<'_> {
             let position = Some(text_datum(position.as_bytes()));
             let yes = Some(pg_sys::Datum::from(true));
             // SAFETY: a row of its descriptor (a copy, or alive until SPI_finish).
-            let (values, nulls) = match (row.departed, &departed_map, departures) {
-                (true, Some(map), Some(departures)) => {
-                    let (values, nulls) = unsafe { deformed(row.tuple, departures.desc()) };
+            let (values, nulls) = match (&row.row, row.departed, &departed_map, departures) {
+                (PageRow::Tuple(tuple), true, Some(map), Some(departures)) => {
+                    let (values, nulls) = unsafe { deformed(*tuple, departures.desc()) };
                     // position, departed, hidden: the client removes it; the rest of its state is gone.
                     map.fill(&values, &nulls, &[position, yes, yes])
                 }
-                _ => {
-                    let (values, nulls) = unsafe { deformed(row.tuple, desc) };
+                (PageRow::Tuple(tuple), ..) => {
+                    let (values, nulls) = unsafe { deformed(*tuple, desc) };
                     map.fill(&values, &nulls, &[position, Some(pg_sys::Datum::from(false))])
                 }
+                (PageRow::Standing(values, nulls), ..) => map.fill(values, nulls, &[position, Some(pg_sys::Datum::from(false))]),
             };
             self.output.push(&values, &nulls);
         }

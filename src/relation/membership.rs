@@ -67,6 +67,19 @@ pub unsafe fn is_large(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
     !null && datum.value() != 0
 }
 
+/// `is_large` of the row in `slot` (deformed by the slot, which keeps what it deformed).
+///
+/// # Safety
+/// `slot` holds a valid row of its descriptor.
+pub unsafe fn slot_is_large(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> bool {
+    if attnum == 0 {
+        return false;
+    }
+    let mut null = false;
+    let datum = pg_sys::slot_getattr(slot, attnum, &mut null);
+    !null && datum.value() != 0
+}
+
 /// Where a row keeps what a large channel's messages change, of the extension's types.
 #[derive(Clone, Copy)]
 struct Columns {
@@ -177,6 +190,27 @@ impl Memberships {
         }
         let schema = self.schema;
         self.channels.get_or_insert_with(|| ChannelRows::open(schema)).channel(channel_id, channel_type)
+    }
+
+    /// The stamps the state of the large membership in `slot` is made of: its row's, and its
+    /// channel row's (None without one), as `standing` reads them, without deforming the rest of
+    /// the row.
+    ///
+    /// # Safety
+    /// `slot` holds a valid row of its descriptor, alive as long as this reader.
+    pub unsafe fn stamps(&mut self, slot: *mut pg_sys::TupleTableSlot) -> [Option<i64>; 2] {
+        let columns = self.columns((*slot).tts_tupleDescriptor);
+        let value = |attnum: i32| {
+            let mut null = false;
+            let datum = pg_sys::slot_getattr(slot, attnum, &mut null);
+            (!null).then_some(datum)
+        };
+        let row_version = value(columns.version).map_or(0, |datum| datum.value() as i64);
+        let channel = match (value(columns.channel_id), value(columns.channel_type)) {
+            (Some(channel_id), Some(channel_type)) => self.channel(varlena_bytes(channel_id), channel_type.value() as i16),
+            _ => None,
+        };
+        [Some(row_version), channel.map(|channel| channel.version)]
     }
 
     /// The large membership `tuple`, a row of `desc`, as it stands. A channel row gone (a DBA

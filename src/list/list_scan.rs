@@ -273,13 +273,12 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
     probe.walk_backward(&bounds);
     let (mut unread, mut conversations) = (0i64, 0i64);
     while let Some(slot) = probe.next_largest() {
-        // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer.
+        // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer. Read
+        // through the slot, as place_of reads.
         unsafe {
-            let tuple = pg_sys::ExecFetchSlotHeapTuple(slot, false, std::ptr::null_mut());
-            let desc = (*slot).tts_tupleDescriptor;
             let mut null = false;
-            let count = pg_sys::heap_getattr(tuple, indexes.unread_count as _, desc, &mut null);
-            if !null && !membership::is_large(tuple, desc, large) {
+            let count = pg_sys::slot_getattr(slot, indexes.unread_count as _, &mut null);
+            if !null && !membership::slot_is_large(slot, large) {
                 unread += i64::from(count.value() as i32);
                 conversations += 1;
             }

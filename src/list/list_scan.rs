@@ -21,7 +21,7 @@ use crate::list::position::Cursor;
 use crate::relation::catalog::OpenTable;
 use crate::relation::departure_table::Places;
 use crate::relation::membership::{self, Memberships};
-use crate::relation::probe::{Bound, IndexProbe, Snapshot};
+use crate::relation::probe::{slot_value, Bound, IndexProbe, Snapshot};
 use crate::relation::table::{ListIndexes, INT2_EQUAL, TEXT_EQUAL};
 
 /// What a pass reads: since a horizon (its floor, ceiling and versions in flight, position.rs),
@@ -273,15 +273,11 @@ pub fn unread(table: &OpenTable, indexes: &ListIndexes, uid: &[u8], list_type: O
     probe.walk_backward(&bounds);
     let (mut unread, mut conversations) = (0i64, 0i64);
     while let Some(slot) = probe.next_largest() {
-        // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer. Read
-        // through the slot, as place_of reads.
-        unsafe {
-            let mut null = false;
-            let count = pg_sys::slot_getattr(slot, indexes.unread_count as _, &mut null);
-            if !null && !membership::slot_is_large(slot, large) {
-                unread += i64::from(count.value() as i32);
-                conversations += 1;
-            }
+        // SAFETY: the slot holds a row of the table; unread_count is a NOT NULL integer.
+        let count = unsafe { slot_value(slot, i32::from(indexes.unread_count)) };
+        if let (Some(count), false) = (count, unsafe { membership::slot_is_large(slot, large) }) {
+            unread += i64::from(count.value() as i32);
+            conversations += 1;
         }
     }
     drop(probe);
@@ -334,19 +330,7 @@ fn advance(walk: &mut Walk, reading: &Reading<'_>) {
 /// A row's place in the list: its version, updated_at and id.
 pub fn place_of(slot: *mut pg_sys::TupleTableSlot, places: &Places) -> Cursor {
     // SAFETY: the slot holds a row of its relation, whose descriptor it carries; the three columns
-    // are NOT NULL bigint, timestamptz and bigint (table.rs and departure_table.rs checked). The
-    // slot deforms the row once and keeps what it deformed (heap_getattr past a text column walks
-    // the row from its start each time: 5% of a first page).
-    unsafe {
-        let value = |attnum: i16| {
-            let mut null = false;
-            let datum = pg_sys::slot_getattr(slot, attnum as _, &mut null);
-            if null {
-                0
-            } else {
-                datum.value() as i64
-            }
-        };
-        Cursor { version: value(places.version), updated_at: value(places.updated_at), id: value(places.id) }
-    }
+    // are NOT NULL bigint, timestamptz and bigint (table.rs and departure_table.rs checked).
+    let value = |attnum: i16| unsafe { slot_value(slot, i32::from(attnum)) }.map_or(0, |datum| datum.value() as i64);
+    Cursor { version: value(places.version), updated_at: value(places.updated_at), id: value(places.id) }
 }

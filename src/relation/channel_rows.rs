@@ -21,7 +21,7 @@ use crate::glue::call::varlena_bytes;
 use crate::glue::invalidation;
 use crate::relation::channel_table::ChannelTable;
 use crate::relation::large::Channel;
-use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::probe::{slot_value, IndexProbe, Snapshot};
 
 /// The most channels a backend remembers (16 bytes each, and the map's own).
 const MAX_REMEMBERED: usize = 8192;
@@ -94,10 +94,10 @@ impl ChannelRows {
                 return None;
             }
             let [id_column, type_column] = self.table.key_columns();
-            let (mut id_null, mut type_null) = (false, false);
-            let id = pg_sys::slot_getattr(self.slot, i32::from(id_column), &mut id_null);
-            let kind = pg_sys::slot_getattr(self.slot, i32::from(type_column), &mut type_null);
-            let same = !id_null && !type_null && kind.value() as i16 == channel_type && varlena_bytes(id) == channel_id;
+            let same = match (slot_value(self.slot, i32::from(id_column)), slot_value(self.slot, i32::from(type_column))) {
+                (Some(id), Some(kind)) => kind.value() as i16 == channel_type && varlena_bytes(id) == channel_id,
+                _ => false,
+            };
             same.then(|| self.table.values(self.slot))
         }
     }

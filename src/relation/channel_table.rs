@@ -16,7 +16,7 @@ use pgrx::pg_sys;
 use crate::glue::errors;
 use crate::glue::invalidation;
 use crate::relation::large::Channel;
-use crate::relation::probe::{IndexProbe, Snapshot};
+use crate::relation::probe::{slot_value, IndexProbe, Snapshot};
 use crate::relation::table;
 
 /// What reading a channel row needs, checked once and remembered.
@@ -122,13 +122,11 @@ impl ChannelTable {
     pub unsafe fn values(&self, slot: *mut pg_sys::TupleTableSlot) -> Channel {
         let [last_msg_seq, updated_at, version] = self.checked.columns;
         // NOT NULL columns of int8 and timestamptz (checked).
-        let value = |attnum: i16| {
-            let mut null = false;
-            let datum = pg_sys::slot_getattr(slot, i32::from(attnum), &mut null);
-            if null {
-                errors::table_shape("a conversation_channel row holds NULL", "UPDATE conversation_channel SET ... the column's default");
+        let value = |attnum: i16| match slot_value(slot, i32::from(attnum)) {
+            Some(datum) => datum.value() as i64,
+            None => {
+                errors::table_shape("a conversation_channel row holds NULL", "UPDATE conversation_channel SET ... the column's default")
             }
-            datum.value() as i64
         };
         Channel { last_msg_seq: value(last_msg_seq), updated_at: value(updated_at), version: value(version) }
     }

@@ -14,7 +14,7 @@ use crate::glue::invalidation;
 use crate::relation::channel_rows::ChannelRows;
 use crate::relation::channel_table::ChannelTable;
 use crate::relation::large::{derived, Channel, Counted};
-use crate::relation::probe::Snapshot;
+use crate::relation::probe::{slot_value, Snapshot};
 
 /// The attribute number of `large` in a row descriptor, 0 where it has none (before 0.9.0, or
 /// a table without it: no large membership).
@@ -72,12 +72,7 @@ pub unsafe fn is_large(tuple: pg_sys::HeapTuple, desc: pg_sys::TupleDesc, attnum
 /// # Safety
 /// `slot` holds a valid row of its descriptor.
 pub unsafe fn slot_is_large(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> bool {
-    if attnum == 0 {
-        return false;
-    }
-    let mut null = false;
-    let datum = pg_sys::slot_getattr(slot, attnum, &mut null);
-    !null && datum.value() != 0
+    attnum != 0 && slot_value(slot, attnum).is_some_and(|datum| datum.value() != 0)
 }
 
 /// Where a row keeps what a large channel's messages change, of the extension's types.
@@ -200,13 +195,8 @@ impl Memberships {
     /// `slot` holds a valid row of its descriptor, alive as long as this reader.
     pub unsafe fn stamps(&mut self, slot: *mut pg_sys::TupleTableSlot) -> [Option<i64>; 2] {
         let columns = self.columns((*slot).tts_tupleDescriptor);
-        let value = |attnum: i32| {
-            let mut null = false;
-            let datum = pg_sys::slot_getattr(slot, attnum, &mut null);
-            (!null).then_some(datum)
-        };
-        let row_version = value(columns.version).map_or(0, |datum| datum.value() as i64);
-        let channel = match (value(columns.channel_id), value(columns.channel_type)) {
+        let row_version = slot_value(slot, columns.version).map_or(0, |datum| datum.value() as i64);
+        let channel = match (slot_value(slot, columns.channel_id), slot_value(slot, columns.channel_type)) {
             (Some(channel_id), Some(channel_type)) => self.channel(varlena_bytes(channel_id), channel_type.value() as i16),
             _ => None,
         };

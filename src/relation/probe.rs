@@ -175,6 +175,18 @@ impl IndexProbe {
     }
 }
 
+/// Column `attnum` of the row in `slot`, None when NULL. The slot deforms its row once, up to the
+/// columns asked for, and keeps them (heap_getattr past a text column walks the row from its
+/// start on every call: 5% of a first page).
+///
+/// # Safety
+/// `slot` holds a valid row; `attnum` is one of its descriptor's columns.
+pub unsafe fn slot_value(slot: *mut pg_sys::TupleTableSlot, attnum: i32) -> Option<pg_sys::Datum> {
+    let mut null = false;
+    let datum = pg_sys::slot_getattr(slot, attnum, &mut null);
+    (!null).then_some(datum)
+}
+
 /// Bounds of equality on the leading index columns, one per (equality function, value).
 fn equal_bounds(values: &[(pg_sys::Oid, pg_sys::Datum)]) -> [Bound; MAX_BOUNDS] {
     let mut bounds = [Bound { column: 0, strategy: 0, function: pg_sys::InvalidOid, value: pg_sys::Datum::from(0) }; MAX_BOUNDS];

@@ -75,7 +75,8 @@ extension_sql_file!("../sql/pg_conversation--0.6.0--0.7.0.sql", name = "v0_7_0",
 extension_sql_file!("../sql/pg_conversation--0.7.0--0.8.0.sql", name = "v0_8_0", requires = ["v0_7_0"]);
 extension_sql_file!("../sql/pg_conversation--0.8.0--0.9.0.sql", name = "v0_9_0", requires = ["v0_8_0"]);
 extension_sql_file!("../sql/pg_conversation--0.9.0--0.10.0.sql", name = "v0_10_0", requires = ["v0_9_0"]);
-extension_sql_file!("../sql/pg_conversation--0.10.0--0.10.1.sql", name = "v0_10_1", requires = ["v0_10_0"], finalize);
+extension_sql_file!("../sql/pg_conversation--0.10.0--0.10.1.sql", name = "v0_10_1", requires = ["v0_10_0"]);
+extension_sql_file!("../sql/pg_conversation--0.10.1--0.11.0.sql", name = "v0_11_0", requires = ["v0_10_1"], finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -21,6 +21,12 @@ trap 'bash scripts/citus_cluster.sh stop "$DIR"' EXIT
 node() { local port=$1; shift; PGOPTIONS="-c client_min_messages=warning" psql -X -q -At -v ON_ERROR_STOP=1 -h "$DIR" -p "$port" -U postgres -d pgconv_citus "$@"; }
 coordinator() { node "$PORT" "$@"; }
 dsn() { echo "host=$DIR port=$1 user=postgres dbname=pgconv_citus"; }
+expect() {  # expect NAME EXPECTED SQL
+    local got
+    got=$(coordinator -c "$3" 2>&1 || true)
+    [ "$got" = "$2" ] || fail "$1: got '$got', expected '$2'"
+    echo "ok: $1"
+}
 
 # Rows created before distributing are kept; running the distribution twice changes nothing.
 coordinator -c "CREATE EXTENSION pg_conversation" >/dev/null
@@ -56,24 +62,71 @@ echo "ok: $rows conversations created through every node, one row and one id eac
 "$RACE" --dsn "$(dsn "$PORT")" --mode messages --clients 8 --keys 50
 "$RACE" --dsn "$(dsn "$PORT")" --mode reads --clients 16 --keys 30
 
-# A channel is not made large on a distributed table (the workers that read the lists do not
-# have the channel rows): refused with 0A000, nothing changed.
-refused=$(coordinator -c "\set VERBOSITY verbose" -c "SELECT conversation_channel_make_large('g1', 1, ARRAY['before1', 'before2'])" 2>&1) &&
-    fail "a channel was made large on a distributed table: $refused"
-grep -q "0A000" <<<"$refused" || fail "not refused with 0A000: $refused"
-[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE large")" = 0 ] || fail "the refused call made memberships large"
-[ "$(coordinator -c "SELECT count(*) FROM conversation_channel")" = 0 ] || fail "the refused call made a channel row"
-echo "ok: making a channel large on a distributed table is refused (0A000), nothing changed"
-# Nor by a message naming pg_conversation.large_channel_members members: delivered per member.
+# Large channels (docs/large-groups.md): conversation_distribute made conversation_channel a
+# reference table, so that every node reads the channel rows from its own placement.
+[ "$(coordinator -c "SELECT partmethod::text || repmodel::text FROM pg_dist_partition WHERE logicalrelid = 'conversation_channel'::regclass")" = nt ] ||
+    fail "conversation_distribute did not make conversation_channel a reference table"
+# Members whose shards are on both workers (and a message sent while the channel is per member).
+members="ARRAY['lm1', 'lm2', 'lm3', 'lm4', 'lm5', 'lm6']"
+[ "$(coordinator -c "SELECT count(DISTINCT p.groupid) FROM unnest($members) AS m, pg_dist_placement AS p
+                     WHERE p.shardid = get_shard_id_for_distribution_column('conversation', m)")" = 2 ] ||
+    fail "the members' shards are not on both workers"
+coordinator -c "SELECT conversation_message_arrived('big', 2, $members, 1, 'lm1')" >/dev/null
+expect "made large on the coordinator" "6" "SELECT conversation_channel_make_large('big', 2, $members)"
+coordinator -c "SELECT conversation_message_arrived('big', 2, $members, 2, 'lm1')" \
+    -c "SELECT conversation_message_arrived('big', 2, $members, 3, NULL)" >/dev/null
+expect "a message wrote no other member's row" "1" "SELECT last_msg_seq FROM conversation WHERE uid = 'lm3' AND channel_id = 'big'"
+expect "the sender's row" "3 2 1 true" \
+    "SELECT last_msg_seq || ' ' || readed_to_msg_seq || ' ' || unread_count || ' ' || large FROM find_conversation('lm1', 'big', 2)"
+expect "the channel row, on every node" "3 3" \
+    "SELECT count(*) || ' ' || min(result) FROM run_command_on_placements('conversation_channel',
+         \$\$SELECT last_msg_seq FROM %s WHERE channel_id = 'big'\$\$) WHERE success"
+# Each member's list and badge run on the node of their shard and derive from its placement.
+for m in 2 3 4 5 6; do
+    listed=$(coordinator -c "SELECT channel_id || ' ' || last_msg_seq || ' ' || unread_count FROM conversation_list('lm$m')")
+    badge=$(coordinator -c "SELECT unread_count FROM conversation_unread('lm$m')")
+    [ "$listed $badge" = "big 3 3 3" ] || fail "lm$m is listed as '$listed' with a badge of $badge, not 'big 3 3' and 3"
+done
+# A sync on the member's node brings the next message (the channel row's stamp is that node's).
+lm3_position=$(coordinator -c "SELECT position FROM conversation_list('lm3')")
+coordinator -c "SELECT conversation_message_arrived('big', 2, $members, 4, 'lm2')" >/dev/null
+expect "a sync brings a large channel's message" "big 4 4" \
+    "SELECT channel_id || ' ' || last_msg_seq || ' ' || unread_count FROM conversation_list('lm3', NULL, '$lm3_position')"
+lm3_position=$(coordinator -c "SELECT position FROM conversation_list('lm3', NULL, '$lm3_position')")
+expect "a sync with nothing changed" "0" "SELECT count(*) FROM conversation_list('lm3', NULL, '$lm3_position')"
+# A read on the member's node, a hide and a clear: the membership written as it stands.
+expect "a read" "4 0" "SELECT readed_to_msg_seq || ' ' || unread_count FROM conversation_mark_read('lm3', 'big', 2, 4)"
+expect "a hide" "t" "SELECT hidden FROM conversation_hide('lm4', 'big', 2)"
+expect "a clear" "4 0" "SELECT deleted_at_msg_seq || ' ' || unread_count FROM conversation_clear('lm5', 'big', 2)"
+coordinator -c "SELECT conversation_message_arrived('big', 2, $members, 5, NULL)" >/dev/null
+expect "the read one's list" "big 5 1" "SELECT channel_id || ' ' || last_msg_seq || ' ' || unread_count FROM conversation_list('lm3')"
+expect "the hidden one is back" "big 1 false" "SELECT channel_id || ' ' || unread_count || ' ' || hidden FROM conversation_list('lm4')"
+# A membership deleted (a shard's trigger cannot write the reference table): the next message
+# naming the same members counts the memberships, and makes the row again, the message unread.
+coordinator -c "DELETE FROM conversation WHERE uid = 'lm6' AND channel_id = 'big'" \
+    -c "SELECT conversation_message_arrived('big', 2, $members, 6, NULL)" >/dev/null
+expect "a deleted membership made again" "6 0 1 true" \
+    "SELECT last_msg_seq || ' ' || readed_to_msg_seq || ' ' || unread_count || ' ' || large FROM find_conversation('lm6', 'big', 2)"
+# Per member again: every row written as it stands, the channel row gone from every node.
+expect "made per member" "6" "SELECT conversation_channel_make_per_member('big', 2)"
+expect "the rows as they stood" "lm1 6 2 4 false,lm2 6 4 2 false,lm3 6 4 2 false,lm4 6 0 2 false,lm5 6 4 2 false,lm6 6 0 1 false" \
+    "SELECT string_agg(uid || ' ' || last_msg_seq || ' ' || readed_to_msg_seq || ' ' || unread_count || ' ' || large, ',' ORDER BY uid)
+     FROM conversation WHERE channel_id = 'big'"
+expect "no channel row on any node" "0" \
+    "SELECT sum(result::int) FROM run_command_on_placements('conversation_channel', \$\$SELECT count(*) FROM %s\$\$)"
+# A message naming pg_conversation.large_channel_members members makes its channel large.
 advanced=$(coordinator -c "SET pg_conversation.large_channel_members = 2" \
-    -c "SELECT conversation_message_arrived('auto1', 1, ARRAY['auto-a', 'auto-b'], 1, NULL)") ||
-    fail "a message with the setting on failed on a distributed table: $advanced"
+    -c "SELECT conversation_message_arrived('auto1', 1, ARRAY['auto-a', 'auto-b'], 1, NULL)")
 [ "$advanced" = 2 ] || fail "the message advanced $advanced conversations, not 2"
-[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE large")" = 0 ] || fail "the message made memberships large"
-[ "$(coordinator -c "SELECT count(*) FROM conversation_channel")" = 0 ] || fail "the message made a channel row"
-[ "$(coordinator -c "SELECT count(*) FROM conversation WHERE channel_id = 'auto1' AND last_msg_seq = 1 AND unread_count = 1")" = 2 ] ||
-    fail "the message did not reach both members' rows"
-echo "ok: a message naming pg_conversation.large_channel_members members leaves the channel per member on Citus"
+expect "made large by a message" "2 1" \
+    "SELECT (SELECT count(*) FROM conversation WHERE channel_id = 'auto1' AND large) || ' ' ||
+            (SELECT count(*) FROM conversation_channel WHERE channel_id = 'auto1')"
+expect "its members' lists" "auto1 1" "SELECT channel_id || ' ' || unread_count FROM conversation_list('auto-b')"
+# Messages, reads and mode changes racing through the coordinator, each member's end state
+# recomputed from the log (read committed and repeatable read: Citus runs no serializable
+# transaction across nodes).
+"$RACE" --dsn "$(dsn "$PORT")" --mode large --clients 4 --keys 12
+echo "ok: large channels on Citus: the channel row on every node, lists, badges, syncs, reads and departures on the members' nodes"
 
 # Hits are served from the worker's own shard: on the node that holds the key's shard, a hit and
 # a lookup run no statement at all (Citus logs every statement it runs locally or sends), and are
@@ -91,12 +144,6 @@ hits_after=$(node "$shard_port" -c "SELECT hits FROM conversation_stats")
 echo "ok: hits are served from the shard on its node (port $shard_port), delegated there from the coordinator"
 
 # Every other function on the distributed table.
-expect() {  # expect NAME EXPECTED SQL
-    local got
-    got=$(coordinator -c "$3" 2>&1 || true)
-    [ "$got" = "$2" ] || fail "$1: got '$got', expected '$2'"
-    echo "ok: $1"
-}
 expect "a batch as JSON" "2" \
     "SELECT count(*) FROM get_or_create_conversations('[{\"uid\": \"before1\", \"channel_id\": \"g1\", \"channel_type\": 1}, {\"uid\": \"j1\", \"channel_id\": \"g1\", \"channel_type\": 1}]')"
 expect "read state" "before2 7 0" \
@@ -211,7 +258,21 @@ coordinator -c "DROP EXTENSION pg_conversation CASCADE" -c "CREATE EXTENSION pg_
     -c "SELECT count(*) FROM generate_series(1, 100) AS i, get_or_create_conversation('old' || i, 'g' || (i % 7), 1)" \
     -c "SELECT count(*) FROM conversation_distribute(8)" \
     -c "SELECT count(*) FROM conversation_message_arrived('g1', 1, ARRAY['old1', 'old8'], 3, 'old8')" >/dev/null
-coordinator -c "ALTER EXTENSION pg_conversation UPDATE" -c "SELECT count(*) FROM conversation_distribute(8)" >/dev/null
+coordinator -c "ALTER EXTENSION pg_conversation UPDATE" >/dev/null
+# Until conversation_distribute runs again, conversation_channel is on each node alone: a channel
+# is not made large (0A000, nothing changed), and a message naming
+# pg_conversation.large_channel_members members leaves its channel per member.
+refused=$(coordinator -c "\set VERBOSITY verbose" -c "SELECT conversation_channel_make_large('g1', 1, ARRAY['old1', 'old8'])" 2>&1) &&
+    fail "a channel was made large while conversation_channel is on the coordinator alone: $refused"
+grep -q "0A000" <<<"$refused" || fail "not refused with 0A000: $refused"
+advanced=$(coordinator -c "SET pg_conversation.large_channel_members = 2" \
+    -c "SELECT conversation_message_arrived('g2', 1, ARRAY['old2', 'old9'], 4, NULL)")
+[ "$advanced" = 2 ] || fail "the message advanced $advanced conversations, not 2"
+expect "nothing made large before conversation_distribute" "0 0" \
+    "SELECT (SELECT count(*) FROM conversation WHERE large) || ' ' || (SELECT count(*) FROM conversation_channel)"
+coordinator -c "SELECT step || ': ' || done FROM conversation_distribute(8)" | grep -q "^channels: conversation_channel is a reference table" ||
+    fail "conversation_distribute did not make conversation_channel a reference table on the updated cluster"
+expect "then made large" "2" "SELECT conversation_channel_make_large('g1', 1, ARRAY['old1', 'old8'])"
 for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
     [ "$(node "$p" -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_conversation'")" = "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] ||
         fail "port $p: the extension was not updated"

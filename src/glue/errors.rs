@@ -370,13 +370,22 @@ pub fn channel_table_missing() -> ! {
     )
 }
 
-/// A channel made large on a table distributed by Citus: the members' lists are read on the
-/// workers, which do not have the channel rows.
+/// A channel made large on a table distributed by Citus whose channel table is on one node: the
+/// members' lists are read on the nodes of their shards.
 pub fn large_channel_on_citus() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-        "channels cannot be made large while table conversation is distributed by Citus".into(),
-        Some("Keep the channel per member (messages go on as before); large channels on Citus are planned (docs/large-groups.md)."),
+        "channels cannot be made large while table conversation_channel is not on every node of the Citus cluster".into(),
+        Some("Run SELECT * FROM conversation_distribute() on the coordinator again: it makes conversation_channel a reference table (the coordinator must be in the metadata: citus_set_coordinator_host). Until then the channel stays per member."),
+    )
+}
+
+/// On Citus, this node holds no placement of the reference table conversation_channel.
+pub fn channel_placement_missing() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        "this node holds no placement of table conversation_channel, so the conversations of large channels cannot be read here".into(),
+        Some("Citus keeps a reference table on every node in its metadata: add this node (citus_set_coordinator_host on a coordinator), or run replicate_reference_tables()."),
     )
 }
 

@@ -25,6 +25,7 @@ use crate::list::list_scan::{self, Copied, Reading, Source};
 use crate::list::position::Horizon;
 use crate::list::version;
 use crate::relation::catalog::OpenTable;
+use crate::relation::channel_table;
 use crate::relation::departure_table::{self, DepartureTable};
 use crate::relation::placement::Placement;
 use crate::relation::probe::{Bound, IndexProbe, Snapshot};
@@ -178,6 +179,7 @@ const FORGET_MEMBER_SET: Statement = Statement {
 /// member set is forgotten, so that the next message looks at every member it names again and
 /// makes the row again where it is gone, as a message does per member (a message naming the same
 /// set would look at none). `channels` is the channel table of `schema`, where there is one.
+/// (On Citus, message_large.rs counts the memberships instead.)
 ///
 /// # Safety
 /// `old` is a row of `desc`, which `key` was read from; called from the stamp trigger.
@@ -189,6 +191,11 @@ pub unsafe fn leave_large_channel(
     old: pg_sys::HeapTuple,
 ) {
     let Some(channels) = channels else { return };
+    // On Citus the channel table is a reference table, which only a distributed statement
+    // writes, and a shard's trigger runs none: there a message counts the memberships instead.
+    if channel_table::on_every_node(schema) {
+        return;
+    }
     if key.channel_id == 0 || key.channel_type == 0 {
         return; // record() refused such a table already
     }

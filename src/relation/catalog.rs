@@ -21,6 +21,7 @@ use pgrx::pg_sys;
 use crate::glue::errors;
 use crate::glue::guard::{c, guarded};
 use crate::glue::invalidation;
+use crate::relation::channel_table;
 use crate::relation::stamp_catalog::{self, Stamped};
 use crate::relation::table::Table;
 
@@ -149,8 +150,8 @@ impl OpenTable {
 
     fn stamped_since_as_found(&self, relid: pg_sys::Oid) -> Option<Stamped> {
         if relid != self.table.relid {
-            // A Citus shard.
-            return stamp_catalog::stamped_since(relid, self.table.schema, false);
+            // A Citus shard, and this node's placement of the channel table.
+            return self.with_channels(stamp_catalog::stamped_since(relid, self.table.schema, false));
         }
         if let Some(stamped) = self.table.stamped.get() {
             return stamped;
@@ -170,19 +171,24 @@ impl OpenTable {
                     .map(|stamped| Stamped { since: stamped.since.max(latest.since), departures: latest.departures })
             })
         };
-        // The channel table's rows date its large memberships (relation/large.rs): stamped as
-        // the table's, or the list refuses positions as for any row it could miss. (Stamped
-        // since it was made, as an update makes it, it holds nothing a position could lack.)
-        let stamped = match self.table.channels {
-            Some(channels) => stamped.and_then(|stamped| {
-                let channel = stamp_catalog::stamped_since(channels, self.table.schema, false)?;
-                let since = if stamp_catalog::stamped_from_the_start(channels, self.table.schema) { 0 } else { channel.since };
-                Some(Stamped { since: stamped.since.max(since), departures: stamped.departures })
-            }),
-            None => stamped,
-        };
+        let stamped = self.with_channels(stamped);
         self.table.stamped.set(Some(stamped));
         stamped
+    }
+
+    /// `stamped` and the channel table's stamps. Its rows date the large memberships
+    /// (relation/large.rs): stamped as the table's, or the list refuses positions as for any row
+    /// it could miss. (Stamped since it was made, as an update or Citus makes it, it holds nothing
+    /// a position could lack.) On Citus, this node's placement of it, which this node stamps.
+    fn with_channels(&self, stamped: Option<Stamped>) -> Option<Stamped> {
+        if self.table.channels.is_none() {
+            return stamped;
+        }
+        let stamped = stamped?;
+        let channels = channel_table::rows_relid_in(self.table.schema)?;
+        let channel = stamp_catalog::stamped_since(channels, self.table.schema, false)?;
+        let since = if stamp_catalog::stamped_from_the_start(channels, self.table.schema) { 0 } else { channel.since };
+        Some(Stamped { since: stamped.since.max(since), departures: stamped.departures })
     }
 }
 

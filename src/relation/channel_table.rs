@@ -3,6 +3,11 @@
 //! Read by its primary key (channel_id, channel_type), directly as the hit path reads the
 //! conversation table. A database not updated to 0.9.0 has none, and no large membership.
 //!
+//! On Citus (conversation_distribute, 0.11.0) it is a reference table: every node holds a
+//! placement of it, which Citus writes in the same transaction as every other, and whose rows
+//! this node's trigger stamps with this node's clock (the one its positions are taken on). Its
+//! rows are read there, as placement.rs reads a uid's shard; Citus's shell table is empty.
+//!
 //! Its shape is checked once and remembered until the table or its index changes: the primary
 //! key on (channel_id text, channel_type smallint), valid and ready, and last_msg_seq, updated_at
 //! and version of the extension's types. Anything else is a clear 55000, as for the conversation
@@ -15,6 +20,7 @@ use pgrx::pg_sys;
 
 use crate::glue::errors;
 use crate::glue::invalidation;
+use crate::relation::citus;
 use crate::relation::large::Channel;
 use crate::relation::probe::{slot_value, IndexProbe, Snapshot};
 use crate::relation::table;
@@ -22,6 +28,9 @@ use crate::relation::table;
 /// What reading a channel row needs, checked once and remembered.
 #[derive(Clone, Copy)]
 struct Checked {
+    /// The extension's table, and the relation that holds its rows on this node: the table
+    /// itself, or this node's placement of it where Citus made it a reference table.
+    table: pg_sys::Oid,
     relid: pg_sys::Oid,
     index: pg_sys::Oid,
     /// The attribute numbers of last_msg_seq, updated_at and version.
@@ -33,7 +42,7 @@ struct Checked {
 }
 
 thread_local! {
-    /// The channel table last checked, until a relcache invalidation of it or its index.
+    /// The channel table last checked, until a relcache invalidation of it, its placement or its index.
     static CHECKED: Cell<Option<Checked>> = const { Cell::new(None) };
 }
 
@@ -60,23 +69,23 @@ impl ChannelTable {
     /// Opens the channel table of `schema` for reading. A large membership without one (the
     /// table dropped or renamed) is refused: its values cannot be told.
     pub fn open(schema: pg_sys::Oid) -> ChannelTable {
-        let relid = relid_in(schema).unwrap_or_else(|| errors::channel_table_missing());
+        let table = relid_in(schema).unwrap_or_else(|| errors::channel_table_missing());
+        let known = CHECKED.get().filter(|checked| checked.table == table);
+        let relid = rows_of(table, known);
         // SAFETY: opened by OID under a lock (NULL if it was dropped meanwhile); its index list
         // and attributes are read while it is open.
         unsafe {
             let relation = pg_sys::try_table_open(relid, pg_sys::AccessShareLock as _);
             if relation.is_null() {
+                CHECKED.set(None);
                 errors::channel_table_missing();
             }
-            let checked = match CHECKED.get() {
-                Some(checked) if checked.relid == relid => checked,
-                _ => {
-                    invalidation::on_relation_change(forget);
-                    let checked = check(relation);
-                    CHECKED.set(Some(checked));
-                    checked
-                }
-            };
+            let checked = known.unwrap_or_else(|| {
+                invalidation::on_relation_change(forget);
+                let checked = check(table, relation);
+                CHECKED.set(Some(checked));
+                checked
+            });
             ChannelTable { relation, checked }
         }
     }
@@ -142,11 +151,37 @@ impl Drop for ChannelTable {
     }
 }
 
+/// Whether the channel table of `schema` is on every node of a Citus cluster (a reference table:
+/// conversation_distribute, 0.11.0), as large channels on a distributed conversation table need.
+pub fn on_every_node(schema: pg_sys::Oid) -> bool {
+    relid_in(schema).is_some_and(|table| citus::distribution_of(table) != citus::Distribution::Local)
+}
+
+/// The relation that holds the rows of the channel table of `schema` on this node (`rows_of`), or
+/// None where the extension has none: what the list checks is stamped (catalog.rs).
+pub fn rows_relid_in(schema: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    let table = relid_in(schema)?;
+    Some(rows_of(table, CHECKED.get().filter(|checked| checked.table == table)))
+}
+
+/// The relation that holds the channel table's rows on this node, as `known` remembers it or
+/// asked: the table, or this node's placement of it where Citus holds it (55000 where this node
+/// has none).
+fn rows_of(table: pg_sys::Oid, known: Option<Checked>) -> pg_sys::Oid {
+    if let Some(checked) = known {
+        return checked.relid;
+    }
+    match citus::distribution_of(table) {
+        citus::Distribution::Local => table,
+        _ => citus::reference_placement(table).unwrap_or_else(|| errors::channel_placement_missing()),
+    }
+}
+
 /// The table's primary key and columns, as the extension made them, or a 55000 saying what differs.
 ///
 /// # Safety
-/// `relation` is the open, locked channel table.
-unsafe fn check(relation: pg_sys::Relation) -> Checked {
+/// `relation` is the open, locked relation that holds the rows of the channel table `table`.
+unsafe fn check(table: pg_sys::Oid, relation: pg_sys::Relation) -> Checked {
     let relid = (*relation).rd_id;
     let typed = |name: &CStr, type_oid: pg_sys::Oid| {
         let attnum = pg_sys::get_attnum(relid, name.as_ptr());
@@ -175,13 +210,14 @@ unsafe fn check(relation: pg_sys::Relation) -> Checked {
         errors::channel_table_shape("its primary key on (channel_id text, channel_type smallint) is missing, changed or not valid");
     }
     let member_set = typed(c"members", pg_sys::INT4OID).is_some() && typed(c"member_digest", pg_sys::INT8OID).is_some();
-    Checked { relid, index, columns, key: key.map(|attnum| attnum.unwrap_or(0)), member_set }
+    Checked { table, relid, index, columns, key: key.map(|attnum| attnum.unwrap_or(0)), member_set }
 }
 
 /// # Safety
 /// Called by PostgreSQL as a relcache invalidation callback.
 unsafe extern "C-unwind" fn forget(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    if CHECKED.get().is_some_and(|checked| relid == pg_sys::InvalidOid || relid == checked.relid || relid == checked.index) {
+    let changed = |checked: Checked| [pg_sys::InvalidOid, checked.table, checked.relid, checked.index].contains(&relid);
+    if CHECKED.get().is_some_and(changed) {
         CHECKED.set(None);
     }
 }

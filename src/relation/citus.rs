@@ -149,6 +149,17 @@ pub fn local_shard(relid: pg_sys::Oid, schema: pg_sys::Oid, value: pg_sys::Datum
     .flatten()
 }
 
+/// This node's placement of the reference table `relid` (one shard, a placement on every node
+/// in the metadata): its relation OID here, or None where this node has none (a coordinator not
+/// in the metadata: `citus_set_coordinator_host`). Asked of Citus's catalog on every version:
+/// callers remember the answer until the table changes (channel_table.rs).
+pub fn reference_placement(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+    if !citus_here() {
+        return None;
+    }
+    catalog::reference_placement(relid)
+}
+
 /// The same answers from Citus's catalog and SQL-callable functions, where its internal functions
 /// are hidden (see the top of this file).
 mod catalog {
@@ -177,11 +188,17 @@ mod catalog {
         WHERE p.shardid = pg_catalog.get_shard_id_for_distribution_column($1, $2)
         AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";
 
+    /// The reference table's placement in this node's group, as LOCAL_SHARD names it.
+    const REFERENCE_PLACEMENT: &CStr = c"SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, p.shardid, false))::pg_catalog.oid
+        FROM pg_catalog.pg_dist_shard AS s JOIN pg_catalog.pg_dist_placement AS p ON p.shardid = s.shardid
+        WHERE s.logicalrelid = $1
+        AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";
+
     thread_local! {
-        static PLANS: [Cell<pg_sys::SPIPlanPtr>; 2] = const { [Cell::new(std::ptr::null_mut()), Cell::new(std::ptr::null_mut())] };
+        static PLANS: [Cell<pg_sys::SPIPlanPtr>; 3] = const { [const { Cell::new(std::ptr::null_mut()) }; 3] };
     }
 
-    /// Runs one of the two statements (prepared and kept the first time) read-only, with the
+    /// Runs one of the three statements (prepared and kept the first time) read-only, with the
     /// latest snapshot, and returns the first row's columns (None: no row).
     fn first_row<const N: usize>(
         which: usize,
@@ -245,7 +262,15 @@ mod catalog {
     }
 
     pub fn local_shard(relid: pg_sys::Oid, value: pg_sys::Datum) -> Option<pg_sys::Oid> {
-        let row = first_row::<1>(1, LOCAL_SHARD, &mut [pg_sys::Datum::from(relid), value], &mut [pg_sys::OIDOID, pg_sys::TEXTOID]);
+        relation(first_row::<1>(1, LOCAL_SHARD, &mut [pg_sys::Datum::from(relid), value], &mut [pg_sys::OIDOID, pg_sys::TEXTOID]))
+    }
+
+    pub fn reference_placement(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
+        relation(first_row::<1>(2, REFERENCE_PLACEMENT, &mut [pg_sys::Datum::from(relid)], &mut [pg_sys::OIDOID]))
+    }
+
+    /// The placement's relation a statement's row names, if any.
+    fn relation(row: Option<[Option<pg_sys::Datum>; 1]>) -> Option<pg_sys::Oid> {
         row.and_then(|[shard]| shard).map(|shard| pg_sys::Oid::from(shard.value() as u32)).filter(|shard| *shard != pg_sys::InvalidOid)
     }
 }

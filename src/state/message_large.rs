@@ -6,7 +6,10 @@
 //! line: members without one become memberships counting from the channel's last message before
 //! this one (created if missing: this message is then unread for them, as per member), and
 //! memberships no longer named are materialized and per member again, frozen as a message leaves
-//! a user who left. A message naming the same set reads none of the members' rows.
+//! a user who left. A message naming the same set reads none of the members' rows. (A membership
+//! deleted makes its channel forget the set (list/departures.rs); on Citus, whose shards cannot
+//! write the channel table, a message counts the channel's memberships instead: an index-only
+//! read per shard, no write.)
 //!
 //! Idempotent per seq: a message at or below the channel's last_msg_seq (a redelivery, a late
 //! one) moves nothing. Returns how many conversations advanced: the members, or none.
@@ -30,6 +33,13 @@ const CHANNEL: [pg_sys::Oid; 2] = [pg_sys::TEXTOID, pg_sys::INT2OID];
 const CHANNEL_ROW: Statement = Statement {
     sql: "SELECT s.last_msg_seq, s.updated_at, s.members, s.member_digest FROM {channels} AS s \
           WHERE s.channel_id = $1 AND s.channel_type = $2 FOR NO KEY UPDATE",
+    parameters: &CHANNEL,
+    snapshot: Snapshot::Fresh,
+};
+
+/// How many memberships the channel has (Citus: the set is known only if none left).
+const MEMBERSHIP_COUNT: Statement = Statement {
+    sql: "SELECT count(*)::int4 FROM {table} AS c WHERE c.channel_id = $1 AND c.channel_type = $2 AND c.large",
     parameters: &CHANNEL,
     snapshot: Snapshot::Fresh,
 };
@@ -103,7 +113,12 @@ pub fn arrived(
     let known = (row.value(0, 3).map(|datum| datum.value() as i32), row.value(0, 4).map(|datum| datum.value() as i64));
     let (count, digest) = member_set(members);
     let [channel_id, channel_type] = channel;
-    if known != (Some(count), Some(digest)) {
+    // On Citus a membership that left cannot have made the channel forget the set: counted.
+    let someone_left = || {
+        let memberships = run(statements, &prepared(statements, names, &MEMBERSHIP_COUNT), &[channel_id, channel_type]);
+        memberships.value(0, 1).map(|datum| datum.value() as i32) != Some(count)
+    };
+    if known != (Some(count), Some(digest)) || (table.table.distributed && someone_left()) {
         get_or_create_many(statements, table, members, "conversation_message_arrived");
         let uids = arg(text_array_datum(members.iter().map(|m| m.key.uid)));
         let last = arg(pg_sys::Datum::from(last_msg_seq));

@@ -94,7 +94,7 @@ sql_function! {
     fn conversation_channel_make_large(call) {
         let members = members_of(call, 2);
         let table = OpenTable::for_writes(call, "conversation_channel_make_large");
-        if table.table.distributed {
+        if !channels_on_every_node(&table) {
             errors::large_channel_on_citus();
         }
         channel_lock::exclusive(members.channel_id, members.channel_type);
@@ -174,15 +174,22 @@ pub fn make_large(statements: &Statements, table: &OpenTable, members: &Members<
     run(statements, &prepared(statements, names, &MEMBERSHIPS), &[channel_id, channel_type, uids, arg(channel_last)]).len() as i64
 }
 
+/// Whether every node that reads `table` holds the channel rows: on Citus, only once the channel
+/// table is a reference table (conversation_distribute, 0.11.0); the members' lists are read on
+/// the nodes of their shards.
+fn channels_on_every_node(table: &OpenTable) -> bool {
+    !table.table.distributed || channel_table::on_every_node(table.table.schema)
+}
+
 /// A message's own mode change: the per-member channel of `members` (all of one channel, as a
 /// message names them) made large with them, if they are at least the setting's count, no other
-/// transaction holds the channel's lock, and large channels can be had here (not on a table
-/// distributed by Citus, whose workers have no channel rows; not before 0.10.0's update).
+/// transaction holds the channel's lock, and large channels can be had here (on Citus, with the
+/// channel table on every node; not before 0.10.0's update).
 /// Returns whether it was made large.
 pub fn made_large_by_message(statements: &Statements, table: &OpenTable, members: &[PositionedKey<'_>]) -> bool {
     let Some(first) = members.first() else { return false };
     let schema = table.table.schema;
-    if !settings::makes_large(members.len()) || table.table.distributed || ChannelTable::for_messages(schema).is_none() {
+    if !settings::makes_large(members.len()) || !channels_on_every_node(table) || ChannelTable::for_messages(schema).is_none() {
         return false;
     }
     let (channel_id, channel_type) = (first.key.channel_id, first.key.channel_type);

@@ -28,7 +28,15 @@ const MESSAGES: i64 = 150;
 const CHANGES: i64 = 10;
 
 pub fn races(options: &Options) -> (usize, usize) {
-    at_levels(&LEVELS, |name, level| race(options, name, level))
+    // Citus runs no SERIALIZABLE transaction across nodes: a worker's serialization failure at
+    // commit comes back as XX000 ("could not commit transaction for shard").
+    let citus: bool = Client::connect(&options.dsn, NoTls)
+        .expect("connect")
+        .query_one("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", &[])
+        .expect("the extensions")
+        .get(0);
+    let levels = if citus { &LEVELS[..2] } else { &LEVELS[..] };
+    at_levels(levels, |name, level| race(options, name, level))
 }
 
 /// The sender of message `seq`: members take turns, every third message is a system message.
@@ -174,20 +182,25 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
         for uid in &members {
             let read = read_to.get(uid).copied().unwrap_or(0);
             let expected = (last, read, (last - read) as i32, large);
+            // Each function called on its own: on Citus, run on the node of the member's shard.
             let row = db
                 .query_one(
-                    "SELECT c.last_msg_seq, c.readed_to_msg_seq, c.unread_count, c.large, l.unread_count, l.last_msg_seq, b.unread_count
-                     FROM find_conversation($1, $2, 2) AS c
-                     LEFT JOIN LATERAL (SELECT * FROM conversation_list($1) WHERE channel_id = $2) AS l ON true,
-                     conversation_unread($1) AS b",
+                    "SELECT last_msg_seq, readed_to_msg_seq, unread_count, large FROM find_conversation($1, $2, 2)",
                     &[uid, &channel],
                 )
-                .expect("a member's state");
+                .expect("a member's row");
             let got = (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i32>(2), row.get::<_, bool>(3));
             if got != expected {
                 problems.push(format!("{mode}: {uid} reads (last, read, unread, large) {got:?}, the log says {expected:?}"));
             }
-            let (listed_unread, listed_last, badge) = (row.get::<_, Option<i32>>(4), row.get::<_, Option<i64>>(5), row.get::<_, i64>(6));
+            let listed = db
+                .query("SELECT channel_id, unread_count, last_msg_seq FROM conversation_list($1)", &[uid])
+                .expect("a member's list")
+                .into_iter()
+                .find(|listed| listed.get::<_, String>(0) == channel);
+            let (listed_unread, listed_last) =
+                listed.map_or((None, None), |listed| (Some(listed.get::<_, i32>(1)), Some(listed.get::<_, i64>(2))));
+            let badge: i64 = db.query_one("SELECT unread_count FROM conversation_unread($1)", &[uid]).expect("a member's badge").get(0);
             if (listed_unread, listed_last, badge) != (Some(got.2), Some(got.0), i64::from(got.2)) {
                 problems.push(format!(
                     "{mode}: {uid} is listed with {listed_unread:?} unread at {listed_last:?} and badged {badge}, but reads {got:?}"

@@ -40,6 +40,10 @@ dsn="host=$PGHOST port=$PGPORT user=$PGUSER dbname=pgconv_partitioned"
 "$RACE" --dsn "$dsn" --mode messages --clients 16 --keys 50
 "$RACE" --dsn "$dsn" --mode large --clients 4 --keys 12
 "$RACE" --dsn "$dsn" --mode reads --clients 32 --keys 100
+# Syncs read a partitioned table through the list's statements (planned once, pruned to the
+# user's partition on every run): exact under writers that commit out of order, move rows between
+# users (and so partitions), and change channels' modes.
+"$RACE" --dsn "$dsn" --mode sync --clients 4
 counts=$(sql -c "SELECT count(*) || ' ' || count(DISTINCT id) || ' ' || count(DISTINCT (uid, channel_id, channel_type)) FROM conversation")
 read -r rows ids keys <<<"$counts"
 [ "$rows" = "$ids" ] && [ "$rows" = "$keys" ] || fail "$rows rows, $ids ids, $keys keys"

@@ -385,11 +385,12 @@ fn accepted(
 }
 
 /// The names a list's statements read the user's rows by: on Citus, on the node that holds the
-/// user's shard (`holding`), the shard's own (Names::reading_from); the table's elsewhere.
+/// user's shard (`holding`), the shard's own (Names::reading_from); the table's elsewhere. Either
+/// planned once (table.rs `Planning::Once`), but on a distributed table.
 fn statement_names(table: &OpenTable, holding: Option<pg_sys::Oid>) -> std::borrow::Cow<'_, Names> {
     match holding {
         Some(shard) if shard != table.table.relid => std::borrow::Cow::Owned(table.table.names.reading_from(shard)),
-        _ => std::borrow::Cow::Borrowed(&table.table.names),
+        _ => std::borrow::Cow::Borrowed(&table.table.list_names),
     }
 }
 

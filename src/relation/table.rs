@@ -30,6 +30,8 @@ pub struct Table {
     pub relid: pg_sys::Oid,
     /// Its name and columns for the text of statements (statements.rs).
     pub names: Names,
+    /// The same, for the list's reads (planned once: `Planning::Once`).
+    pub list_names: Names,
     /// Its primary key on (uid, channel_id, channel_type).
     pub key_index: pg_sys::Oid,
     /// A plain table's index led by (channel_id, channel_type), if it has one: batches probe it
@@ -202,7 +204,9 @@ impl Table {
         let large = pg_sys::get_attnum(relid, c"large".as_ptr());
         let has_large = large > 0 && pg_sys::get_atttype(relid, large) == pg_sys::BOOLOID;
         let per_member = if has_large { " AND NOT c.large" } else { "" };
-        let names = Names { columns, per_member, planned_per_run: distribution != citus::Distribution::Local, ..Names::of_schema(schema) };
+        let planning = if distribution != citus::Distribution::Local { Planning::EveryRun } else { Planning::Chosen };
+        let names = Names { columns, per_member, planning, ..Names::of_schema(schema) };
+        let list_names = names.for_lists();
         let channels = if has_large { extension_table(schema, c"conversation_channel") } else { None };
         let stamped = Cell::new(None);
         let leaves = if relkind == pg_sys::RELKIND_PARTITIONED_TABLE { leaf_partitions(relation) } else { Vec::new() };
@@ -211,6 +215,7 @@ impl Table {
             schema,
             relid,
             names,
+            list_names,
             key_index,
             channel_index,
             channel_type_width,
@@ -251,8 +256,21 @@ pub struct Names {
     /// ` AND NOT c.large` where the table has column large (0.9.0), empty where it has not: the
     /// list's statements read per-member rows only (large ones as they stand: relation/membership.rs).
     pub per_member: &'static str,
-    /// The table is Citus's: its statements are planned on every run (statements.rs says why).
-    pub planned_per_run: bool,
+    /// How its kept statements are planned (statements.rs says why each).
+    pub planning: Planning,
+}
+
+/// How the plan cache plans a kept statement.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Planning {
+    /// As PostgreSQL chooses: custom plans at first, then one generic plan if it costs no more.
+    Chosen,
+    /// A custom plan on every run: the table is Citus's.
+    EveryRun,
+    /// One generic plan, whatever it is estimated to cost: the list's reads, whose custom plans
+    /// cost more to make than to run (on a partitioned table, the executor then prunes to the
+    /// user's partition on every run).
+    Once,
 }
 
 impl Names {
@@ -269,7 +287,14 @@ impl Names {
             }
             format!("{}.{}", quote(schema), quote(name))
         };
-        Names { table, planned_per_run: false, ..self.clone() }
+        Names { table, planning: Planning::Once, ..self.clone() }
+    }
+
+    /// These names for the list's reads of the table itself: planned once, but on a table Citus
+    /// distributes (planned on every run there).
+    pub fn for_lists(&self) -> Names {
+        let planning = if self.planning == Planning::EveryRun { Planning::EveryRun } else { Planning::Once };
+        Names { planning, ..self.clone() }
     }
 
     /// The names in `schema`, without columns (the table is not opened).
@@ -288,7 +313,7 @@ impl Names {
                 departures: format!("{schema_name}.{}", quote(c"conversation_departure".as_ptr())),
                 channels: format!("{schema_name}.{}", quote(c"conversation_channel".as_ptr())),
                 per_member: "",
-                planned_per_run: false,
+                planning: Planning::Chosen,
             }
         }
     }

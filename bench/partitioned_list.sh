@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg.sh
+source bench/mixed.sh
 source bench/two_builds.sh
 [ $# -ge 2 ] || { sed -n '2,11p' "$0"; exit 2; }
 DIR=${PGCONV_BENCH_DIR:-/tmp/pg_conversation-parts$PG_SUFFIX}
@@ -55,26 +56,4 @@ echo "SELECT * FROM new_list('u7', NULL, '$synced', 20);" >"$S/4-sync-nothing-ch
 echo "## The list on a hash-partitioned table (8 partitions): $(psql -X -At -c 'SHOW server_version'), $RUNS runs of $SECONDS_PER_RUN s, 2 clients"
 echo "old: $1"
 echo "new: $2"
-scripts=$(ls "$S")
-for run in $(seq "$RUNS"); do
-    rm -f "$DIR"/log/*
-    args=()
-    for f in $scripts; do args+=(-f "$S/$f"); done
-    (cd "$DIR/log" && pgbench -n -M prepared -c 2 -j 2 -T "$SECONDS_PER_RUN" -l --sampling-rate 0.2 "${args[@]}" >"$DIR/pgbench.out" 2>&1) ||
-        { cat "$DIR/pgbench.out" >&2; exit 1; }
-    cat "$DIR"/log/pgbench_log.* | awk -v run="$run" '{n[$4]++; s[$4] += $3} END {for (k in n) print run, k, s[k] / n[k]}'
-done | python3 -c '
-import collections, statistics, sys
-names = sys.argv[1].split()
-latency = collections.defaultdict(dict)
-for line in sys.stdin:
-    run, script, mean = line.split()
-    latency[int(script)][run] = float(mean)
-runs = sorted(latency[0])
-print("\n| statement | mean latency (us), per run | x the reference (median of runs) |")
-print("|---|---|---:|")
-for script, name in enumerate(names):
-    speed = [latency[0][run] / latency[script][run] for run in runs]
-    means = " ".join(f"{latency[script][run]:.0f}" for run in runs)
-    print(f"| {name[2:-4]} | {means} | {statistics.median(speed):.2f} |")
-' "$scripts"
+mixed_table "$S" "$DIR/log" "$RUNS" "$SECONDS_PER_RUN"

@@ -308,3 +308,26 @@ coordinator -c "TRUNCATE conversation" >/dev/null
 refused=$(coordinator -c "SELECT * FROM conversation_list('old1', 1, '$position')" 2>&1 || true)
 grep -q "position was returned before table conversation was truncated" <<<"$refused" || fail "a position from before TRUNCATE was not refused: $refused"
 echo "ok: departures and TRUNCATE reach the lists on the workers"
+
+# The channel table distributed by a DBA in another way (by channel_id: each node holds some
+# channel rows, not all): conversation_distribute refuses it (55000), and a large membership read
+# on a node is refused (55000), never derived from a node's partial copy.
+coordinator -c "DROP EXTENSION pg_conversation CASCADE" -c "CREATE EXTENSION pg_conversation" \
+    -c "SELECT count(*) FROM get_or_create_conversations('hg', 2, ARRAY['h1', 'h2'])" \
+    -c "SET citus.enable_unsafe_triggers = on" -c "SELECT create_distributed_table('conversation_channel', 'channel_id')" >/dev/null
+refused=$(coordinator -c "\set VERBOSITY verbose" -c "SELECT * FROM conversation_distribute(8)" 2>&1 || true)
+grep -q "55000.*table conversation_channel is a Citus table, but not a reference table" <<<"$refused" ||
+    fail "conversation_distribute took a channel table distributed by channel_id: $refused"
+# (conversation_distribute ran in one transaction: the table stayed as it was, local.) The
+# conversation table distributed by hand, a large membership and its channel row made by hand.
+coordinator -c "SET citus.enable_unsafe_triggers = on" -c "SELECT create_distributed_table('conversation', 'uid')" \
+    -c "SELECT truncate_local_data_after_distributing_table('conversation')" \
+    -c "INSERT INTO conversation_channel (channel_id, channel_type, last_msg_seq, updated_at) VALUES ('hg', 2, 5, now())" \
+    -c "UPDATE conversation SET large = true WHERE channel_id = 'hg'" >/dev/null
+# On every node: each worker holds shards of the channel table, none all of its rows.
+for p in "$PORT" $((PORT + 1)) $((PORT + 2)); do
+    refused=$(node "$p" -c "\set VERBOSITY verbose" -c "SELECT * FROM find_conversation('h1', 'hg', 2)" 2>&1 || true)
+    grep -q "55000.*holds no copy of table conversation_channel" <<<"$refused" ||
+        fail "port $p: a large membership was read with the channel table distributed by channel_id: $refused"
+done
+echo "ok: a channel table distributed otherwise than as a reference table is refused (55000), by conversation_distribute and by reads"

@@ -380,12 +380,12 @@ pub fn large_channel_on_citus() -> ! {
     )
 }
 
-/// On Citus, this node holds no placement of the reference table conversation_channel.
+/// On Citus, this node holds no copy of the channel table: not a reference table, or none here.
 pub fn channel_placement_missing() -> ! {
     raise(
         PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-        "this node holds no placement of table conversation_channel, so the conversations of large channels cannot be read here".into(),
-        Some("Citus keeps a reference table on every node in its metadata: add this node (citus_set_coordinator_host on a coordinator), or run replicate_reference_tables()."),
+        "this node holds no copy of table conversation_channel, so the conversations of large channels cannot be read here".into(),
+        Some("It must be a Citus reference table (conversation_distribute makes it one; undistribute_table first if it was distributed otherwise), with a placement on this node: add the node to the metadata (citus_set_coordinator_host on a coordinator), or run replicate_reference_tables()."),
     )
 }
 

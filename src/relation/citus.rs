@@ -151,7 +151,7 @@ pub fn local_shard(relid: pg_sys::Oid, schema: pg_sys::Oid, value: pg_sys::Datum
 
 /// This node's placement of the reference table `relid` (one shard, a placement on every node
 /// in the metadata): its relation OID here, or None where this node has none (a coordinator not
-/// in the metadata: `citus_set_coordinator_host`). Asked of Citus's catalog on every version:
+/// in the metadata: `citus_set_coordinator_host`) or the table is not a reference table. Asked of Citus's catalog on every version:
 /// callers remember the answer until the table changes (channel_table.rs).
 pub fn reference_placement(relid: pg_sys::Oid) -> Option<pg_sys::Oid> {
     if !citus_here() {
@@ -188,10 +188,14 @@ mod catalog {
         WHERE p.shardid = pg_catalog.get_shard_id_for_distribution_column($1, $2)
         AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";
 
-    /// The reference table's placement in this node's group, as LOCAL_SHARD names it.
+    /// The table's placement in this node's group, as LOCAL_SHARD names it, if it is a reference
+    /// table (one shard, replicated to every node: partition method 'n', replication model 't';
+    /// a table distributed otherwise has no copy of every row here).
     const REFERENCE_PLACEMENT: &CStr = c"SELECT pg_catalog.to_regclass(pg_catalog.shard_name($1, p.shardid, false))::pg_catalog.oid
-        FROM pg_catalog.pg_dist_shard AS s JOIN pg_catalog.pg_dist_placement AS p ON p.shardid = s.shardid
-        WHERE s.logicalrelid = $1
+        FROM pg_catalog.pg_dist_partition AS d
+        JOIN pg_catalog.pg_dist_shard AS s ON s.logicalrelid = d.logicalrelid
+        JOIN pg_catalog.pg_dist_placement AS p ON p.shardid = s.shardid
+        WHERE d.logicalrelid = $1 AND d.partmethod = 'n' AND d.repmodel = 't'
         AND p.groupid = (SELECT g.groupid FROM pg_catalog.pg_dist_local_group AS g)";
 
     thread_local! {

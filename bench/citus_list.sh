@@ -36,22 +36,14 @@ sql -c "CREATE INDEX conversation_bench_idx ON conversation (uid, updated_at DES
 [ "$(sql -c "SELECT count(*) FROM conversation_list('u2', NULL, NULL, 20)")" = 20 ] || { echo "FAILED: u2's first page"; exit 1; }
 [ "$(sql -c "SELECT count(*) FROM conversation WHERE uid = 'u2' AND large")" = 20 ] || { echo "FAILED: u2's large channels"; exit 1; }
 
-# A position after a whole first pass, as a client holds it.
-position() {
-    local position="" page
-    while page=$(sql -c "SELECT position FROM conversation_list('$1', NULL, NULLIF('$position', ''), 100)" | tail -1) && [ -n "$page" ]; do
-        position=$page
-    done
-    echo "$position"
-}
 S=$DIR/scripts
 mkdir -p "$S" "$DIR/log"
 echo "SELECT * FROM conversation WHERE uid = 'u2' ORDER BY updated_at DESC LIMIT 20;" >"$S/0-reference.sql"
 echo "SELECT * FROM conversation_list('u1', NULL, NULL, 20);" >"$S/1-first-page-50-chats.sql"
 echo "SELECT * FROM conversation_list('u2', NULL, NULL, 20);" >"$S/2-first-page-50-chats-20-large.sql"
 echo "SELECT * FROM conversation_unread('u2');" >"$S/3-badge-50-chats-20-large.sql"
-echo "SELECT * FROM conversation_list('u1', NULL, '$(position u1)', 20);" >"$S/4-sync-nothing-changed-50-chats.sql"
-echo "SELECT * FROM conversation_list('u2', NULL, '$(position u2)', 20);" >"$S/5-sync-nothing-changed-50-chats-20-large.sql"
+echo "SELECT * FROM conversation_list('u1', NULL, '$(position_after_first_pass u1)', 20);" >"$S/4-sync-nothing-changed-50-chats.sql"
+echo "SELECT * FROM conversation_list('u2', NULL, '$(position_after_first_pass u2)', 20);" >"$S/5-sync-nothing-changed-50-chats-20-large.sql"
 chmod 755 "$DIR" "$DIR/log"
 
 echo "## The list on Citus: $(sql -c 'SHOW server_version'), Citus $(sql -c "SELECT extversion FROM pg_extension WHERE extname = 'citus'"), $RUNS runs of $SECONDS_PER_RUN s, 2 clients, through the coordinator"

@@ -7,6 +7,8 @@
 #                                           name, logging into LOG; prints each statement's mean
 #                                           latency per run and its speed x the reference
 #                                           (median of runs) as a Markdown table.
+#   position_after_first_pass UID           the position a client holds after listing all of
+#                                           UID's conversations, page by page (for a sync).
 mixed_table() {
     local scripts=$1 log=$2 runs=$3 seconds=$4 names run f
     names=$(ls "$scripts")
@@ -32,4 +34,13 @@ for script, name in enumerate(names):
     means = " ".join(f"{latency[script][run]:.0f}" for run in runs)
     print(f"| {name[2:-4]} | {means} | {statistics.median(speed):.2f} |")
 ' "$names"
+}
+
+position_after_first_pass() {
+    local position="" page
+    while page=$(psql -X -At -c "SELECT position FROM conversation_list('$1', NULL, NULLIF('$position', ''), 100)" | tail -1) &&
+        [ -n "$page" ]; do
+        position=$page
+    done
+    echo "$position"
 }

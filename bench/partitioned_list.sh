@@ -36,16 +36,8 @@ ANALYZE conversation;
 SQL
 [ "$(psql -X -At -c "SELECT count(*) FROM new_list('u7', NULL, NULL, 20)")" = 20 ] || { echo "FAILED: a first page"; exit 1; }
 
-# A position after a whole first pass, as a client holds it.
-position() {
-    local position="" page
-    while page=$(psql -X -At -c "SELECT position FROM conversation_list('u7', NULL, NULLIF('$position', ''), 100)" | tail -1) && [ -n "$page" ]; do
-        position=$page
-    done
-    echo "$position"
-}
 S=$DIR/scripts
-synced=$(position)
+synced=$(position_after_first_pass u7)
 echo "SELECT * FROM conversation WHERE uid = 'u7' ORDER BY updated_at DESC LIMIT 20;" >"$S/0-reference.sql"
 echo "SELECT * FROM old_list('u7', NULL, NULL, 20);" >"$S/1-first-page-old.sql"
 echo "SELECT * FROM new_list('u7', NULL, NULL, 20);" >"$S/2-first-page-new.sql"

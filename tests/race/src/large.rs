@@ -21,7 +21,7 @@ use std::thread;
 use postgres::{Client, IsolationLevel, NoTls};
 
 use crate::retry::Tally;
-use crate::{at_levels, Options, LEVELS};
+use crate::{at_levels, on_citus, Options, LEVELS};
 
 /// At least this many messages, and more until the channel changed mode this often.
 const MESSAGES: i64 = 150;
@@ -30,12 +30,7 @@ const CHANGES: i64 = 10;
 pub fn races(options: &Options) -> (usize, usize) {
     // Citus runs no SERIALIZABLE transaction across nodes: a worker's serialization failure at
     // commit comes back as XX000 ("could not commit transaction for shard").
-    let citus: bool = Client::connect(&options.dsn, NoTls)
-        .expect("connect")
-        .query_one("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", &[])
-        .expect("the extensions")
-        .get(0);
-    let levels = if citus { &LEVELS[..2] } else { &LEVELS[..] };
+    let levels = if on_citus(&options.dsn) { &LEVELS[..2] } else { &LEVELS[..] };
     at_levels(levels, |name, level| race(options, name, level))
 }
 

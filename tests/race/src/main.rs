@@ -72,6 +72,15 @@ pub const LEVELS: [(&str, IsolationLevel); 3] = [
     ("serializable", IsolationLevel::Serializable),
 ];
 
+/// Whether the database of `dsn` is a Citus cluster's (the races that differ there ask).
+pub fn on_citus(dsn: &str) -> bool {
+    Client::connect(dsn, NoTls)
+        .expect("connect")
+        .query_one("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", &[])
+        .expect("the extensions")
+        .get(0)
+}
+
 /// Runs `race` at each of `levels` and reports each: (passed, failed).
 pub fn at_levels(levels: &[(&str, IsolationLevel)], race: impl Fn(&str, IsolationLevel) -> Vec<String>) -> (usize, usize) {
     let passed = levels.iter().filter(|&&(name, level)| report(name, &race(name, level))).count();

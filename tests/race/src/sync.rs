@@ -25,7 +25,7 @@ use std::time::Duration;
 use postgres::{Client, IsolationLevel, NoTls};
 
 use crate::retry::Random;
-use crate::{at_levels, Options, LEVELS};
+use crate::{at_levels, on_citus, Options, LEVELS};
 
 const USERS: usize = 4;
 const CHANNELS: usize = 12;
@@ -62,11 +62,7 @@ fn race(options: &Options, level_name: &str, level: IsolationLevel) -> Vec<Strin
     // --failover: set once the standby is promoted; everyone then uses it.
     let promoted = Arc::new(AtomicBool::new(false));
     let failover_to = options.failover.then(|| options.standby.clone().expect("--failover needs --standby"));
-    let citus = Client::connect(&options.dsn, NoTls)
-        .expect("connect")
-        .query_one("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')", &[])
-        .expect("the extensions")
-        .get::<_, bool>(0);
+    let citus = on_citus(&options.dsn);
 
     let writer_handles: Vec<_> = (0..writers)
         .map(|w| {
